@@ -1,0 +1,24 @@
+from django.urls import path
+from django.utils.translation import gettext_lazy as _
+from oscar.core.application import OscarConfig
+
+
+class FashionAIConfig(OscarConfig):
+    """Storefront pages, JSON API, signal receivers and tasks of oscar-fashion-ai."""
+
+    name = "oscar_fashion_ai"
+    label = "oscar_fashion_ai"
+    namespace = "fashion-ai"
+    verbose_name = _("Fashion AI")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import receivers  # noqa: F401  (connects the signal receivers)
+
+    def get_urls(self):
+        from . import views
+
+        urls = [
+            path("api/health/", views.health, name="api-health"),
+        ]
+        return self.post_process_urls(urls)

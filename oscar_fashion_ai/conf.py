@@ -1,0 +1,69 @@
+"""The one place that documents the plugin's settings.
+
+A shop overrides any of these with a ``FASHION_AI`` dict in its Django settings;
+keys it leaves out keep the defaults below. Read settings with :func:`get`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+#: Default location of the CC0 clothing data set, relative to the project root.
+DEFAULT_DATASET = Path("..") / "shared" / "datasets" / "clothing-dataset"
+
+DEFAULTS: dict[str, object] = {
+    # Catalog import ---------------------------------------------------------
+    # Where `fashion_load_catalog` reads from when --source is not given.
+    # None means: the FASHION_AI_DATASET environment variable, else
+    # ../shared/datasets/clothing-dataset when it exists.
+    "DATASET_PATH": None,
+    # Labels that are not product categories and are skipped on import.
+    "IGNORED_LABELS": ("Not sure", "Skip", "Other"),
+    # Name of the Oscar product class imported products belong to.
+    "PRODUCT_CLASS": "Clothing",
+    # Name of the partner that holds imported stock records.
+    "PARTNER": "Fashion AI Demo",
+    # Currency of imported prices.
+    "CURRENCY": "EUR",
+    # Image2Vec ---------------------------------------------------------------
+    # Embedding backbone name (see oscar_fashion_ai.ml.backbones).
+    "EMBEDDER": "lite0-fashion",
+    # Weights file for the embedder; None uses the weights shipped in the package.
+    "EMBEDDER_WEIGHTS": None,
+    # torch intra-op threads for inference in web and worker processes (0 = torch default).
+    "TORCH_THREADS": 0,
+    # Images per forward pass in the indexing task.
+    "BATCH_SIZE": 32,
+    # Default and maximum number of results returned by the search endpoints.
+    "DEFAULT_K": 12,
+    "MAX_K": 100,
+    # Largest accepted upload in bytes, and largest accepted image in pixels.
+    "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+    "MAX_IMAGE_PIXELS": 40_000_000,
+    # Number of similar products shown on the product page (0 hides the section).
+    "SIMILAR_PRODUCTS": 8,
+    # Celery queue the indexing tasks go to.
+    "QUEUE": "celery",
+}
+
+
+def get(name: str):
+    """Return the value of one ``FASHION_AI`` setting, falling back to its default."""
+    if name not in DEFAULTS:
+        raise KeyError(f"Unknown FASHION_AI setting {name!r}; known: {', '.join(sorted(DEFAULTS))}")
+    overrides = getattr(settings, "FASHION_AI", {}) or {}
+    return overrides.get(name, DEFAULTS[name])
+
+
+def dataset_path() -> Path | None:
+    """The default catalog/training source: setting, then env var, then the shared CC0 set."""
+    import os
+
+    configured = get("DATASET_PATH") or os.environ.get("FASHION_AI_DATASET")
+    if configured:
+        return Path(configured)
+    base = Path(getattr(settings, "BASE_DIR", Path.cwd()))
+    candidate = (base / DEFAULT_DATASET).resolve()
+    return candidate if candidate.exists() else None

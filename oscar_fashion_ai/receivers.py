@@ -1,0 +1,1 @@
+"""Signal receivers: keep the vector index fresh as products and images change."""
