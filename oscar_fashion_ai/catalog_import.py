@@ -12,7 +12,6 @@ can find it again) and whose category is the label. Re-running updates in place.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -26,19 +25,12 @@ from oscar.core.loading import get_model
 from PIL import Image, UnidentifiedImageError
 
 from . import conf
+from .ml.datasets import Record, SourceError, read_records  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 #: Max UPC length in Oscar; source ids longer than this are hashed.
 UPC_MAX = 64
-
-
-@dataclass(frozen=True)
-class Record:
-    source_id: str
-    label: str
-    path: Path
 
 
 @dataclass
@@ -67,48 +59,6 @@ class ImportReport:
             if len(items) > 20:
                 lines.append(f"  ... and {len(items) - 20} more {kind}")
         return "\n".join(lines)
-
-
-class SourceError(ValueError):
-    """The source is not a layout we understand."""
-
-
-def read_records(source: Path) -> list[Record]:
-    """List the records of ``source`` in a stable order (either layout)."""
-    source = Path(source)
-    if not source.is_dir():
-        raise SourceError(f"{source} is not a directory")
-    csv_path = source / "images.csv"
-    if csv_path.exists():
-        with csv_path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"image", "label"} <= set(reader.fieldnames):
-                raise SourceError(f"{csv_path} needs 'image' and 'label' columns, found {reader.fieldnames}")
-            records = []
-            for row in reader:
-                image_id = (row.get("image") or "").strip()
-                label = (row.get("label") or "").strip()
-                if not image_id:
-                    continue
-                records.append(Record(image_id, label, _csv_image_path(source, image_id)))
-        return records
-    records = []
-    for category_dir in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(category_dir.iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                records.append(Record(f"{category_dir.name}/{path.stem}", category_dir.name, path))
-    if not records:
-        raise SourceError(f"{source} has neither images.csv nor <category>/<image> folders")
-    return records
-
-
-def _csv_image_path(source: Path, image_id: str) -> Path:
-    images = source / "images"
-    for ext in (".jpg", ".jpeg", ".png"):
-        candidate = images / f"{image_id}{ext}"
-        if candidate.exists():
-            return candidate
-    return images / f"{image_id}.jpg"
 
 
 def upc_for(source_id: str) -> str:
@@ -158,7 +108,11 @@ class CatalogImporter:
         self._categories: dict[str, object] = {}
 
     def run(self, source: Path, limit: int | None = None) -> ImportReport:
+        import warnings
+
         from tqdm import tqdm
+
+        warnings.filterwarnings("ignore", message="update is not implemented in this backend")
 
         records = read_records(source)
         report = ImportReport()
@@ -177,7 +131,7 @@ class CatalogImporter:
         existing = {
             p.upc: p
             for p in self.Product.objects.filter(upc__in=[upc_for(r.source_id) for r in wanted]).prefetch_related(
-                "images", "categories", "stockrecords"
+                "productcategory_set", "stockrecords"
             )
         }
         batch = 200
@@ -258,7 +212,8 @@ class CatalogImporter:
             report.unchanged += 1
 
     def _sync_image(self, product, record: Record, created: bool) -> bool:
-        images = [] if created else sorted(product.images.all(), key=lambda i: i.display_order)
+        # Query fresh (not prefetched): Oscar's ProductImage.delete() re-saves the product's cached images.
+        images = [] if created else list(self.ProductImage.objects.filter(product_id=product.pk).order_by("display_order", "pk"))
         primary = images[0] if images else None
         checksum = file_sha1(record.path)
         if primary is not None:

@@ -98,6 +98,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("FASHION_MEDIA_ROOT", VAR_DIR / "media"))
 SERVE_MEDIA = env_bool("DJANGO_SERVE_MEDIA", DEBUG)

@@ -1,0 +1,64 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from oscar_fashion_ai import conf, index
+
+
+class Command(BaseCommand):
+    help = "Queue (or, with --sync, run in-process) Image2Vec indexing of products."
+
+    def add_arguments(self, parser):
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument("--all", dest="scope", action="store_const", const="all", help="Every product.")
+        scope.add_argument("--stale", dest="scope", action="store_const", const="stale",
+                           help="Products never indexed, pending, or indexed by another model (default).")
+        scope.add_argument("--failed", dest="scope", action="store_const", const="failed",
+                           help="Products whose last attempt failed.")
+        parser.add_argument("--category", help="Only products in the category with this slug.")
+        parser.add_argument("--sync", action="store_true", help="Embed in this process; no broker or worker needed.")
+        parser.set_defaults(scope="stale")
+
+    def handle(self, *args, scope, category=None, sync=False, **options):
+        from oscar.core.loading import get_model
+
+        if category and not get_model("catalogue", "Category").objects.filter(slug=category).exists():
+            raise CommandError(f"No category with slug {category!r}.")
+        started = time.monotonic()
+        if not sync:
+            ids = index.products_needing_index(scope, category)
+            try:
+                count = index.request_reindex(scope=scope, requested_by="fashion_reindex", product_ids=ids
+                                              if scope == "all" else None, category_slug=category)
+            except index.BrokerUnavailable as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(self.style.SUCCESS(f"Queued {count} products ({scope}); a worker will index them."))
+            return
+        from tqdm import tqdm
+
+        from oscar_fashion_ai import embedding
+        from oscar_fashion_ai.models import IndexRun
+
+        try:
+            info = embedding.model_info()
+        except embedding.ModelUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        if embedding.ensure_dimensions(info.dim):
+            self.stdout.write(f"Resized the index to {info.dim}-d vectors; every product will be reindexed.")
+            scope = "all" if scope == "stale" else scope
+        ids = index.products_needing_index(scope, category)
+        totals = {"indexed": 0, "skipped": 0, "failed": 0}
+        batch = max(int(conf.get("BATCH_SIZE")), 1)
+        with tqdm(total=len(ids), desc="Indexing", unit="product", disable=options["verbosity"] < 1) as bar:
+            for start in range(0, len(ids), batch):
+                chunk = ids[start : start + batch]
+                for key, value in embedding.embed_products(chunk, force=(scope != "stale")).items():
+                    totals[key] += value
+                bar.update(len(chunk))
+        IndexRun.objects.create(requested_by="fashion_reindex --sync", scope=scope, products=len(ids))
+        elapsed = time.monotonic() - started
+        self.stdout.write(self.style.SUCCESS(
+            f"{len(ids)} products in {elapsed:.1f} s: indexed {totals['indexed']}, unchanged {totals['skipped']}, "
+            f"failed {totals['failed']} (model {info.version})."))
+        if totals["failed"]:
+            self.stdout.write("Failures are listed on the dashboard's Fashion AI page and in the admin.")

@@ -1,0 +1,61 @@
+"""Celery tasks. Idempotent, acked late, rejected (redelivered) if the worker dies mid-batch."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from . import conf
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+@shared_task(
+    name="oscar_fashion_ai.embed_products",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def embed_products(product_ids, force=False):
+    """Embed a batch of products in one forward pass and store their vectors."""
+    from .embedding import embed_products as run
+
+    counts = run(product_ids, force=force)
+    logger.info("Fashion AI: embedded batch of %d: %s", len(product_ids), counts)
+    return counts
+
+
+def mark_pending(product_ids):
+    from .embedding import mark_pending as run
+
+    run(product_ids)
+
+
+def enqueue_embedding(product_ids, force=False):
+    """Publish embedding work in batches of ``FASHION_AI["BATCH_SIZE"]``. Raises if the broker is down."""
+    ids = sorted(set(int(pk) for pk in product_ids))
+    size = max(int(conf.get("BATCH_SIZE")), 1)
+    for start in range(0, len(ids), size):
+        embed_products.apply_async(
+            args=[ids[start : start + size]], kwargs={"force": force}, queue=conf.get("QUEUE"),
+            retry=True, retry_policy=PUBLISH_RETRY,
+        )
+    return len(ids)
+
+
+def enqueue_embedding_quietly(product_ids, force=False):
+    """For signal receivers: never raise into the request. Pending rows stay for ``fashion_reindex --stale``."""
+    try:
+        enqueue_embedding(product_ids, force=force)
+    except Exception as exc:  # noqa: BLE001 - any broker failure
+        logger.error("Fashion AI: broker unavailable, %d products left pending for the next sweep: %s",
+                     len(product_ids), exc)

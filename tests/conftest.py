@@ -1,0 +1,94 @@
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+COLOURS = {"Shirt": (200, 30, 30), "Pants": (30, 30, 200), "Shoes": (30, 160, 30)}
+
+
+def make_image(kind: str, seed: int, size=(96, 128), fmt="JPEG") -> bytes:
+    """A small synthetic 'product photo': a coloured silhouette per category on a light background."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", size, (235 + rng.randint(0, 20), 235, 235))
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(img)
+    colour = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in COLOURS.get(kind, (120, 120, 120)))
+    w, h = size
+    if kind == "Shirt":
+        draw.rectangle([w * 0.25, h * 0.2, w * 0.75, h * 0.85], fill=colour)
+        draw.rectangle([w * 0.05, h * 0.2, w * 0.95, h * 0.4], fill=colour)
+    elif kind == "Pants":
+        draw.rectangle([w * 0.3, h * 0.1, w * 0.48, h * 0.95], fill=colour)
+        draw.rectangle([w * 0.52, h * 0.1, w * 0.7, h * 0.95], fill=colour)
+        draw.rectangle([w * 0.3, h * 0.1, w * 0.7, h * 0.3], fill=colour)
+    else:
+        draw.ellipse([w * 0.1, h * 0.55, w * 0.9, h * 0.85], fill=colour)
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def csv_dataset(tmp_path):
+    """A tiny data set in the CC0 layout: 3 categories x 4 images, an ignored label, a corrupt and a missing image."""
+    root = tmp_path / "clothing"
+    (root / "images").mkdir(parents=True)
+    rows = ["image,sender_id,label,kids"]
+    n = 0
+    for label in COLOURS:
+        for i in range(4):
+            image_id = f"{label.lower()}-{i:04d}-0000-0000-000000000000"
+            (root / "images" / f"{image_id}.jpg").write_bytes(make_image(label, n))
+            rows.append(f"{image_id},1,{label},False")
+            n += 1
+    (root / "images" / "ignored-1.jpg").write_bytes(make_image("Shirt", 99))
+    rows.append("ignored-1,1,Not sure,False")
+    (root / "images" / "corrupt-1.jpg").write_bytes(make_image("Shirt", 98)[:300])
+    rows.append("corrupt-1,1,Shirt,False")
+    rows.append("missing-1,1,Pants,False")
+    (root / "images.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A small embedder (ImageNet Lite0 trunk at 64 px, seeded projection) saved like a trained model."""
+    from oscar_fashion_ai.ml import backbones, weights
+
+    torch.manual_seed(0)
+    model = backbones.build("lite0", dim=256, image_size=64, pretrained=True)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    digest = weights.save(model, path, {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1"})
+    path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest}))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fashion_settings(settings, tiny_weights, tmp_path_factory):
+    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights)}
+    import os
+
+    os.environ.setdefault("FASHION_AI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+
+
+@pytest.fixture
+def celery_worker_thread(transactional_db):
+    """A real Celery worker consuming from Redis (in a thread, solo pool) for the duration of a test."""
+    from celery.contrib.testing.worker import start_worker
+
+    import celery.contrib.testing.tasks  # noqa: F401  (registers the ping task the worker checks)
+    from shop.celery import app
+
+    app.control.purge()
+    with start_worker(app, pool="solo", loglevel="WARNING", perform_ping_check=True, shutdown_timeout=30) as worker:
+        yield worker
+
+
+def rgb_close(a, b):
+    return np.allclose(a, b, atol=1e-4)

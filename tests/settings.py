@@ -1,0 +1,14 @@
+"""Test settings: the demo store's settings with an isolated broker database and media folder."""
+
+import os
+import tempfile
+
+from shop.settings import *  # noqa: F401,F403
+
+# Redis database 15, so a demo worker on database 0 never takes test tasks.
+CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+MEDIA_ROOT = tempfile.mkdtemp(prefix="fashion-ai-test-media-")
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+FASHION_AI = {"BATCH_SIZE": 8}
+LOGGING = {"version": 1, "disable_existing_loggers": False}
