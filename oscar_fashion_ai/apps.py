@@ -19,6 +19,9 @@ class FashionAIConfig(OscarConfig):
         from . import views
 
         urls = [
+            path("search/photo/", views.photo_search, name="photo-search"),
             path("api/health/", views.health, name="api-health"),
+            path("api/products/<int:pk>/similar/", views.api_similar, name="api-similar"),
+            path("api/search/photo/", views.api_photo, name="api-photo"),
         ]
         return self.post_process_urls(urls)

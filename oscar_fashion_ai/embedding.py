@@ -87,6 +87,8 @@ def ensure_dimensions(dim: int) -> bool:
         return False
     table = connection.ops.quote_name(ProductEmbedding._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
+        # Flush deferred FK checks first: PostgreSQL refuses ALTER TABLE with pending trigger events.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("DROP INDEX IF EXISTS fashion_ai_embedding_hnsw")
         cursor.execute(f"UPDATE {table} SET vector = NULL, status = 'pending'")
         cursor.execute(f"ALTER TABLE {table} ALTER COLUMN vector TYPE vector({int(dim)})")
@@ -94,6 +96,7 @@ def ensure_dimensions(dim: int) -> bool:
             f"CREATE INDEX fashion_ai_embedding_hnsw ON {table} USING hnsw (vector vector_cosine_ops) "
             "WITH (m = 16, ef_construction = 64)"
         )
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     logger.warning("Fashion AI: resized the vector index to %d dimensions", dim)
     return True
 

@@ -116,7 +116,7 @@ class GeM(nn.Module):
         self.p = nn.Parameter(torch.tensor(float(p)))
 
     def forward(self, x):
-        return F.avg_pool2d(x.clamp(min=1e-6).pow(self.p), x.shape[-2:]).pow(1.0 / self.p).flatten(1)
+        return x.clamp(min=1e-6).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
 
 
 class EmbeddingNet(nn.Module):

@@ -1,0 +1,116 @@
+"""Nearest-neighbour queries over the pgvector index (HNSW, cosine distance)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from django.db import transaction
+from oscar.core.loading import get_model
+from pgvector.django import CosineDistance
+
+from . import conf, embedding
+
+logger = logging.getLogger(__name__)
+
+
+class SearchUnavailable(RuntimeError):
+    """Search cannot run (no model, or an index built by another model); the message says what to do."""
+
+
+def clamp_k(value, default=None) -> int:
+    """Parse a user-supplied ``k``. Raises ValueError with a user-facing message."""
+    maximum = int(conf.get("MAX_K"))
+    if value in (None, ""):
+        return int(default or conf.get("DEFAULT_K"))
+    try:
+        k = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ValueError("k must be a whole number.") from None
+    if not 1 <= k <= maximum:
+        raise ValueError(f"k must be between 1 and {maximum}.")
+    return k
+
+
+def _ready_version():
+    try:
+        info = embedding.model_info()
+    except embedding.ModelUnavailable as exc:
+        raise SearchUnavailable(str(exc)) from exc
+    try:
+        embedding.check_index(info)
+    except embedding.IndexMismatch as exc:
+        raise SearchUnavailable(str(exc)) from exc
+    return info
+
+
+def nearest(vector, k: int, exclude_ids=(), category=None):
+    """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score)."""
+    from .models import ProductEmbedding
+
+    info = _ready_version()
+    vector = np.asarray(vector, dtype=np.float32)
+    if vector.shape != (info.dim,):
+        raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
+    qs = (
+        ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED, model_version=info.version,
+                                        product__is_public=True, product__stockrecords__num_in_stock__gt=0)
+        .exclude(product_id__in=list(exclude_ids))
+        .annotate(distance=CosineDistance("vector", vector))
+        .order_by("distance")
+        .select_related("product")
+    )
+    if category is not None:
+        qs = qs.filter(product__categories__in=category.get_descendants_and_self())
+    # The HNSW scan must happen inside the transaction that set its parameters (see README).
+    with transaction.atomic():
+        rows = list(qs.distinct()[: k * 2 if category is not None else k])
+    seen, out = set(), []
+    for row in rows:
+        if row.product_id in seen:
+            continue
+        seen.add(row.product_id)
+        out.append((row.product, 1.0 - float(row.distance)))
+    return out[:k]
+
+
+def similar_products(product, k: int):
+    """Products that look like ``product`` (empty when it has no vector yet)."""
+    from .models import ProductEmbedding
+
+    row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
+        "vector", "model_version").first()
+    if row is None or row.vector is None:
+        return []
+    return nearest(row.vector, k, exclude_ids=[product.pk])
+
+
+def search_by_image(rgb_image, k: int, category=None):
+    vector = embedding.get_embedder().embed_images([rgb_image])[0]
+    return nearest(vector, k, category=category)
+
+
+def result_dicts(results, request=None):
+    """The JSON shape shared by every search endpoint."""
+    out = []
+    for product, score in results:
+        image = product.primary_image()
+        original = getattr(image, "original", None)
+        image_url = original.url if original and getattr(original, "name", None) else None
+        url = product.get_absolute_url()
+        if request is not None:
+            url = request.build_absolute_uri(url)
+            image_url = request.build_absolute_uri(image_url) if image_url else None
+        out.append({"product_id": product.pk, "title": product.get_title(), "url": url, "image_url": image_url,
+                    "score": round(float(score), 6)})
+    return out
+
+
+def category_by_slug(slug):
+    if not slug:
+        return None
+    Category = get_model("catalogue", "Category")
+    category = Category.objects.filter(slug=slug).first()
+    if category is None:
+        raise ValueError(f"Unknown category {slug!r}.")
+    return category

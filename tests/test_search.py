@@ -1,0 +1,156 @@
+"""Similar products, search by photo and the JSON API on a tiny catalog indexed with the tiny model."""
+
+import io
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from oscar.core.loading import get_model
+from PIL import Image
+
+from oscar_fashion_ai import embedding
+from oscar_fashion_ai.catalog_import import CatalogImporter
+from oscar_fashion_ai.models import ProductEmbedding
+from tests.conftest import make_image
+
+Product = get_model("catalogue", "Product")
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def indexed_catalog(csv_dataset, django_capture_on_commit_callbacks):
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    return Product.objects.order_by("pk")
+
+
+def test_sync_reindex_indexes_every_product(indexed_catalog):
+    assert ProductEmbedding.objects.filter(status="indexed").count() == 12
+    again = embedding.embed_products(list(indexed_catalog.values_list("pk", flat=True)))
+    assert again == {"indexed": 0, "skipped": 12, "failed": 0}  # idempotent
+
+
+def test_similar_products_are_ordered_by_cosine_similarity(client, indexed_catalog):
+    product = indexed_catalog.first()
+    response = client.get(reverse("fashion-ai:api-similar", args=[product.pk]), {"k": 5})
+    assert response.status_code == 200
+    body = response.json()
+    ids = [r["product_id"] for r in body["results"]]
+    assert product.pk not in ids and len(ids) == 5
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    # Same order as an exact computation over the stored vectors.
+    rows = {r.product_id: np.asarray(r.vector) for r in ProductEmbedding.objects.all()}
+    query = rows[product.pk]
+    exact = sorted((pk for pk in rows if pk != product.pk), key=lambda pk: -float(rows[pk] @ query))[:5]
+    assert ids == exact
+    assert body["model_version"] == embedding.model_info().version
+    assert set(body["results"][0]) == {"product_id", "title", "url", "image_url", "score"}
+
+
+def test_product_page_shows_similar_products_and_hides_them_without_index(client, indexed_catalog):
+    product = indexed_catalog.first()
+    page = client.get(product.get_absolute_url()).content.decode()
+    assert 'id="fashion-ai-similar"' in page
+    ProductEmbedding.objects.all().delete()
+    page = client.get(product.get_absolute_url())
+    assert page.status_code == 200 and 'id="fashion-ai-similar"' not in page.content.decode()
+
+
+def test_photo_search_api_and_page(client, indexed_catalog):
+    photo = make_image("Pants", 4321)
+    response = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(photo), "k": "3"})
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 3
+    page = client.post(reverse("fashion-ai:photo-search"), {"image": io.BytesIO(photo)})
+    assert page.status_code == 200 and 'id="fashion-ai-results"' in page.content.decode()
+    assert 'capture="environment"' in client.get(reverse("fashion-ai:photo-search")).content.decode()
+
+
+def png_bytes(mode, size=(40, 40), **kw):
+    img = Image.new(mode, size, **kw)
+    buf = io.BytesIO()
+    img.save(buf, "PNG" if mode != "CMYK" else "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "I;16", "CMYK", "L"])
+def test_unusual_image_modes_are_handled(client, indexed_catalog, mode):
+    response = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(png_bytes(mode))})
+    assert response.status_code == 200, response.content
+
+
+def test_exif_rotation_is_applied():
+    from oscar_fashion_ai.ml.preprocessing import open_image
+
+    img = Image.new("RGB", (60, 30), (255, 0, 0))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    assert open_image(buf.getvalue()).size == (30, 60)
+
+
+@pytest.mark.parametrize("payload,message", [
+    (b"this is not an image", "not an image"),
+    (make_image("Shirt", 1)[:200], "could not be decoded"),
+    (b"", "empty"),
+])
+def test_bad_uploads_get_a_clear_400_and_write_nothing(client, indexed_catalog, payload, message):
+    before = ProductEmbedding.objects.count()
+    response = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(payload)})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert ProductEmbedding.objects.count() == before
+
+
+def test_oversized_decompression_bomb_and_bad_k(client, indexed_catalog, settings):
+    settings.FASHION_AI = {**settings.FASHION_AI, "MAX_UPLOAD_BYTES": 1000}
+    response = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(make_image("Shirt", 1, size=(300, 300)))})
+    assert response.status_code == 400 and "larger than" in response.json()["error"]
+    settings.FASHION_AI = {**settings.FASHION_AI, "MAX_UPLOAD_BYTES": 10 * 1024 * 1024, "MAX_IMAGE_PIXELS": 1_000_000}
+    bomb = png_bytes("L", size=(4000, 4000))  # 16 MP of one colour compresses to a few KB
+    response = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(bomb)})
+    assert response.status_code == 400 and "too large" in response.json()["error"]
+    for bad in ("0", "-3", "abc", "100000", "1e3"):
+        r = client.get(reverse("fashion-ai:api-similar", args=[indexed_catalog.first().pk]), {"k": bad})
+        assert r.status_code == 400, bad
+    assert client.post(reverse("fashion-ai:api-photo"), {}).status_code == 400
+    assert client.get(reverse("fashion-ai:api-similar", args=[999999])).status_code == 404
+
+
+def test_model_mismatch_is_reported_and_fixed_by_reindex(client, indexed_catalog):
+    product = indexed_catalog.first()
+    ProductEmbedding.objects.update(model_version="some-older-model")
+    response = client.get(reverse("fashion-ai:api-similar", args=[product.pk]))
+    assert response.status_code == 503 and "fashion_reindex --all" in response.json()["error"]
+    call_command("fashion_reindex", "--stale", "--sync", verbosity=0)
+    assert client.get(reverse("fashion-ai:api-similar", args=[product.pk])).status_code == 200
+
+
+def test_dimension_change_resizes_the_column(indexed_catalog):
+    assert embedding.stored_dimensions() == 256
+    assert embedding.ensure_dimensions(128)
+    assert embedding.stored_dimensions() == 128
+    assert ProductEmbedding.objects.filter(status="indexed").count() == 0
+    with pytest.raises(embedding.IndexMismatch, match="256-d vectors but the index stores 128-d"):
+        embedding.check_index()
+    call_command("fashion_reindex", "--sync", verbosity=0)
+    assert embedding.stored_dimensions() == 256
+    assert ProductEmbedding.objects.filter(status="indexed").count() == 12
+
+
+def test_embedder_is_deterministic_and_normalised(tiny_weights):
+    from oscar_fashion_ai.ml.embedder import Embedder
+    from oscar_fashion_ai.ml.preprocessing import open_image
+
+    images = [open_image(make_image(k, i)) for i, k in enumerate(["Shirt", "Pants", "Shoes"])]
+    onnx = Embedder(tiny_weights, runtime="onnx")
+    torch_eager = Embedder(tiny_weights, runtime="torch")
+    a, b, c = onnx.embed_images(images), onnx.embed_images(images), torch_eager.embed_images(images)
+    assert a.shape == (3, 256) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(a, b)
+    assert np.allclose(a, c, atol=1e-4)
+    assert onnx.version == torch_eager.version and "-p1-" in onnx.version
