@@ -154,3 +154,19 @@ def test_embedder_is_deterministic_and_normalised(tiny_weights):
     assert np.array_equal(a, b)
     assert np.allclose(a, c, atol=1e-4)
     assert onnx.version == torch_eager.version and "-p1-" in onnx.version
+
+
+def test_evaluate_command_on_index_and_files(indexed_catalog, csv_dataset, capsys):
+    import json
+
+    from oscar_fashion_ai.ml import datasets
+
+    call_command("fashion_evaluate", "--task", "image", "--json")
+    result = json.loads(capsys.readouterr().out)
+    expected_queries = sum(datasets.is_test(p.upc) for p in indexed_catalog)
+    assert result["task"] == "image" and result["gallery"] == 12 and result["queries"] == expected_queries
+    assert 0.0 <= result["p_at_5"] <= 1.0 and 0.0 <= result["map_at_10"] <= 1.0
+    call_command("fashion_evaluate", "--task", "image", "--source", str(csv_dataset), "--json")
+    on_files = json.loads(capsys.readouterr().out)
+    assert on_files["gallery"] == 12  # the corrupt and the missing file are left out
+    assert set(on_files) >= {"task", "p_at_5", "map_at_10", "queries", "gallery", "model_version"}

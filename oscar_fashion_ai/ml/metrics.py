@@ -7,15 +7,18 @@ import numpy as np
 
 def neighbours(queries: np.ndarray, gallery: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``k`` most similar gallery rows per query; ``exclude[i]`` is the gallery index
-    of query i itself (left out), or -1."""
+    of query i itself (left out), or -1. ``k`` is capped at the number of candidates."""
+    k = max(0, min(k, len(gallery) - (1 if exclude is not None and (exclude >= 0).any() else 0)))
     out = np.empty((len(queries), k), dtype=np.int64)
+    if k == 0:
+        return out
     for start in range(0, len(queries), 256):
         sims = queries[start : start + 256] @ gallery.T
         if exclude is not None:
             rows = np.arange(sims.shape[0])
             own = exclude[start : start + 256]
             sims[rows[own >= 0], own[own >= 0]] = -np.inf
-        top = np.argpartition(-sims, kth=min(k, sims.shape[1] - 1), axis=1)[:, :k]
+        top = np.argpartition(-sims, kth=k - 1, axis=1)[:, :k]
         order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
         out[start : start + 256] = np.take_along_axis(top, order, axis=1)
     return out
@@ -23,17 +26,17 @@ def neighbours(queries: np.ndarray, gallery: np.ndarray, k: int, exclude: np.nda
 
 def precision_at_k(relevant: np.ndarray, k: int) -> float:
     """``relevant`` is a (Q, >=k) boolean matrix of ranked results."""
-    return float(relevant[:, :k].mean()) if len(relevant) else 0.0
+    return float(relevant[:, :k].mean()) if relevant[:, :k].size else 0.0
 
 
 def average_precision_at_k(relevant: np.ndarray, k: int) -> float:
     """mAP@k: per query, the mean of precision@i over the ranks i<=k that hold a relevant item,
     divided by min(k, number of relevant items found in the top k) (0 when none)."""
     rel = relevant[:, :k].astype(np.float64)
-    if not len(rel):
+    if not rel.size:
         return 0.0
     cum = np.cumsum(rel, axis=1)
-    ranks = np.arange(1, k + 1)
+    ranks = np.arange(1, rel.shape[1] + 1)
     precision = cum / ranks
     hits = rel.sum(axis=1)
     ap = np.where(hits > 0, (precision * rel).sum(axis=1) / np.maximum(hits, 1), 0.0)
