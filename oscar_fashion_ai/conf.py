@@ -67,3 +67,23 @@ def dataset_path() -> Path | None:
     base = Path(getattr(settings, "BASE_DIR", Path.cwd()))
     candidate = (base / DEFAULT_DATASET).resolve()
     return candidate if candidate.exists() else None
+
+
+def from_environment(environ) -> dict:
+    """``FASHION_AI_<KEY>`` environment variables as a partial ``FASHION_AI`` dict, typed like the defaults."""
+    out = {}
+    for key, default in DEFAULTS.items():
+        raw = environ.get(f"FASHION_AI_{key}")
+        if raw is None:
+            continue
+        if isinstance(default, bool):
+            out[key] = raw.strip().lower() in {"1", "true", "yes", "on"}
+        elif isinstance(default, int):
+            out[key] = int(raw)
+        elif isinstance(default, float):
+            out[key] = float(raw)
+        elif isinstance(default, tuple):
+            out[key] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        else:
+            out[key] = raw
+    return out

@@ -147,9 +147,13 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_MAX_RETRIES = 1
 
 # The plugin's settings: every key and its default lives in oscar_fashion_ai/conf.py.
+# Any key can also come from the environment as FASHION_AI_<KEY> (e.g. FASHION_AI_TORCH_THREADS=2).
 FASHION_AI = {}
 if os.environ.get("FASHION_AI_DATASET"):
     FASHION_AI["DATASET_PATH"] = os.environ["FASHION_AI_DATASET"]
+from oscar_fashion_ai.conf import from_environment  # noqa: E402
+
+FASHION_AI.update(from_environment(os.environ))
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,61 @@
+"""Shared helpers for benchmark scripts: machine description, result files, Django setup."""
+
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def spread(values) -> dict:
+    values = sorted(values)
+    return {"median": statistics.median(values), "min": values[0], "max": values[-1], "runs": len(values)}
+
+
+def percentile(values, q):
+    values = sorted(values)
+    idx = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
+    return values[idx]
+
+
+def write(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps(payload, indent=2))
+    return path
+
+
+def django_setup(settings="shop.settings"):
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings)
+    import django
+
+    django.setup()
+
+
+def dataset_path(arg=None) -> Path:
+    path = Path(arg or os.environ.get("FASHION_AI_DATASET") or ROOT / ".." / "shared" / "datasets" / "clothing-dataset")
+    if not path.exists():
+        raise SystemExit(f"data set not found at {path}; pass --source or set FASHION_AI_DATASET")
+    return path

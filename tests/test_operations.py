@@ -1,0 +1,83 @@
+"""Reindex from the dashboard button, the admin action and the command: staff only, CSRF enforced."""
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+from oscar.core.loading import get_model
+
+from oscar_fashion_ai.catalog_import import CatalogImporter
+from oscar_fashion_ai.models import IndexRun, ProductEmbedding
+
+Product = get_model("catalogue", "Product")
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def catalog(csv_dataset):
+    from shop.celery import app
+
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    yield Product.objects.order_by("pk")
+    app.control.purge()  # drop the tasks these tests queued (no worker runs here)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("staff", "staff@example.com", "pw", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def customer(django_user_model):
+    return django_user_model.objects.create_user("cust", "cust@example.com", "pw")
+
+
+def test_dashboard_reindex_button_is_staff_only_and_csrf_protected(catalog, staff, customer):
+    url = reverse("fashion-ai-dashboard:fashion-ai-reindex")
+    anonymous = Client(enforce_csrf_checks=True)
+    assert anonymous.post(url, {"scope": "all"}).status_code in (302, 403)
+    shopper = Client(enforce_csrf_checks=True)
+    shopper.force_login(customer)
+    assert shopper.post(url, {"scope": "all"}).status_code in (302, 403)
+    assert not IndexRun.objects.exists()
+    admin = Client(enforce_csrf_checks=True)
+    admin.force_login(staff)
+    assert admin.post(url, {"scope": "all"}).status_code == 403  # no CSRF token
+    assert not IndexRun.objects.exists()
+    page = admin.get(reverse("fashion-ai-dashboard:fashion-ai-index"))
+    token = page.cookies["csrftoken"].value
+    response = admin.post(url, {"scope": "all", "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    run = IndexRun.objects.get()
+    assert run.scope == "all" and run.products == 12 and run.requested_by == "staff"
+    assert ProductEmbedding.objects.filter(status="pending").count() == 12
+    bad = admin.post(url, {"scope": "everything", "csrfmiddlewaretoken": token}, follow=True)
+    assert "Unknown reindex scope" in bad.content.decode()
+    assert IndexRun.objects.count() == 1
+
+
+def test_admin_action_reindexes_selected_products(client, catalog, staff, customer):
+    url = reverse("admin:catalogue_product_changelist")
+    ids = [str(pk) for pk in catalog.values_list("pk", flat=True)[:3]]
+    client.force_login(customer)
+    refused = client.post(url, {"action": "reindex_selected", "_selected_action": ids})
+    assert refused.status_code == 302 and "login" in refused["Location"]
+    assert not IndexRun.objects.exists()
+    client.force_login(staff)
+    page = client.get(url)
+    assert "Reindex selected products" in page.content.decode()
+    response = client.post(url, {"action": "reindex_selected", "_selected_action": ids}, follow=True)
+    assert response.status_code == 200
+    assert IndexRun.objects.get().products == 3
+    # Failed rows are visible in the admin.
+    assert client.get(reverse("admin:oscar_fashion_ai_productembedding_changelist")).status_code == 200
+
+
+def test_reindex_command_validates_and_reports(catalog, capsys):
+    with pytest.raises(CommandError, match="No category"):
+        call_command("fashion_reindex", "--category", "no-such-category")
+    call_command("fashion_reindex", "--stale", "--category", "shirt", "--sync", verbosity=0)
+    out = capsys.readouterr().out
+    assert "4 products" in out and "indexed 4" in out
+    call_command("fashion_reindex", "--stale", verbosity=0)
+    assert "Queued 8 products" in capsys.readouterr().out
