@@ -19,7 +19,7 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--source", default=None)
-    parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument("--decode-threads", type=int, default=1)
     parser.add_argument("--runtime", default="auto", choices=["auto", "onnx", "torch"])
     args = parser.parse_args()
 
@@ -32,7 +32,7 @@ def main():
     size = embedder.info.image_size
 
     def load(path):
-        return preprocessing.prepare(preprocessing.open_image(path), size)
+        return preprocessing.prepare(embedder.load_image(path), size)
 
     import numpy as np
     import torch

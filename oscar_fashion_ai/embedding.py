@@ -151,7 +151,7 @@ def embed_products(product_ids, force: bool = False) -> dict:
             counts["skipped"] += 1
             continue
         try:
-            rgb = preprocessing.open_image(data, max_pixels=max_pixels)
+            rgb = embedder.load_image(data, max_pixels=max_pixels)
         except preprocessing.InvalidImage as exc:
             failures.append((product, image, f"Image {image.original.name}: {exc}"))
             continue

@@ -10,6 +10,15 @@ class BadUpload(ValueError):
     pass
 
 
+def _decode_size() -> int:
+    from . import embedding
+
+    try:
+        return embedding.model_info().image_size
+    except Exception:  # noqa: BLE001 - validation must work even when the model does not load
+        return 512
+
+
 def image_from_request(request, field: str = "image"):
     """Return the uploaded image as an RGB PIL image, or raise :class:`BadUpload`."""
     upload = request.FILES.get(field)
@@ -24,6 +33,7 @@ def image_from_request(request, field: str = "image"):
     if len(data) > limit:
         raise BadUpload(f"The file is larger than {limit / (1024 * 1024):.0f} MB.")
     try:
-        return preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit)
+        return preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
+                                        decode_size=_decode_size())
     except preprocessing.InvalidImage as exc:
         raise BadUpload(str(exc)) from exc

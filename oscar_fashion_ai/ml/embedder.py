@@ -103,6 +103,11 @@ class Embedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
+    def load_image(self, source, max_pixels: int = 40_000_000, max_bytes: int | None = None):
+        """Decode an image exactly as this model's preprocessing expects (raises InvalidImage)."""
+        return preprocessing.open_image(source, max_pixels=max_pixels, max_bytes=max_bytes,
+                                        decode_size=self.info.image_size)
+
     def embed_tensor(self, batch: torch.Tensor) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, self.info.dim), dtype=np.float32)

@@ -18,7 +18,7 @@ def embed_records(embedder, records, batch_size=64, progress=False):
         images = []
         for record in records[start : start + batch_size]:
             try:
-                images.append(preprocessing.open_image(record.path))
+                images.append(embedder.load_image(record.path))
             except preprocessing.InvalidImage:
                 continue
             kept.append(record)

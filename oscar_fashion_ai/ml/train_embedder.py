@@ -42,8 +42,10 @@ class TrainConfig:
     backbone_weights: str | None = None
     dim: int = 256
     image_size: int = 160
-    split_block: int = 8
-    epochs: int = 12
+    split_block: int = 5
+    epochs: int = 14
+    sketch_share: float = 0.3  # share of training samples shown as XDoG line drawings
+    feature_dropout: float = 0.1  # cached mode: channel dropout on the cached features
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -78,13 +80,20 @@ def _log(cfg, msg):
         print(msg, flush=True)
 
 
-def _load_images(records, size, cfg, desc):
+def _load_images(records, size, cfg, desc, with_sketches=False):
+    """Decoded, preprocessed images (N, 3, size, size); with_sketches also returns their XDoG drawings."""
     from tqdm import tqdm
 
-    arrays = []
+    from .sketches import xdog
+
+    arrays, drawings = [], []
     for rec in tqdm(records, desc=desc, unit="img", disable=not cfg.progress):
-        arrays.append(preprocessing.prepare(preprocessing.open_image(rec.path), size))
-    return torch.from_numpy(np.stack(arrays))
+        img = preprocessing.open_image(rec.path, decode_size=size)
+        arrays.append(preprocessing.prepare(img, size))
+        if with_sketches:
+            square = preprocessing.pad_to_square(img).resize((size * 2, size * 2), preprocessing.Image.BILINEAR)
+            drawings.append(preprocessing.prepare(xdog(square), size))
+    return torch.from_numpy(np.stack(arrays)), (torch.from_numpy(np.stack(drawings)) if with_sketches else None)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -115,18 +124,21 @@ def train(cfg: TrainConfig) -> dict:
     head = CosFace(cfg.dim, len(labels), cfg.scale, cfg.margin)
     model.to(device)
     head.to(device)
-    images = _load_images(records, cfg.image_size, cfg, "Decoding")
+    images, drawings = _load_images(records, cfg.image_size, cfg, "Decoding", with_sketches=cfg.sketch_share > 0)
 
     if mode == "cached":
         trunk = model.trunk
         trunk.freeze_until(cfg.split_block)
-        feats = _frozen_features(trunk, images, cfg, device)  # (2, N, C, H, W) half: original, mirrored
+        # (V, N, C, H, W) half precision; views: original, mirrored[, line drawing]
+        feats = _frozen_features(trunk, images, drawings, cfg, device)
         train_step_input = lambda idx, flip: feats[flip, idx].to(device).float()  # noqa: E731
         forward = lambda x: model.embed_features(trunk.forward_from(x, cfg.split_block))  # noqa: E731
     else:
-        def train_step_input(idx, flip):
+        def train_step_input(idx, view):
             x = images[idx].to(device)
-            x = torch.where(torch.tensor(flip, device=device).view(-1, 1, 1, 1).bool(), x.flip(-1), x)
+            if drawings is not None:
+                x = torch.where(torch.tensor(view == 2, device=device).view(-1, 1, 1, 1), drawings[idx].to(device), x)
+            x = torch.where(torch.tensor(view == 1, device=device).view(-1, 1, 1, 1), x.flip(-1), x)
             return _augment(x)
 
         forward = model
@@ -161,11 +173,16 @@ def train(cfg: TrainConfig) -> dict:
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
-            flip = np.random.default_rng(cfg.seed * 7919 + epoch * 1000 + step).integers(0, 2, len(idx))
+            rng = np.random.default_rng(cfg.seed * 7919 + epoch * 1000 + step)
+            view = rng.integers(0, 2, len(idx))  # 0 original, 1 mirrored, 2 line drawing
+            if drawings is not None:
+                view[rng.random(len(idx)) < cfg.sketch_share] = 2
             if mode == "cached":
-                x = torch.stack([feats[f, i] for f, i in zip(flip, idx)]).to(device).float()
+                x = torch.stack([feats[v, i] for v, i in zip(view, idx)]).to(device).float()
+                if cfg.feature_dropout:
+                    x = F.dropout2d(x, cfg.feature_dropout, training=True)
             else:
-                x = train_step_input(idx, flip)
+                x = train_step_input(idx, view)
             target = y_all[idx].to(device)
             emb = forward(x)
             logits = head(emb, target)
@@ -229,7 +246,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 @torch.inference_mode()
-def _frozen_features(trunk, images, cfg, device):
+def _frozen_features(trunk, images, drawings, cfg, device):
     from tqdm import tqdm
 
     trunk.eval()
@@ -237,10 +254,11 @@ def _frozen_features(trunk, images, cfg, device):
     bs = 64
     for start in tqdm(range(0, len(images), bs), desc="Caching frozen features", disable=not cfg.progress):
         x = images[start : start + bs].to(device)
-        pair = torch.stack([trunk.forward_until(x, cfg.split_block), trunk.forward_until(x.flip(-1), cfg.split_block)])
+        views = [x, x.flip(-1)] + ([drawings[start : start + bs].to(device)] if drawings is not None else [])
+        stacked = torch.stack([trunk.forward_until(v, cfg.split_block) for v in views])
         if out is None:
-            out = torch.empty((2, len(images), *pair.shape[2:]), dtype=torch.float16)
-        out[:, start : start + bs] = pair.half().cpu()
+            out = torch.empty((len(views), len(images), *stacked.shape[2:]), dtype=torch.float16)
+        out[:, start : start + bs] = stacked.half().cpu()
     return out
 
 

@@ -26,6 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--image-size", type=int, default=d.image_size)
         parser.add_argument("--split-block", type=int, default=d.split_block)
         parser.add_argument("--epochs", type=int, default=d.epochs)
+        parser.add_argument("--sketch-share", type=float, default=d.sketch_share,
+                            help="Share of training samples shown as XDoG line drawings (0 = photos only).")
         parser.add_argument("--batch-size", type=int, default=d.batch_size)
         parser.add_argument("--lr", type=float, default=d.lr)
         parser.add_argument("--limit", type=int, default=None, help="Train on a random subset of N images.")
@@ -47,7 +49,7 @@ class Command(BaseCommand):
         cfg = TrainConfig(
             source=str(source), out=str(out), mode=o["mode"], backbone=o["backbone"],
             backbone_weights=o["backbone_weights"], dim=o["dim"], image_size=o["image_size"],
-            split_block=o["split_block"], epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"],
+            split_block=o["split_block"], epochs=o["epochs"], sketch_share=o["sketch_share"], batch_size=o["batch_size"], lr=o["lr"],
             limit=o["limit"], seed=o["seed"], threads=o["threads"], device=o["device"],
             checkpoint_dir=o["checkpoint_dir"], resume=o["resume"],
             progress=o["verbosity"] > 0,
