@@ -153,7 +153,14 @@ def test_embedder_is_deterministic_and_normalised(tiny_weights):
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(a, b)
     assert np.allclose(a, c, atol=1e-4)
-    assert onnx.version == torch_eager.version and "-p1-" in onnx.version
+    from oscar_fashion_ai.ml import preprocessing
+    from oscar_fashion_ai.ml.embedder import version_string
+
+    assert onnx.version == torch_eager.version and f"-{preprocessing.PREPROCESSING_VERSION}-" in onnx.version
+    # The version changes with the weights and with the preprocessing.
+    info = onnx.info
+    assert version_string("lite0", info.dim, info.image_size, "0" * 64) != onnx.version
+    assert version_string("lite0", info.dim, info.image_size + 32, onnx.version.rsplit("-", 1)[1]) != onnx.version
 
 
 def test_evaluate_command_on_index_and_files(indexed_catalog, csv_dataset, capsys):
