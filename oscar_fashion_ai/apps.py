@@ -19,7 +19,10 @@ class FashionAIConfig(OscarConfig):
         from . import views
 
         urls = [
+            path("", views.home, name="home"),
             path("search/photo/", views.photo_search, name="photo-search"),
+            path("profile/forget/", views.forget_profile, name="forget-profile"),
+            path("api/recommendations/", views.api_recommendations, name="api-recommendations"),
             path("api/health/", views.health, name="api-health"),
             path("api/products/<int:pk>/similar/", views.api_similar, name="api-similar"),
             path("api/search/photo/", views.api_photo, name="api-photo"),

@@ -46,6 +46,19 @@ DEFAULTS: dict[str, object] = {
     "SIMILAR_PRODUCTS": 8,
     # Celery queue the indexing tasks go to.
     "QUEUE": "celery",
+    # Personalisation ----------------------------------------------------------
+    # Weight of each kind of event in the preference vector.
+    "PREFERENCE_WEIGHTS": {"view": 1.0, "basket": 3.0, "order": 5.0},
+    # Half-life of an event's influence, in days.
+    "PREFERENCE_HALF_LIFE_DAYS": 14.0,
+    # Anonymous profiles (and their events) older than this are deleted by fashion_cleanup_preferences.
+    "ANONYMOUS_PROFILE_DAYS": 30,
+    # At most this many recommended products per category (None = no limit).
+    "RECOMMENDATION_MAX_PER_CATEGORY": None,
+    # How long a shopper's recommendations are cached (they are invalidated on every profile update).
+    "RECOMMENDATION_CACHE_SECONDS": 60,
+    # Number of products in the homepage's "Recommended for you".
+    "HOMEPAGE_RECOMMENDATIONS": 12,
 }
 
 
@@ -76,7 +89,11 @@ def from_environment(environ) -> dict:
         raw = environ.get(f"FASHION_AI_{key}")
         if raw is None:
             continue
-        if isinstance(default, bool):
+        if isinstance(default, dict) or default is None:
+            import json
+
+            out[key] = json.loads(raw) if raw.strip().startswith(("{", "[")) or raw.strip().isdigit() else raw
+        elif isinstance(default, bool):
             out[key] = raw.strip().lower() in {"1", "true", "yes", "on"}
         elif isinstance(default, int):
             out[key] = int(raw)

@@ -3,6 +3,7 @@
 Oscar models are referenced by string so that a shop's forked catalogue keeps working.
 """
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HnswIndex, VectorField
@@ -73,3 +74,53 @@ class IndexRun(models.Model):
 
     def __str__(self):
         return f"{self.scope} ({self.products}) at {self.date_created:%Y-%m-%d %H:%M}"
+
+
+class PreferenceEvent(models.Model):
+    """One shopper interaction (view, basket addition, order line) with a product."""
+
+    class Kind(models.TextChoices):
+        VIEW = "view", _("Viewed")
+        BASKET = "basket", _("Added to basket")
+        ORDER = "order", _("Ordered")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="fashion_events")
+    shopper_key = models.CharField(_("anonymous shopper key"), max_length=64, blank=True, db_index=True)
+    product = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    weight = models.FloatField(_("weight"))
+    applied = models.BooleanField(_("applied to the preference vector"), default=False, db_index=True)
+    date_created = models.DateTimeField(_("time"), db_index=True)
+
+    class Meta:
+        ordering = ["date_created", "pk"]
+        indexes = [models.Index(fields=["user", "applied"]), models.Index(fields=["shopper_key", "applied"])]
+
+    def __str__(self):
+        return f"{self.kind} {self.product_id} by {self.user_id or self.shopper_key}"
+
+
+class CustomerPreference(models.Model):
+    """A shopper's style: the time-decayed, kind-weighted mean of the vectors of products they interacted with.
+
+    ``vector`` is the mean S/W where S = sum_i w_i * 2^(-(t_ref - t_i)/h) * v_i and W = sum_i w_i * 2^(-(t_ref - t_i)/h),
+    both decayed to ``reference_time`` (see README, "Personalised homepage").
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="fashion_preference")
+    shopper_key = models.CharField(_("anonymous shopper key"), max_length=64, null=True, blank=True, unique=True)
+    vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    weight = models.FloatField(_("decayed weight sum"), default=0.0)
+    reference_time = models.DateTimeField(_("decay reference time"), null=True, blank=True)
+    model_version = models.CharField(_("model version"), max_length=128, blank=True)
+    event_count = models.PositiveIntegerField(_("events"), default=0)
+    date_updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(user__isnull=False) | models.Q(shopper_key__isnull=False),
+                                   name="fashion_pref_has_owner"),
+        ]
+
+    def __str__(self):
+        return f"preference of {self.user_id or self.shopper_key} ({self.event_count} events)"

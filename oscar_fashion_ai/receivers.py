@@ -34,3 +34,67 @@ def image_deleted(sender, instance, **kwargs):
     # When the whole product is being deleted its embedding row goes with it (ON DELETE CASCADE).
     if Product.objects.filter(pk=instance.product_id).exists():
         _schedule(instance.product_id)
+
+
+# --- Personalisation: shopper events -----------------------------------------------------------
+import logging  # noqa: E402
+
+from django.contrib.auth.signals import user_logged_in  # noqa: E402
+from oscar.apps.basket.signals import basket_addition  # noqa: E402
+from oscar.apps.catalogue.signals import product_viewed  # noqa: E402
+from oscar.apps.order.signals import order_placed  # noqa: E402
+
+from . import preferences  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def _safely(fn):
+    """A receiver must never break or slow the shopper's request: log and carry on."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            logger.exception("Fashion AI: could not record a shopper event")
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+@receiver(product_viewed, dispatch_uid="fashion_ai_product_viewed")
+@_safely
+def on_product_viewed(sender, product, user=None, request=None, **kwargs):
+    owner = preferences.owner_for_request(request, create=True) if request is not None else None
+    if owner is not None:
+        preferences.record_event(owner, product.pk, "view")
+
+
+@receiver(basket_addition, dispatch_uid="fashion_ai_basket_addition")
+@_safely
+def on_basket_addition(sender, product, user=None, request=None, **kwargs):
+    owner = preferences.owner_for_request(request, create=True) if request is not None else None
+    if owner is not None:
+        preferences.record_event(owner, product.pk, "basket")
+
+
+@receiver(order_placed, dispatch_uid="fashion_ai_order_placed")
+@_safely
+def on_order_placed(sender, order, user=None, **kwargs):
+    user = user or getattr(order, "user", None)
+    if user is None or not user.is_authenticated:
+        return  # guest orders carry no shopper identity
+    owner = preferences.Owner(user_id=user.pk)
+    for line in order.lines.all():
+        if line.product_id:
+            preferences.record_event(owner, line.product_id, "order")
+
+
+@receiver(user_logged_in, dispatch_uid="fashion_ai_user_logged_in")
+@_safely
+def on_login(sender, request=None, user=None, **kwargs):
+    session = getattr(request, "session", None)
+    key = session.get(preferences.SESSION_KEY) if session is not None else None
+    if key and user is not None:
+        preferences.merge_into_user(key, user.pk)
+        session.pop(preferences.SESSION_KEY, None)

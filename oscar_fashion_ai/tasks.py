@@ -59,3 +59,49 @@ def enqueue_embedding_quietly(product_ids, force=False):
     except Exception as exc:  # noqa: BLE001 - any broker failure
         logger.error("Fashion AI: broker unavailable, %d products left pending for the next sweep: %s",
                      len(product_ids), exc)
+
+
+@shared_task(
+    name="oscar_fashion_ai.update_preference",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=8,
+)
+def update_preference(user_id=None, shopper_key=None):
+    """Fold a shopper's pending events into their preference vector."""
+    from .preferences import Owner, apply_pending
+
+    pref = apply_pending(Owner(user_id=user_id, shopper_key=shopper_key))
+    return {"events": pref.event_count}
+
+
+def enqueue_preference_update(owner):
+    """Publish a preference update; on a dead broker the events stay pending (rebuild picks them up)."""
+    try:
+        update_preference.apply_async(args=owner.as_task_args(), queue=conf.get("QUEUE"), retry=True,
+                                       retry_policy=PUBLISH_RETRY)
+    except Exception as exc:  # noqa: BLE001
+        logger.error("Fashion AI: broker unavailable, preference update left pending: %s", exc)
+
+
+@shared_task(name="oscar_fashion_ai.cleanup_anonymous_profiles")
+def cleanup_anonymous_profiles():
+    """Periodic: delete expired anonymous profiles (see README for the beat schedule)."""
+    from django.core.management import call_command
+
+    call_command("fashion_cleanup_preferences")
+
+
+@shared_task(name="oscar_fashion_ai.sweep")
+def sweep():
+    """Periodic: queue products left pending and fold pending preference events (e.g. after a broker outage)."""
+    from django.core.management import call_command
+
+    call_command("fashion_rebuild_preferences")
+    from . import index
+
+    ids = index.products_needing_index("stale")
+    enqueue_embedding(ids)

@@ -83,3 +83,62 @@ def photo_search(request):
             logger.error("Fashion AI: photo search unavailable: %s", exc)
             ctx["error"], status = "Search by photo is temporarily unavailable.", 503
     return render(request, "oscar_fashion_ai/photo_search.html", ctx, status=status)
+
+
+# --- Personalised homepage and recommendations ------------------------------------------------
+
+def _recommendations(request, k):
+    from . import preferences
+
+    owner = preferences.owner_for_request(request)
+    return preferences.recommend(owner, k)
+
+
+@require_GET
+def api_recommendations(request):
+    try:
+        k = search.clamp_k(request.GET.get("k"))
+    except ValueError as exc:
+        return error(str(exc))
+    results, source = _recommendations(request, k)
+    response = JsonResponse({"results": search.result_dicts(results, request), "source": source,
+                             "model_version": _model_version()})
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+def home(request):
+    """The storefront homepage: "Recommended for you" for shoppers with a profile, bestsellers otherwise."""
+    from . import preferences
+
+    k = int(conf.get("HOMEPAGE_RECOMMENDATIONS"))
+    try:
+        results, source = _recommendations(request, k)
+    except Exception:  # noqa: BLE001 - the homepage must render whatever happens
+        logger.exception("Fashion AI: homepage recommendations failed; showing the fallback")
+        try:
+            results, source = preferences.fallback_products(k), "fallback"
+        except Exception:  # noqa: BLE001
+            results, source = [], "fallback"
+    response = render(request, "oscar_fashion_ai/home.html", {
+        "recommended": [p for p, _ in results], "personal": source == "personal",
+        "has_profile": preferences.get_preference(preferences.owner_for_request(request)) is not None,
+    })
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_POST
+def forget_profile(request):
+    """"Forget my style profile": deletes the shopper's events and preference vector."""
+    from django.contrib import messages
+    from django.shortcuts import redirect
+
+    from . import preferences
+
+    owner = preferences.owner_for_request(request)
+    if owner is not None:
+        preferences.forget(owner)
+    messages.success(request, "Your style profile has been deleted.")
+    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "/")

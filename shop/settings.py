@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import oscar
+from django.urls import reverse_lazy
 from oscar.defaults import *  # noqa: F401,F403  (Oscar's documented way to get its defaults)
 
 from oscar_fashion_ai import embedded_db
@@ -109,6 +110,8 @@ STORAGES = {
 
 # Oscar
 OSCAR_SHOP_NAME = "Fashion AI demo store"
+# The homepage with "Recommended for you" (category pages keep Oscar's own templates).
+OSCAR_HOMEPAGE = reverse_lazy("fashion-ai:home")
 OSCAR_DEFAULT_CURRENCY = os.environ.get("OSCAR_DEFAULT_CURRENCY", "EUR")
 OSCAR_DASHBOARD_NAVIGATION = OSCAR_DASHBOARD_NAVIGATION + [  # noqa: F405
     {
@@ -136,6 +139,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
     }
+# Periodic jobs (run `celery -A shop beat` next to the worker to enable them).
+CELERY_BEAT_SCHEDULE = {
+    "fashion-ai-sweep": {"task": "oscar_fashion_ai.sweep", "schedule": 300.0},
+    "fashion-ai-cleanup": {"task": "oscar_fashion_ai.cleanup_anonymous_profiles", "schedule": 86400.0},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

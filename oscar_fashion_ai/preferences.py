@@ -1,0 +1,211 @@
+"""Shopper preference profiles: events from Oscar's signals, the vector update, recommendations."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+from oscar.core.loading import get_model
+
+from . import conf, search
+from .ml.preference import fold
+
+logger = logging.getLogger(__name__)
+SESSION_KEY = "fashion_ai_shopper"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose profile: a user id, or an anonymous shopper key kept in the session."""
+
+    user_id: int | None = None
+    shopper_key: str | None = None
+
+    @property
+    def cache_key(self) -> str:
+        return f"u{self.user_id}" if self.user_id else f"s{self.shopper_key}"
+
+    def filter(self) -> dict:
+        return {"user_id": self.user_id} if self.user_id else {"shopper_key": self.shopper_key, "user__isnull": True}
+
+    def as_task_args(self):
+        return [self.user_id, self.shopper_key]
+
+
+def owner_for_request(request, create: bool = False) -> Owner | None:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return Owner(user_id=user.pk)
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    key = session.get(SESSION_KEY)
+    if key is None and create:
+        key = secrets.token_urlsafe(18)
+        session[SESSION_KEY] = key
+    return Owner(shopper_key=key) if key else None
+
+
+def _half_life_seconds() -> float:
+    return float(conf.get("PREFERENCE_HALF_LIFE_DAYS")) * 86400.0
+
+
+def record_event(owner: Owner, product_id: int, kind: str, when=None):
+    """Store one event and (after commit) queue the vector update. Never raises into the request."""
+    from . import tasks
+    from .models import PreferenceEvent
+
+    weights = conf.get("PREFERENCE_WEIGHTS")
+    if kind not in weights:
+        raise ValueError(f"unknown event kind {kind!r}")
+    PreferenceEvent.objects.create(user_id=owner.user_id, shopper_key=owner.shopper_key or "", product_id=product_id,
+                                   kind=kind, weight=float(weights[kind]), date_created=when or timezone.now())
+    transaction.on_commit(lambda: tasks.enqueue_preference_update(owner))
+
+
+def apply_pending(owner: Owner):
+    """Fold the owner's unapplied events into their preference vector (idempotent, concurrency-safe)."""
+    from .models import CustomerPreference, PreferenceEvent, ProductEmbedding
+
+    with transaction.atomic():
+        lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
+        pref, _ = CustomerPreference.objects.select_for_update().get_or_create(**lookup)
+        events = list(PreferenceEvent.objects.select_for_update(skip_locked=True)
+                      .filter(applied=False, **owner.filter()).order_by("date_created", "pk"))
+        if not events:
+            return pref
+        try:
+            version = search.embedding.model_info().version
+        except Exception:  # noqa: BLE001 - no model: events stay pending for later
+            logger.warning("Fashion AI: no model; %d preference events left pending", len(events))
+            return pref
+        if pref.model_version and pref.model_version != version:  # vectors from another model: start over
+            PreferenceEvent.objects.filter(**owner.filter()).update(applied=False)
+            events = list(PreferenceEvent.objects.filter(**owner.filter()).order_by("date_created", "pk"))
+            pref.vector, pref.weight, pref.reference_time, pref.event_count = None, 0.0, None, 0
+        vectors = dict(ProductEmbedding.objects.filter(
+            product_id__in={e.product_id for e in events}, status="indexed", model_version=version
+        ).values_list("product_id", "vector"))
+        usable = [(e.date_created.timestamp(), e.weight, vectors[e.product_id]) for e in events if e.product_id in vectors]
+        ref = pref.reference_time.timestamp() if pref.reference_time else None
+        mean, weight, ref = fold(pref.vector if pref.vector is not None else None, pref.weight, ref, usable,
+                                 _half_life_seconds())
+        if mean is not None:
+            pref.vector, pref.weight = mean, weight
+            pref.reference_time = datetime.fromtimestamp(ref, tz=dt_timezone.utc)
+            pref.model_version = version
+        pref.event_count += len(events)
+        pref.save()
+        PreferenceEvent.objects.filter(pk__in=[e.pk for e in events]).update(applied=True)
+    return pref
+
+
+def rebuild(owner: Owner):
+    """Recompute the owner's vector from all their events."""
+    from .models import CustomerPreference, PreferenceEvent
+
+    lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
+    with transaction.atomic():
+        CustomerPreference.objects.filter(**lookup).delete()
+        PreferenceEvent.objects.filter(**owner.filter()).update(applied=False)
+    return apply_pending(owner)
+
+
+def merge_into_user(shopper_key: str, user_id: int):
+    """After login: the anonymous shopper's events become the user's, and the user's vector is rebuilt."""
+    from .models import CustomerPreference, PreferenceEvent
+
+    with transaction.atomic():
+        moved = PreferenceEvent.objects.filter(shopper_key=shopper_key, user__isnull=True).update(
+            user_id=user_id, shopper_key="")
+        CustomerPreference.objects.filter(shopper_key=shopper_key, user__isnull=True).delete()
+    if moved:
+        rebuild(Owner(user_id=user_id))
+    return moved
+
+
+def forget(owner: Owner):
+    from .models import CustomerPreference, PreferenceEvent
+
+    lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
+    with transaction.atomic():
+        PreferenceEvent.objects.filter(**owner.filter()).delete()
+        CustomerPreference.objects.filter(**lookup).delete()
+
+
+def get_preference(owner: Owner | None):
+    from .models import CustomerPreference
+
+    if owner is None:
+        return None
+    lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
+    return CustomerPreference.objects.filter(**lookup).first()
+
+
+# --- recommendations ------------------------------------------------------------------------
+
+def _ordered_product_ids(owner: Owner):
+    if not owner.user_id:
+        return set()
+    Line = get_model("order", "Line")
+    return set(Line.objects.filter(order__user_id=owner.user_id).values_list("product_id", flat=True))
+
+
+def _diversify(results, k, per_category):
+    if not per_category:
+        return results[:k]
+    counts, kept = {}, []
+    for product, score in results:
+        cat = next(iter(c.pk for c in product.categories.all()), None)
+        if counts.get(cat, 0) >= per_category:
+            continue
+        counts[cat] = counts.get(cat, 0) + 1
+        kept.append((product, score))
+        if len(kept) == k:
+            break
+    return kept
+
+
+def fallback_products(k, exclude=()):
+    """Bestsellers (by order lines), then the newest public, in-stock products."""
+    Product = get_model("catalogue", "Product")
+    base = Product.objects.browsable().filter(is_public=True, stockrecords__num_in_stock__gt=0).exclude(
+        pk__in=list(exclude)).distinct()
+    best = list(base.annotate(sold=Count("line")).filter(sold__gt=0).order_by("-sold", "-pk")[:k])
+    if len(best) < k:
+        best += list(base.exclude(pk__in=[p.pk for p in best]).order_by("-date_created", "-pk")[: k - len(best)])
+    return [(p, 0.0) for p in best]
+
+
+def recommend(owner: Owner | None, k: int):
+    """Returns (results, source) with source "personal" or "fallback"."""
+    pref = get_preference(owner)
+    if pref is None or pref.vector is None:
+        return fallback_products(k), "fallback"
+    key = f"fashion_ai:rec:{owner.cache_key}:{pref.event_count}:{pref.date_updated.timestamp()}:{k}"
+    cached = cache.get(key)
+    Product = get_model("catalogue", "Product")
+    if cached is not None:
+        products = Product.objects.in_bulk([pk for pk, _ in cached])
+        return [(products[pk], score) for pk, score in cached if pk in products], "personal"
+    exclude = _ordered_product_ids(owner)
+    per_category = conf.get("RECOMMENDATION_MAX_PER_CATEGORY")
+    try:
+        results = search.nearest(np.asarray(pref.vector, dtype=np.float32), k * (3 if per_category else 1),
+                                 exclude_ids=exclude)
+    except search.SearchUnavailable as exc:
+        logger.warning("Fashion AI: recommendations fall back: %s", exc)
+        return fallback_products(k, exclude), "fallback"
+    results = _diversify(results, k, per_category)
+    if not results:
+        return fallback_products(k, exclude), "fallback"
+    cache.set(key, [(p.pk, s) for p, s in results], int(conf.get("RECOMMENDATION_CACHE_SECONDS")))
+    return results, "personal"

@@ -1,0 +1,193 @@
+"""Personalisation: events from Oscar's signals, the preference vector, recommendations, privacy."""
+
+import math
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from oscar.core.loading import get_model
+
+from oscar_fashion_ai import preferences
+from oscar_fashion_ai.catalog_import import CatalogImporter
+from oscar_fashion_ai.ml.preference import fold
+from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
+
+Product = get_model("catalogue", "Product")
+DAY = 86400.0
+
+
+def test_fold_matches_a_hand_computation():
+    v1, v2, v3 = np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])
+    h = 14 * DAY
+    events = [(0.0, 1.0, v1), (7 * DAY, 3.0, v2), (14 * DAY, 5.0, v3)]
+    mean, weight, ref = fold(None, 0.0, None, events, h)
+    # decayed to t = 14 days: v1 weight 1 * 0.5, v2 weight 3 * 2^-0.5, v3 weight 5
+    w = np.array([0.5, 3 * 2 ** -0.5, 5.0])
+    assert ref == 14 * DAY and math.isclose(weight, w.sum(), rel_tol=1e-9)
+    assert np.allclose(mean, w / w.sum(), atol=1e-6)
+    # Incremental (one event at a time, in any order) equals all at once.
+    state = (None, 0.0, None)
+    for e in [events[1], events[0], events[2]]:
+        state = fold(*state, [e], h)
+    assert np.allclose(state[0], mean, atol=1e-6)
+
+
+@pytest.fixture
+def indexed(db, csv_dataset):
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    return Product.objects.order_by("pk")
+
+
+def vector_of(product):
+    return np.asarray(ProductEmbedding.objects.get(product=product).vector)
+
+
+def category_products(name):
+    return list(Product.objects.filter(categories__name=name).order_by("pk"))
+
+
+def test_views_record_events_and_the_vector_follows(client, indexed, django_capture_on_commit_callbacks):
+    shirts = category_products("Shirt")[:2]
+    for product in shirts:
+        assert client.get(product.get_absolute_url()).status_code == 200
+    key = client.session[preferences.SESSION_KEY]
+    events = PreferenceEvent.objects.filter(shopper_key=key)
+    assert [e.kind for e in events] == ["view", "view"] and all(not e.applied for e in events)
+    pref = preferences.apply_pending(preferences.Owner(shopper_key=key))
+    expected = (vector_of(shirts[0]) + vector_of(shirts[1])) / 2  # same weight, seconds apart
+    assert np.allclose(np.asarray(pref.vector), expected, atol=1e-3)
+    assert pref.event_count == 2
+    # Rebuild from the events gives the same vector.
+    rebuilt = preferences.rebuild(preferences.Owner(shopper_key=key))
+    assert np.allclose(np.asarray(rebuilt.vector), np.asarray(pref.vector), atol=1e-5)
+
+
+def test_homepage_recommends_the_viewed_category_and_api_matches(client, indexed):
+    home = client.get("/", follow=True)
+    assert home.status_code == 200 and 'data-personal="false"' in home.content.decode()
+    for product in category_products("Pants")[:3]:
+        client.get(product.get_absolute_url())
+    call_command("fashion_rebuild_preferences", verbosity=0)
+    page = client.get(reverse("fashion-ai:home")).content.decode()
+    assert 'data-personal="true"' in page and "Recommended for you" in page
+    api = client.get(reverse("fashion-ai:api-recommendations"), {"k": 4}).json()
+    assert api["source"] == "personal" and len(api["results"]) == 4
+    top = Product.objects.get(pk=api["results"][0]["product_id"])
+    assert top.categories.get().name == "Pants"
+    # Another shopper sees none of it.
+    from django.test import Client
+
+    other = Client().get(reverse("fashion-ai:api-recommendations")).json()
+    assert other["source"] == "fallback"
+
+
+def test_login_merges_the_anonymous_profile(client, indexed, django_user_model):
+    shoe = category_products("Shoes")[0]
+    client.get(shoe.get_absolute_url())
+    key = client.session[preferences.SESSION_KEY]
+    user = django_user_model.objects.create_user("s", "s@example.com", "pw")
+    client.force_login(user)
+    assert not PreferenceEvent.objects.filter(shopper_key=key).exists()
+    assert PreferenceEvent.objects.filter(user=user).count() == 1
+    pref = CustomerPreference.objects.get(user=user)
+    assert np.allclose(np.asarray(pref.vector), vector_of(shoe), atol=1e-4)
+    assert not CustomerPreference.objects.filter(shopper_key=key).exists()
+    assert preferences.SESSION_KEY not in client.session
+
+
+def test_ordered_products_are_excluded_and_orders_count(indexed, django_user_model):
+    from oscar.test.factories import create_order
+
+    user = django_user_model.objects.create_user("b", "b@example.com", "pw")
+    shirt = category_products("Shirt")[0]
+    from oscar.test.factories import create_basket
+
+    basket = create_basket(empty=True)
+    basket.add_product(shirt)
+    create_order(user=user, basket=basket)  # fires order_placed
+    assert PreferenceEvent.objects.filter(user=user, kind="order", product=shirt).exists()
+    owner = preferences.Owner(user_id=user.pk)
+    preferences.apply_pending(owner)
+    results, source = preferences.recommend(owner, 5)
+    assert source == "personal" and shirt.pk not in [p.pk for p, _ in results]
+    top = results[0][0]
+    assert top.categories.get().name == "Shirt"
+
+
+def test_fallbacks_without_index_and_with_broker_down(client, indexed, settings):
+    from shop.celery import app
+
+    ProductEmbedding.objects.all().delete()
+    results, source = preferences.recommend(None, 4)
+    assert source == "fallback" and len(results) == 4
+    assert client.get(reverse("fashion-ai:home")).status_code == 200
+    # Broker down: the request succeeds, the event is stored, a rebuild applies it later.
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    good = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app._pool = None
+    try:
+        product = category_products("Shoes")[1]
+        from django.test import Client
+
+        shopper = Client()
+        with pytest.MonkeyPatch.context():
+            response = shopper.get(product.get_absolute_url())
+        assert response.status_code == 200
+    finally:
+        app.conf.broker_url = good
+        app._pool = None
+    key = shopper.session[preferences.SESSION_KEY]
+    assert PreferenceEvent.objects.filter(shopper_key=key, applied=False).count() == 1
+    call_command("fashion_rebuild_preferences", verbosity=0)
+    assert CustomerPreference.objects.get(shopper_key=key).vector is not None
+
+
+def test_deleting_a_user_and_forgetting(client, indexed, django_user_model):
+    user = django_user_model.objects.create_user("d", "d@example.com", "pw")
+    client.force_login(user)
+    client.get(category_products("Shirt")[0].get_absolute_url())
+    preferences.apply_pending(preferences.Owner(user_id=user.pk))
+    assert CustomerPreference.objects.filter(user=user).exists()
+    response = client.post(reverse("fashion-ai:forget-profile"))
+    assert response.status_code == 302
+    assert not CustomerPreference.objects.filter(user=user).exists()
+    assert not PreferenceEvent.objects.filter(user=user).exists()
+    client.get(category_products("Shirt")[1].get_absolute_url())
+    user.delete()
+    assert not PreferenceEvent.objects.exists()
+
+
+def test_anonymous_profiles_expire(indexed):
+    owner = preferences.Owner(shopper_key="old-shopper")
+    product = Product.objects.first()
+    preferences.record_event(owner, product.pk, "view", when=timezone.now() - timedelta(days=40))
+    preferences.apply_pending(owner)
+    fresh = preferences.Owner(shopper_key="new-shopper")
+    preferences.record_event(fresh, product.pk, "view")
+    call_command("fashion_cleanup_preferences", verbosity=0)
+    assert not PreferenceEvent.objects.filter(shopper_key="old-shopper").exists()
+    assert not CustomerPreference.objects.filter(shopper_key="old-shopper").exists()
+    assert PreferenceEvent.objects.filter(shopper_key="new-shopper").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_view_updates_the_vector_through_a_real_worker(client, csv_dataset, celery_worker_thread):
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    product = category_products("Pants")[0]
+    client.get(product.get_absolute_url())
+    key = client.session[preferences.SESSION_KEY]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pref = CustomerPreference.objects.filter(shopper_key=key).first()
+        if pref is not None and pref.vector is not None:
+            break
+        time.sleep(0.2)
+    assert pref is not None and pref.vector is not None
+    assert np.allclose(np.asarray(pref.vector), vector_of(product), atol=1e-4)
