@@ -191,3 +191,22 @@ def test_view_updates_the_vector_through_a_real_worker(client, csv_dataset, cele
         time.sleep(0.2)
     assert pref is not None and pref.vector is not None
     assert np.allclose(np.asarray(pref.vector), vector_of(product), atol=1e-4)
+
+
+def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
+    import json
+
+    from tests.conftest import COLOURS, make_image
+
+    root = tmp_path / "folders"
+    for label in COLOURS:
+        (root / label).mkdir(parents=True)
+        for i in range(20):
+            (root / label / f"{i}.jpg").write_bytes(make_image(label, i))
+    CatalogImporter(stdout_progress=False).run(root)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    capsys.readouterr()
+    call_command("fashion_evaluate", "--task", "recommend", "--shoppers", "40", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines"}
+    assert 0 <= result["hit_rate_at_10"] <= 1 and set(result["baselines"]) == {"popularity", "random"}

@@ -11,7 +11,9 @@ class Command(BaseCommand):
             "found by UPC); with --source it embeds the data set's files directly.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--task", choices=["image"], default="image")
+        parser.add_argument("--task", choices=["image", "recommend"], default="image")
+        parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
+        parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source", type=Path, default=None)
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
@@ -22,6 +24,8 @@ class Command(BaseCommand):
             embedder = embedding.get_embedder()
         except embedding.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
+        if task == "recommend":
+            return self._print(self._evaluate_recommend(embedder, options["shoppers"], options["seed"]), json)
         if source is not None:
             from oscar_fashion_ai.ml.datasets import SourceError
             from oscar_fashion_ai.ml.evaluate import evaluate_image_retrieval
@@ -55,9 +59,68 @@ class Command(BaseCommand):
         result = metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q)
         return {"task": "image", **result, "model_version": embedder.version, "source": "store index"}
 
+    def _evaluate_recommend(self, embedder, shoppers, seed):
+        """Replay simulated shoppers over the real catalog index (see oscar_fashion_ai/ml/simulation.py)."""
+        from PIL import Image
+
+        from oscar_fashion_ai import conf
+        from oscar_fashion_ai.ml import simulation
+        from oscar_fashion_ai.ml.preference import fold
+        from oscar_fashion_ai.models import ProductEmbedding
+
+        rows = list(ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
+                    .select_related("image").prefetch_related("product__categories").order_by("product_id"))
+        rows = [r for r in rows if r.product.categories.all() and r.image is not None]
+        if len(rows) < 50:
+            raise CommandError("Index at least 50 products first (`fashion_reindex`).")
+        vecs = np.asarray([r.vector for r in rows], dtype=np.float32)
+        categories = np.array([r.product.categories.all()[0].name for r in rows])
+        colours = []
+        for r in rows:
+            with r.image.original.open("rb") as fh, Image.open(fh) as img:
+                img.draft("RGB", (32, 32))
+                colours.append(np.asarray(img.convert("RGB").resize((16, 16))).reshape(-1, 3).mean(0))
+        tones = simulation.colour_tones(np.asarray(colours, dtype=np.float32), seed=seed)
+        people = simulation.simulate(categories, tones, shoppers=shoppers, seed=seed)
+        weights = conf.get("PREFERENCE_WEIGHTS")
+        half_life = float(conf.get("PREFERENCE_HALF_LIFE_DAYS")) * 86400
+        popularity = np.zeros(len(rows))
+        for person in people:
+            for i, kind, _ in person.history:
+                popularity[i] += weights[kind]
+        rng = np.random.default_rng(seed + 1)
+        scores = {"preference": [], "popularity": [], "random": []}
+        for person in people:
+            seen = np.array(sorted({i for i, _, _ in person.history}))
+            events = [(-age * 86400, weights[kind], vecs[i]) for i, kind, age in person.history]
+            pref, _, _ = fold(None, 0.0, None, events, half_life)
+            rankings = {
+                "preference": np.argsort(-(vecs @ (pref / np.linalg.norm(pref)))),
+                "popularity": np.argsort(-popularity, kind="stable"),
+                "random": rng.permutation(len(rows)),
+            }
+            for name, ranked in rankings.items():
+                ranked = ranked[~np.isin(ranked, seen)]
+                scores[name].append(simulation.ranking_metrics(ranked, person.held_out, 10))
+        summary = {name: {"hit_rate_at_10": float(np.mean([h for h, _ in s])),
+                          "ndcg_at_10": float(np.mean([n for _, n in s]))} for name, s in scores.items()}
+        return {"task": "recommend", **summary["preference"],
+                "baselines": {"popularity": summary["popularity"], "random": summary["random"]},
+                "lift_over_popularity": summary["preference"]["hit_rate_at_10"]
+                / max(summary["popularity"]["hit_rate_at_10"], 1e-9),
+                "shoppers": shoppers, "products": len(rows), "model_version": embedder.version, "seed": seed}
+
     def _print(self, result, as_json):
         if as_json:
             self.stdout.write(json.dumps(result))
+            return
+        if result["task"] == "recommend":
+            b = result["baselines"]
+            self.stdout.write(
+                f"recommend ({result['shoppers']} simulated shoppers, {result['products']} products): "
+                f"HitRate@10 {result['hit_rate_at_10']:.3f}, NDCG@10 {result['ndcg_at_10']:.3f}; popularity "
+                f"{b['popularity']['hit_rate_at_10']:.3f}/{b['popularity']['ndcg_at_10']:.3f}; random "
+                f"{b['random']['hit_rate_at_10']:.3f}/{b['random']['ndcg_at_10']:.3f}")
             return
         self.stdout.write(
             f"{result['task']} retrieval on {result['source']}: P@5 {result['p_at_5']:.4f}, "
