@@ -21,6 +21,8 @@ class FashionAIConfig(OscarConfig):
         urls = [
             path("", views.home, name="home"),
             path("search/photo/", views.photo_search, name="photo-search"),
+            path("search/sketch/", views.sketch_search, name="sketch-search"),
+            path("api/search/sketch/", views.api_sketch, name="api-sketch"),
             path("profile/forget/", views.forget_profile, name="forget-profile"),
             path("api/recommendations/", views.api_recommendations, name="api-recommendations"),
             path("api/health/", views.health, name="api-health"),

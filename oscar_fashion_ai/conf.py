@@ -46,6 +46,14 @@ DEFAULTS: dict[str, object] = {
     "SIMILAR_PRODUCTS": 8,
     # Celery queue the indexing tasks go to.
     "QUEUE": "celery",
+    # Search by sketch / photo ---------------------------------------------------
+    # Per-client rate limits ("N/s", "N/min", "N/hour"; None disables).
+    "SKETCH_RATE_LIMIT": "30/min",
+    "PHOTO_RATE_LIMIT": "30/min",
+    # META key of a trusted proxy's client-address header (e.g. "HTTP_X_REAL_IP"); None uses REMOTE_ADDR.
+    "TRUSTED_PROXY_HEADER": None,
+    # Largest accepted drawing, in pixels per side.
+    "MAX_SKETCH_SIDE": 2048,
     # Personalisation ----------------------------------------------------------
     # Weight of each kind of event in the preference vector.
     "PREFERENCE_WEIGHTS": {"view": 1.0, "basket": 3.0, "order": 5.0},

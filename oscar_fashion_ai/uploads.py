@@ -37,3 +37,62 @@ def image_from_request(request, field: str = "image"):
                                         decode_size=_decode_size())
     except preprocessing.InvalidImage as exc:
         raise BadUpload(str(exc)) from exc
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def sketch_from_request(request):
+    """The drawing as a PIL image, from multipart field ``sketch`` or JSON ``{"sketch": "data:image/png;base64,..."}``.
+
+    Raises :class:`BadUpload` for anything but a reasonably sized PNG.
+    """
+    import base64
+    import binascii
+    import io
+    import json
+
+    from PIL import Image, UnidentifiedImageError
+
+    limit = int(conf.get("MAX_UPLOAD_BYTES"))
+    if request.content_type == "application/json":
+        if len(request.body) > limit * 4 // 3 + 1024:
+            raise BadUpload(f"The drawing is larger than {limit / (1024 * 1024):.0f} MB.")
+        try:
+            payload = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise BadUpload("The request body is not valid JSON.") from None
+        value = payload.get("sketch") if isinstance(payload, dict) else None
+        if not isinstance(value, str) or not value:
+            raise BadUpload('Send the drawing as {"sketch": "data:image/png;base64,..."}.')
+        prefix, _, encoded = value.partition(",")
+        if not prefix.startswith("data:image/png;base64"):
+            raise BadUpload("The drawing must be a PNG data URL (data:image/png;base64,...).")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadUpload("The drawing's base64 data is malformed.") from None
+        extra = payload
+    else:
+        upload = request.FILES.get("sketch")
+        if upload is None:
+            raise BadUpload("Attach the drawing as a PNG in the form field 'sketch'.")
+        if upload.size > limit:
+            raise BadUpload(f"The drawing is larger than {limit / (1024 * 1024):.0f} MB.")
+        data = upload.read(limit + 1)
+        extra = request.POST
+    if len(data) > limit:
+        raise BadUpload(f"The drawing is larger than {limit / (1024 * 1024):.0f} MB.")
+    if not data.startswith(PNG_MAGIC):
+        raise BadUpload("The drawing must be a PNG image.")
+    side = int(conf.get("MAX_SKETCH_SIDE"))
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.width > side or img.height > side or img.width < 1 or img.height < 1:
+            raise BadUpload(f"The drawing must be at most {side}x{side} pixels.")
+        img.load()
+    except BadUpload:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        raise BadUpload("The drawing could not be decoded as a PNG image.") from None
+    return img, extra

@@ -55,6 +55,9 @@ def api_similar(request, pk):
 
 @require_POST
 def api_photo(request):
+    limited = _rate_limited("photo", request, "PHOTO_RATE_LIMIT")
+    if limited:
+        return limited
     try:
         k = search.clamp_k(request.POST.get("k") or request.GET.get("k"))
         category = search.category_by_slug(request.POST.get("category") or request.GET.get("category"))
@@ -142,3 +145,61 @@ def forget_profile(request):
         preferences.forget(owner)
     messages.success(request, "Your style profile has been deleted.")
     return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "/")
+
+
+# --- Search by sketch -------------------------------------------------------------------------
+
+def _rate_limited(scope, request, setting):
+    from . import ratelimit
+
+    wait = ratelimit.hit(scope, request, conf.get(setting))
+    if wait is None:
+        return None
+    response = error(f"Too many searches: please wait {wait} seconds and try again.", status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+@require_POST
+def api_sketch(request):
+    """Drawing -> normalised line drawing -> Image2Vec -> nearest products."""
+    import base64
+    import io
+
+    from .ml.sketch_input import BlankSketch, normalise_sketch
+    from .uploads import sketch_from_request
+
+    limited = _rate_limited("sketch", request, "SKETCH_RATE_LIMIT")
+    if limited:
+        return limited
+    try:
+        img, extra = sketch_from_request(request)
+        k = search.clamp_k(extra.get("k") if hasattr(extra, "get") else None)
+        category = search.category_by_slug(extra.get("category") if hasattr(extra, "get") else None)
+    except (BadUpload, ValueError) as exc:
+        return error(str(exc))
+    try:
+        drawing = normalise_sketch(img)
+    except BlankSketch as exc:
+        return JsonResponse({"results": [], "error": str(exc), "blank": True, "generated_image": None,
+                             "model_version": _model_version()}, status=400)
+    try:
+        results = search.search_by_image(drawing, k, category=category)
+    except search.SearchUnavailable as exc:
+        return error(str(exc), status=503)
+    buf = io.BytesIO()
+    drawing.save(buf, "PNG")
+    return JsonResponse({
+        "results": search.result_dicts(results, request),
+        "generated_image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+        "pipeline": "direct",
+        "model_version": _model_version(),
+    })
+
+
+@require_GET
+def sketch_search(request):
+    Category = get_model("catalogue", "Category")
+    return render(request, "oscar_fashion_ai/sketch_search.html", {
+        "categories": Category.objects.filter(depth=1, is_public=True).order_by("name"),
+    })

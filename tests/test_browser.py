@@ -55,3 +55,34 @@ def test_new_shopper_gets_recommendations_from_three_views(browser, live_server,
     # The header has the photo search entry, usable on a phone.
     page.goto(live_server.url + "/fashion-ai/search/photo/", wait_until="domcontentloaded")
     assert page.locator("#fashion-ai-photo").get_attribute("capture") == "environment"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sketch_widget_draw_and_search_without_reload(browser, live_server, csv_dataset):
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    page = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
+    page.goto(live_server.url + "/", wait_until="domcontentloaded")
+    page.click("#fashion-ai-home-sketch")  # on a phone the header entries sit behind the menu button
+    page.wait_for_selector("#fashion-ai-canvas")
+    page.evaluate("window.__marker = 'same page'")
+    # Blank canvas: a friendly message, no results.
+    page.click("#fashion-ai-sketch-submit")
+    page.wait_for_function("document.getElementById('fashion-ai-sketch-status').textContent.includes('empty')")
+    box = page.locator("#fashion-ai-canvas").bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x0 + w * 0.3, y0 + h * 0.2)
+    page.mouse.down()
+    for fx, fy in [(0.7, 0.2), (0.65, 0.8), (0.35, 0.8), (0.3, 0.2)]:
+        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
+    page.mouse.up()
+    page.click("#fashion-ai-sketch-submit")
+    page.wait_for_selector("#fashion-ai-sketch-results li", timeout=20000)
+    assert page.locator("#fashion-ai-sketch-results li").count() >= 5
+    assert page.locator("#fashion-ai-understood").is_visible()
+    assert page.evaluate("window.__marker") == "same page"  # no reload
+    # Undo and clear are keyboard-reachable buttons.
+    page.focus("#fashion-ai-clear")
+    page.keyboard.press("Enter")
+    page.click("#fashion-ai-sketch-submit")
+    page.wait_for_function("document.getElementById('fashion-ai-sketch-status').textContent.includes('empty')")

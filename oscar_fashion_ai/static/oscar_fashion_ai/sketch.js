@@ -1,0 +1,125 @@
+/* Search by sketch: a drawing canvas (mouse, touch and pen via Pointer Events) that posts to the JSON API. */
+(function () {
+  "use strict";
+  var root = document.getElementById("fashion-ai-sketch");
+  if (!root) return;
+  var canvas = document.getElementById("fashion-ai-canvas");
+  var ctx = canvas.getContext("2d");
+  var brush = document.getElementById("fashion-ai-brush");
+  var penBtn = document.getElementById("fashion-ai-pen");
+  var eraserBtn = document.getElementById("fashion-ai-eraser");
+  var status = document.getElementById("fashion-ai-sketch-status");
+  var results = document.getElementById("fashion-ai-sketch-results");
+  var understood = document.getElementById("fashion-ai-understood");
+  var history = [];
+  var erasing = false;
+  var drawing = false;
+  var last = null;
+
+  function reset() {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
+  reset();
+
+  function point(e) {
+    var r = canvas.getBoundingClientRect();
+    return { x: (e.clientX - r.left) * canvas.width / r.width, y: (e.clientY - r.top) * canvas.height / r.height };
+  }
+  function stroke(a, b, pressure) {
+    ctx.strokeStyle = erasing ? "#fff" : "#000";
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    var width = Number(brush.value) * (erasing ? 3 : 1);
+    ctx.lineWidth = pressure ? Math.max(1, width * (0.5 + pressure)) : width;
+    ctx.beginPath();
+    ctx.moveTo(a.x, a.y);
+    ctx.lineTo(b.x, b.y);
+    ctx.stroke();
+  }
+  canvas.addEventListener("pointerdown", function (e) {
+    e.preventDefault();
+    canvas.setPointerCapture(e.pointerId);
+    history.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
+    if (history.length > 50) history.shift();
+    drawing = true;
+    last = point(e);
+    stroke(last, last, e.pointerType === "pen" ? e.pressure : 0);
+  });
+  canvas.addEventListener("pointermove", function (e) {
+    if (!drawing) return;
+    var p = point(e);
+    stroke(last, p, e.pointerType === "pen" ? e.pressure : 0);
+    last = p;
+  });
+  ["pointerup", "pointercancel", "pointerleave"].forEach(function (name) {
+    canvas.addEventListener(name, function () { drawing = false; });
+  });
+
+  function setTool(eraser) {
+    erasing = eraser;
+    penBtn.setAttribute("aria-pressed", String(!eraser));
+    eraserBtn.setAttribute("aria-pressed", String(eraser));
+    penBtn.classList.toggle("active", !eraser);
+    eraserBtn.classList.toggle("active", eraser);
+  }
+  penBtn.addEventListener("click", function () { setTool(false); });
+  eraserBtn.addEventListener("click", function () { setTool(true); });
+  function undo() { if (history.length) ctx.putImageData(history.pop(), 0, 0); }
+  document.getElementById("fashion-ai-undo").addEventListener("click", undo);
+  document.getElementById("fashion-ai-clear").addEventListener("click", function () {
+    history.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
+    reset();
+  });
+  document.addEventListener("keydown", function (e) {
+    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
+  });
+  setTool(false);
+
+  function csrf() {
+    var input = root.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+  function render(data) {
+    results.innerHTML = "";
+    data.results.forEach(function (r) {
+      var li = document.createElement("li");
+      li.className = "col-6 col-sm-4 mb-3";
+      li.dataset.productId = r.product_id;
+      var a = document.createElement("a");
+      a.href = r.url;
+      if (r.image_url) {
+        var img = document.createElement("img");
+        img.src = r.image_url; img.alt = r.title; img.loading = "lazy";
+        img.style.width = "100%"; img.style.aspectRatio = "1/1"; img.style.objectFit = "contain";
+        a.appendChild(img);
+      }
+      var title = document.createElement("div");
+      title.textContent = r.title;
+      a.appendChild(title);
+      li.appendChild(a);
+      results.appendChild(li);
+    });
+    if (data.generated_image) {
+      understood.querySelector("img").src = data.generated_image;
+      understood.hidden = false;
+    }
+  }
+  document.getElementById("fashion-ai-sketch-submit").addEventListener("click", function () {
+    status.textContent = "Searching…";
+    var body = { sketch: canvas.toDataURL("image/png"), k: 12 };
+    var category = document.getElementById("fashion-ai-category").value;
+    if (category) body.category = category;
+    fetch(root.dataset.api, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      body: JSON.stringify(body)
+    }).then(function (resp) {
+      return resp.json().then(function (data) { return { ok: resp.ok, data: data }; });
+    }).then(function (res) {
+      if (!res.ok) { status.textContent = res.data.error || "Something went wrong."; results.innerHTML = ""; return; }
+      status.textContent = res.data.results.length ? res.data.results.length + " products found." : "No matching products.";
+      render(res.data);
+    }).catch(function () { status.textContent = "Search failed: please try again."; });
+  });
+})();

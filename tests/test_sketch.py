@@ -1,0 +1,121 @@
+"""Search by sketch: the JSON API, bad input, the rate limit, fuzzing, and the widget in real Chromium."""
+
+import base64
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from oscar_fashion_ai.catalog_import import CatalogImporter
+from oscar_fashion_ai.ml.sketch_input import BlankSketch, normalise_sketch
+from oscar_fashion_ai.models import ProductEmbedding
+
+pytestmark = pytest.mark.django_db
+
+
+def drawing_png(blank=False, size=(300, 300)):
+    img = Image.new("RGBA", size, (0, 0, 0, 0))
+    if not blank:
+        d = ImageDraw.Draw(img)
+        d.line([(80, 60), (220, 60), (200, 260), (100, 260), (80, 60)], fill=(0, 0, 0, 255), width=5)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def indexed(csv_dataset):
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+
+
+def test_normalise_crops_centres_and_rejects_blank():
+    out = normalise_sketch(Image.open(io.BytesIO(drawing_png())), size=128)
+    assert out.size == (128, 128) and out.mode == "RGB"
+    import numpy as np
+
+    ink = np.asarray(out.convert("L")) < 128
+    ys, xs = np.nonzero(ink)
+    assert abs((ys.min() + ys.max()) / 2 - 64) < 4 and abs((xs.min() + xs.max()) / 2 - 64) < 4  # centred
+    assert ys.min() < 20 and ys.max() > 108  # cropped to the strokes and scaled up
+    with pytest.raises(BlankSketch):
+        normalise_sketch(Image.open(io.BytesIO(drawing_png(blank=True))))
+
+
+def test_sketch_api_multipart_and_json(client, indexed):
+    url = reverse("fashion-ai:api-sketch")
+    r = client.post(url, {"sketch": io.BytesIO(drawing_png()), "k": "4"})
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert len(body["results"]) == 4 and body["generated_image"].startswith("data:image/png;base64,")
+    assert set(body["results"][0]) == {"product_id", "title", "url", "image_url", "score"}
+    data_url = "data:image/png;base64," + base64.b64encode(drawing_png()).decode()
+    r = client.post(url, json.dumps({"sketch": data_url, "category": "shoes", "k": 3}), content_type="application/json")
+    assert r.status_code == 200, r.content
+    from oscar.core.loading import get_model
+
+    Product = get_model("catalogue", "Product")
+    ids = [x["product_id"] for x in r.json()["results"]]
+    assert ids and all(Product.objects.get(pk=i).categories.get().slug == "shoes" for i in ids)
+
+
+@pytest.mark.parametrize("payload,status,message", [
+    ({"sketch": "blank"}, 400, "canvas is empty"),
+    ({"sketch": "jpeg"}, 400, "must be a PNG"),
+    ({"sketch": "huge"}, 400, "at most"),
+    ({}, 400, "form field 'sketch'"),
+])
+def test_sketch_bad_input(client, indexed, payload, status, message):
+    files = {}
+    if payload.get("sketch") == "blank":
+        files["sketch"] = io.BytesIO(drawing_png(blank=True))
+    elif payload.get("sketch") == "jpeg":
+        buf = io.BytesIO()
+        Image.new("RGB", (50, 50), "white").save(buf, "JPEG")
+        files["sketch"] = io.BytesIO(buf.getvalue())
+    elif payload.get("sketch") == "huge":
+        buf = io.BytesIO()
+        Image.new("1", (5000, 100), 1).save(buf, "PNG")
+        files["sketch"] = io.BytesIO(buf.getvalue())
+    before = ProductEmbedding.objects.count()
+    r = client.post(reverse("fashion-ai:api-sketch"), files)
+    assert r.status_code == status and message in r.json()["error"]
+    assert ProductEmbedding.objects.count() == before
+
+
+@pytest.mark.parametrize("body", [
+    "not json", json.dumps({"sketch": "data:image/png;base64,@@@@"}), json.dumps({"sketch": "data:image/gif;base64,AAAA"}),
+    json.dumps([1, 2]), json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()}),
+])
+def test_sketch_malformed_json(client, indexed, body):
+    r = client.post(reverse("fashion-ai:api-sketch"), body, content_type="application/json")
+    assert r.status_code == 400 and r.json()["error"]
+
+
+def test_rate_limit_answers_429(client, indexed, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_RATE_LIMIT": "2/min"}
+    url = reverse("fashion-ai:api-sketch")
+    codes = [client.post(url, {"sketch": io.BytesIO(drawing_png())}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = client.post(url, {"sketch": io.BytesIO(drawing_png())})
+    assert "Too many searches" in r.json()["error"] and int(r["Retry-After"]) > 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2048), k=st.one_of(st.none(), st.text(max_size=6), st.integers(-10**6, 10**6)))
+def test_fuzz_upload_endpoints_never_500(client, data, k):
+    for url, field in ((reverse("fashion-ai:api-sketch"), "sketch"), (reverse("fashion-ai:api-photo"), "image")):
+        payload = {field: io.BytesIO(data)}
+        if k is not None:
+            payload["k"] = str(k)
+        r = client.post(url, payload)
+        assert 400 <= r.status_code < 500 or r.status_code in (200, 503), (url, r.status_code, r.content[:200])
+        assert r.json().get("error") or r.status_code == 200
