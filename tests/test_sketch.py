@@ -119,3 +119,24 @@ def test_fuzz_upload_endpoints_never_500(client, data, k):
         r = client.post(url, payload)
         assert 400 <= r.status_code < 500 or r.status_code in (200, 503), (url, r.status_code, r.content[:200])
         assert r.json().get("error") or r.status_code == 200
+
+
+def test_sketch_evaluation_synthetic_and_human(indexed, tmp_path, capsys):
+    from oscar.core.loading import get_model
+
+    from oscar_fashion_ai.ml import datasets
+
+    Product = get_model("catalogue", "Product")
+    capsys.readouterr()
+    call_command("fashion_evaluate", "--task", "sketch", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["queries"] == sum(datasets.is_test(p.upc) for p in Product.objects.all())
+    assert {"task", "p_at_5", "queries", "model_version", "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(result)
+    human = tmp_path / "human"
+    (human / "sneaker").mkdir(parents=True)
+    (human / "sneaker" / "1.png").write_bytes(drawing_png())
+    (human / "unknown").mkdir()
+    (human / "unknown" / "1.png").write_bytes(drawing_png())
+    call_command("fashion_evaluate", "--task", "sketch", "--sketches", str(human), "--map", "sneaker=Shoes", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["queries"] == 1 and "source_hit_at_1" not in result

@@ -35,3 +35,29 @@ def evaluate_image_retrieval(embedder, source: Path, progress=False) -> dict:
     q = np.flatnonzero([datasets.is_test(r.source_id) for r in records])
     result = metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q)
     return {"task": "image", **result, "model_version": embedder.version, "source": Path(source).name}
+
+
+def synthetic_sketch(img, size):
+    """A synthetic drawing of a product photo: XDoG line drawing, then the same normalisation as the widget."""
+    from .sketch_input import BlankSketch, normalise_sketch
+    from .sketches import xdog
+
+    square = preprocessing.pad_to_square(img).resize((size * 2, size * 2), preprocessing.Image.BILINEAR)
+    drawing = xdog(square)
+    try:
+        return normalise_sketch(drawing, size=max(size, 128))
+    except BlankSketch:
+        return drawing
+
+
+def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, source_index=None, k=10):
+    """Category P@5 of drawings against the photo gallery, and (when ``source_index`` is given) the share of
+    queries whose source product is in the top 1/5/10."""
+    idx = metrics.neighbours(query_vecs, gallery_vecs, k)
+    relevant = np.asarray(gallery_labels)[idx] == np.asarray(query_labels)[:, None]
+    out = {"p_at_5": metrics.precision_at_k(relevant, 5), "map_at_10": metrics.average_precision_at_k(relevant, 10),
+           "queries": int(len(query_vecs)), "gallery": int(len(gallery_vecs))}
+    if source_index is not None:
+        for n in (1, 5, 10):
+            out[f"source_hit_at_{n}"] = float(np.mean([s in row[:n] for s, row in zip(source_index, idx)]))
+    return out

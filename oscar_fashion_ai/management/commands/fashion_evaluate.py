@@ -11,7 +11,10 @@ class Command(BaseCommand):
             "found by UPC); with --source it embeds the data set's files directly.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--task", choices=["image", "recommend"], default="image")
+        parser.add_argument("--task", choices=["image", "sketch", "recommend"], default="image")
+        parser.add_argument("--sketches", type=Path, default=None,
+                            help="sketch: folder of human drawings laid out as DIR/<label>/<file>.png")
+        parser.add_argument("--map", default="", help="sketch: label=category,... for --sketches folder names")
         parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source", type=Path, default=None)
@@ -24,6 +27,8 @@ class Command(BaseCommand):
             embedder = embedding.get_embedder()
         except embedding.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
+        if task == "sketch":
+            return self._print(self._evaluate_sketch(embedder, options["sketches"], options["map"]), json)
         if task == "recommend":
             return self._print(self._evaluate_recommend(embedder, options["shoppers"], options["seed"]), json)
         if source is not None:
@@ -58,6 +63,60 @@ class Command(BaseCommand):
             raise CommandError("No indexed product falls in the test split.")
         result = metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q)
         return {"task": "image", **result, "model_version": embedder.version, "source": "store index"}
+
+    def _gallery(self, embedder):
+        from oscar_fashion_ai.models import ProductEmbedding
+
+        rows = list(ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
+                    .select_related("product", "image").prefetch_related("product__categories").order_by("product_id"))
+        rows = [r for r in rows if r.product.categories.all()]
+        if not rows:
+            raise CommandError("The index is empty for the configured model; run `fashion_reindex` first.")
+        vecs = np.asarray([r.vector for r in rows], dtype=np.float32)
+        labels = np.array([r.product.categories.all()[0].name for r in rows])
+        return rows, vecs, labels
+
+    def _evaluate_sketch(self, embedder, sketches_dir, mapping):
+        """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
+        from PIL import Image
+
+        from oscar_fashion_ai.ml import datasets, evaluate
+        from oscar_fashion_ai.ml.sketch_input import BlankSketch, normalise_sketch
+
+        rows, vecs, labels = self._gallery(embedder)
+        size = embedder.info.image_size
+        queries, query_labels, sources = [], [], []
+        if sketches_dir is None:
+            for i, r in enumerate(rows):
+                if r.image is None or not datasets.is_test(r.product.upc or str(r.product_id)):
+                    continue
+                with r.image.original.open("rb") as fh:
+                    photo = embedder.load_image(fh.read())
+                queries.append(evaluate.synthetic_sketch(photo, size))
+                query_labels.append(labels[i])
+                sources.append(i)
+            kind = "synthetic XDoG drawings of the test split"
+        else:
+            names = {c.casefold(): c for c in set(labels)}
+            aliases = dict(part.split("=", 1) for part in mapping.split(",") if "=" in part)
+            for path in sorted(Path(sketches_dir).glob("*/*.png")):
+                label = aliases.get(path.parent.name, path.parent.name)
+                category = names.get(label.casefold())
+                if category is None:
+                    continue
+                try:
+                    queries.append(normalise_sketch(Image.open(path), size=max(size, 128)))
+                except (BlankSketch, OSError):
+                    continue
+                query_labels.append(category)
+            sources = None
+            kind = f"human drawings from {Path(sketches_dir).name}"
+        if not queries:
+            raise CommandError("No sketch queries: no test-split products indexed, or no matching label folders.")
+        qv = embedder.embed_images(queries)
+        result = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
+        return {"task": "sketch", **result, "pipeline": "direct", "model_version": embedder.version,
+                "source": kind}
 
     def _evaluate_recommend(self, embedder, shoppers, seed):
         """Replay simulated shoppers over the real catalog index (see oscar_fashion_ai/ml/simulation.py)."""
@@ -113,6 +172,12 @@ class Command(BaseCommand):
     def _print(self, result, as_json):
         if as_json:
             self.stdout.write(json.dumps(result))
+            return
+        if result["task"] == "sketch":
+            hits = "".join(f", source in top {n}: {result[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
+                           if f"source_hit_at_{n}" in result)
+            self.stdout.write(f"sketch retrieval ({result['source']}): P@5 {result['p_at_5']:.4f}{hits} "
+                              f"({result['queries']} queries, gallery {result['gallery']}, model {result['model_version']})")
             return
         if result["task"] == "recommend":
             b = result["baselines"]
