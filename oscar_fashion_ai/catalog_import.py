@@ -74,11 +74,8 @@ def price_for(source_id: str, label: str) -> Decimal:
 
 
 def file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha1").hexdigest()
 
 
 def check_image(path: Path) -> str | None:

@@ -34,9 +34,11 @@ class ProductEmbedding(models.Model):
         verbose_name=_("source image"),
     )
     vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
-    model_version = models.CharField(_("model version"), max_length=128, blank=True, db_index=True)
+    # No B-tree indexes on model_version/status: they would tempt the planner away from the HNSW index
+    # (filters are applied while walking it; see search.nearest_queryset).
+    model_version = models.CharField(_("model version"), max_length=128, blank=True)
     image_checksum = models.CharField(_("image checksum (sha1)"), max_length=40, blank=True)
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(_("last error"), blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     date_created = models.DateTimeField(_("created"), auto_now_add=True)

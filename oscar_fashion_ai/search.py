@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from django.db import transaction
+from django.db.models import Exists, OuterRef
 from oscar.core.loading import get_model
 from pgvector.django import CosineDistance
 
@@ -52,26 +52,33 @@ def nearest(vector, k: int, exclude_ids=(), category=None):
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
+    rows = list(nearest_queryset(vector, info.version, exclude_ids, category)[:k])
+    return [(row.product, 1.0 - float(row.distance)) for row in rows]
+
+
+def nearest_queryset(vector, version, exclude_ids=(), category=None):
+    """``ORDER BY vector <=> query`` over current rows; the availability filters are EXISTS subqueries
+    (no joins that multiply rows, no DISTINCT), so PostgreSQL can walk the HNSW index and filter as it goes
+    (``hnsw.iterative_scan`` is enabled on the connection, see settings)."""
+    from .models import ProductEmbedding
+
+    StockRecord = get_model("partner", "StockRecord")
+    ProductCategory = get_model("catalogue", "ProductCategory")
     qs = (
-        ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED, model_version=info.version,
-                                        product__is_public=True, product__stockrecords__num_in_stock__gt=0)
-        .exclude(product_id__in=list(exclude_ids))
+        ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED, model_version=version,
+                                        product__is_public=True)
+        .filter(Exists(StockRecord.objects.filter(product_id=OuterRef("product_id"), num_in_stock__gt=0)))
         .annotate(distance=CosineDistance("vector", vector))
         .order_by("distance")
         .select_related("product")
     )
+    exclude_ids = list(exclude_ids)
+    if exclude_ids:
+        qs = qs.exclude(product_id__in=exclude_ids)
     if category is not None:
-        qs = qs.filter(product__categories__in=category.get_descendants_and_self())
-    # The HNSW scan must happen inside the transaction that set its parameters (see README).
-    with transaction.atomic():
-        rows = list(qs.distinct()[: k * 2 if category is not None else k])
-    seen, out = set(), []
-    for row in rows:
-        if row.product_id in seen:
-            continue
-        seen.add(row.product_id)
-        out.append((row.product, 1.0 - float(row.distance)))
-    return out[:k]
+        qs = qs.filter(Exists(ProductCategory.objects.filter(
+            product_id=OuterRef("product_id"), category__in=category.get_descendants_and_self())))
+    return qs
 
 
 def similar_products(product, k: int):

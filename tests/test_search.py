@@ -177,3 +177,34 @@ def test_evaluate_command_on_index_and_files(indexed_catalog, csv_dataset, capsy
     on_files = json.loads(capsys.readouterr().out)
     assert on_files["gallery"] == 12  # the corrupt and the missing file are left out
     assert set(on_files) >= {"task", "p_at_5", "map_at_10", "queries", "gallery", "model_version"}
+
+
+def test_similar_query_plan_uses_the_hnsw_index(indexed_catalog):
+    """With a few thousand rows and fresh statistics, the real query walks the HNSW index (no sort of all rows)."""
+    from django.db import connection
+
+    from oscar_fashion_ai import search
+
+    info = embedding.model_info()
+    rng = np.random.default_rng(0)
+    extra = Product.objects.bulk_create(
+        [Product(title=f"synthetic {i}", slug=f"synthetic-{i}", structure="standalone", is_public=True) for i in range(3000)])
+    partner = get_model("partner", "Partner").objects.get()
+    get_model("partner", "StockRecord").objects.bulk_create([
+        get_model("partner", "StockRecord")(product=p, partner=partner, partner_sku=f"syn-{p.pk}", price=10,
+                                             num_in_stock=5) for p in extra])
+    vecs = rng.normal(size=(3000, 256)).astype(np.float32)
+    ProductEmbedding.objects.bulk_create([
+        ProductEmbedding(product=p, vector=v / np.linalg.norm(v), status="indexed", model_version=info.version)
+        for p, v in zip(extra, vecs)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    query = np.asarray(ProductEmbedding.objects.filter(product__in=indexed_catalog[:1]).get().vector, dtype=np.float32)
+    # (A small category filter rightly makes PostgreSQL sort the few matching rows exactly instead.)
+    for category in (None,):
+        qs = search.nearest_queryset(query, info.version, exclude_ids=[indexed_catalog[0].pk], category=category)[:8]
+        sql, params = qs.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "fashion_ai_embedding_hnsw" in plan, plan

@@ -7,7 +7,6 @@ with ONNX Runtime, which is an order of magnitude faster than eager PyTorch for 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -130,6 +129,3 @@ class Embedder:
             chunks.append(self.embed_tensor(preprocessing.batch(images[start : start + batch_size], self.info.image_size)))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.info.dim), dtype=np.float32)
 
-
-def weights_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
