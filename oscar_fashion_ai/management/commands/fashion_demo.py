@@ -40,6 +40,9 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, port=8000, limit=None, no_worker=False, skip_index=False, **options):
+        # Ctrl-C must raise KeyboardInterrupt even when started from a shell that ignores SIGINT.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         db = settings.DATABASES["default"]
         where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else f"embedded PostgreSQL (socket in {db['HOST']})"
         self.say(f"Database: {where}")
@@ -81,11 +84,12 @@ class Command(BaseCommand):
                 if not skip_index:
                     self.say("Queueing Image2Vec indexing of products that need it ...")
                     subprocess.run(manage + ["fashion_reindex", "--stale"], cwd=settings.BASE_DIR, env=env, check=False)
-            self.say(f"Serving the store on http://127.0.0.1:{port}/  (dashboard: /dashboard/, "
-                     f"staff login {DEMO_EMAIL} / {self._password()}). Ctrl-C stops everything.")
+            self.say("Starting the web server ...")
             children.append(("web", subprocess.Popen(
                 manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], cwd=settings.BASE_DIR, env=env)))
-            signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+            self._wait_for_port(port, children)
+            self.say(f"Serving the store on http://127.0.0.1:{port}/  (dashboard: /dashboard/, "
+                     f"staff login {DEMO_EMAIL} / {self._password()}). Ctrl-C stops everything.")
             while True:
                 for name, proc in children:
                     if proc.poll() is not None:
@@ -97,6 +101,21 @@ class Command(BaseCommand):
         finally:
             self._stop(children)
         self.say("Stopped.")
+
+    def _wait_for_port(self, port, children, timeout=120):
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    raise SystemExit(f"The {name} process exited with code {proc.returncode}.")
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.3)
+        raise SystemExit(f"The web server did not open port {port} within {timeout} s.")
 
     def _password(self):
         return os.environ.get("FASHION_DEMO_PASSWORD", DEMO_PASSWORD)
@@ -112,9 +131,10 @@ class Command(BaseCommand):
         self.say(f"Created staff user {DEMO_EMAIL} with password {self._password()}")
 
     def _stop(self, children):
+        # SIGINT lets each child exit normally (and unregister from the embedded database).
         for _, proc in children:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 15
         for name, proc in children:
             try:
@@ -123,3 +143,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"The {name} process did not stop in time; killing it.")
                 proc.kill()
                 proc.wait()
+        from oscar_fashion_ai import embedded_db
+
+        if embedded_db.current_pgdata() is not None:
+            embedded_db.prune_dead_handles(embedded_db.current_pgdata())
