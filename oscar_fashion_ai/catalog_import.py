@@ -91,6 +91,43 @@ def check_image(path: Path) -> str | None:
     return None
 
 
+from contextlib import contextmanager
+
+
+@contextmanager
+def search_index_paused():
+    """Pause haystack's per-save index updates during a bulk import (we update in batches afterwards)."""
+    try:
+        from haystack import signal_processor
+    except ImportError:
+        yield
+        return
+    signal_processor.teardown()
+    try:
+        yield
+    finally:
+        signal_processor.setup()
+
+
+def update_search_index(products, chunk=500):
+    """Write ``products`` to the shop's haystack index (Oscar's catalogue pages list from it)."""
+    try:
+        from haystack import connections
+        from haystack.exceptions import NotHandled
+    except ImportError:
+        return
+    for alias in connections.connections_info:
+        unified = connections[alias].get_unified_index()
+        try:
+            index = unified.get_index(products.model)
+        except NotHandled:
+            continue
+        backend = connections[alias].get_backend()
+        ids = list(products.values_list("pk", flat=True))
+        for start in range(0, len(ids), chunk):
+            backend.update(index, index.index_queryset().filter(pk__in=ids[start : start + chunk]))
+
+
 class CatalogImporter:
     def __init__(self, stdout_progress=True):
         self.Product = get_model("catalogue", "Product")
@@ -133,12 +170,14 @@ class CatalogImporter:
         }
         batch = 200
         bar = tqdm(total=len(wanted), desc="Importing catalog", unit="product", disable=not self.progress)
-        for start in range(0, len(wanted), batch):
-            with transaction.atomic():
-                for record in wanted[start : start + batch]:
-                    self._import_one(record, existing.get(upc_for(record.source_id)), report)
-                    bar.update(1)
+        with search_index_paused():
+            for start in range(0, len(wanted), batch):
+                with transaction.atomic():
+                    for record in wanted[start : start + batch]:
+                        self._import_one(record, existing.get(upc_for(record.source_id)), report)
+                        bar.update(1)
         bar.close()
+        update_search_index(self.Product.objects.filter(upc__in=[upc_for(r.source_id) for r in wanted]))
         return report
 
     def category(self, label: str):

@@ -90,7 +90,15 @@ AUTHENTICATION_BACKENDS = (
     "django.contrib.auth.backends.ModelBackend",
 )
 
-HAYSTACK_CONNECTIONS = {"default": {"ENGINE": "haystack.backends.simple_backend.SimpleEngine"}}
+# Oscar's catalogue and category pages are haystack faceted searches: they need a real backend (the simple
+# backend lists no products). Whoosh is pure Python and keeps its index in var/; use Solr/Elasticsearch at scale.
+HAYSTACK_CONNECTIONS = {
+    "default": {
+        "ENGINE": "haystack.backends.whoosh_backend.WhooshEngine",
+        "PATH": os.environ.get("HAYSTACK_WHOOSH_PATH", str(VAR_DIR / "whoosh_index")),
+        "INCLUDE_SPELLING": False,
+    }
+}
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

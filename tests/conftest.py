@@ -92,3 +92,12 @@ def celery_worker_thread(transactional_db):
 
 def rgb_close(a, b):
     return np.allclose(a, b, atol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def _empty_search_index():
+    """The Whoosh index lives outside the database: start every test with an empty one."""
+    from haystack import connections
+
+    connections["default"].get_backend().clear(commit=True)
+    yield

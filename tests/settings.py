@@ -9,6 +9,7 @@ from shop.settings import *  # noqa: F401,F403
 CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 MEDIA_ROOT = tempfile.mkdtemp(prefix="fashion-ai-test-media-")
+HAYSTACK_CONNECTIONS["default"]["PATH"] = tempfile.mkdtemp(prefix="fashion-ai-test-whoosh-")  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 FASHION_AI = {"BATCH_SIZE": 8, "SKETCH_RATE_LIMIT": None, "PHOTO_RATE_LIMIT": None}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

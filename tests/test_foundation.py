@@ -44,6 +44,11 @@ def test_homepage_product_page_and_health(client, catalog):
     category = product.categories.first()
     listing = client.get(category.get_absolute_url())
     assert listing.status_code == 200
+    in_category = Product.objects.filter(categories=category)
+    body = listing.content.decode()
+    assert f"<strong>{in_category.count()}</strong> result" in body and product.title in body
+    everything = client.get("/catalogue/").content.decode()
+    assert "<strong>12</strong> results" in everything
     health = client.get(reverse("fashion-ai:api-health"))
     assert health.status_code == 200 and health.json()["pgvector"]
 
