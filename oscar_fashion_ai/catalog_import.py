@@ -97,16 +97,20 @@ from contextlib import contextmanager
 @contextmanager
 def search_index_paused():
     """Pause haystack's per-save index updates during a bulk import (we update in batches afterwards)."""
+    from django.apps import apps
+
+    from . import receivers
+
+    config = apps.get_app_config("haystack") if apps.is_installed("haystack") else None
+    processor = getattr(config, "signal_processor", None)
+    if processor is not None:
+        processor.teardown()
     try:
-        from haystack import signal_processor
-    except ImportError:
-        yield
-        return
-    signal_processor.teardown()
-    try:
-        yield
+        with receivers.paused():  # the importer queues indexing itself, in batches
+            yield
     finally:
-        signal_processor.setup()
+        if processor is not None:
+            processor.setup()
 
 
 def update_search_index(products, chunk=500):
@@ -140,6 +144,7 @@ class CatalogImporter:
         self.ignored = {label.casefold() for label in conf.get("IGNORED_LABELS")}
         self.progress = stdout_progress
         self._categories: dict[str, object] = {}
+        self.changed_ids: list[int] = []
 
     def run(self, source: Path, limit: int | None = None) -> ImportReport:
         import warnings
@@ -177,7 +182,13 @@ class CatalogImporter:
                         self._import_one(record, existing.get(upc_for(record.source_id)), report)
                         bar.update(1)
         bar.close()
-        update_search_index(self.Product.objects.filter(upc__in=[upc_for(r.source_id) for r in wanted]))
+        imported = self.Product.objects.filter(upc__in=[upc_for(r.source_id) for r in wanted])
+        update_search_index(imported)
+        if self.changed_ids:
+            from . import tasks
+
+            tasks.mark_pending(self.changed_ids)
+            transaction.on_commit(lambda ids=list(self.changed_ids): tasks.enqueue_embedding_quietly(ids))
         return report
 
     def category(self, label: str):
@@ -239,7 +250,9 @@ class CatalogImporter:
             stock.price = price
             stock.save(update_fields=["price"])
             changed = True
-        changed |= self._sync_image(product, record, created)
+        if self._sync_image(product, record, created):
+            changed = True
+            self.changed_ids.append(product.pk)
         if created:
             report.created += 1
         elif changed:

@@ -5,6 +5,8 @@ the broker only after the transaction commits, so a rolled-back change queues no
 broker loses nothing (``fashion_reindex --stale`` picks pending rows up).
 """
 
+import threading
+from contextlib import contextmanager
 from functools import partial
 
 from django.db import transaction
@@ -17,7 +19,23 @@ from . import tasks
 ProductImage = get_model("catalogue", "ProductImage")
 
 
+_state = threading.local()
+
+
+@contextmanager
+def paused():
+    """Suspend the per-image receivers in this thread (bulk imports queue their own batches)."""
+    previous = getattr(_state, "paused", False)
+    _state.paused = True
+    try:
+        yield
+    finally:
+        _state.paused = previous
+
+
 def _schedule(product_id):
+    if getattr(_state, "paused", False):
+        return
     tasks.mark_pending([product_id])
     transaction.on_commit(partial(tasks.enqueue_embedding_quietly, [product_id]))
 

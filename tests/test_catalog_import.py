@@ -34,6 +34,10 @@ def test_import_creates_products_categories_stock_and_images(csv_dataset):
     stock = shirt.stockrecords.get()
     assert stock.price > 0 and stock.num_in_stock > 0
     assert shirt.is_public
+    # Every imported product is queued for Image2Vec indexing (pending rows for the sweep, batched tasks).
+    from oscar_fashion_ai.models import ProductEmbedding
+
+    assert ProductEmbedding.objects.filter(status="pending").count() == 12
 
 
 def test_reimport_is_idempotent_and_updates_changed_images(csv_dataset):
