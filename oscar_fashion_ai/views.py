@@ -124,9 +124,16 @@ def home(request):
             results, source = preferences.fallback_products(k), "fallback"
         except Exception:  # noqa: BLE001
             results, source = [], "fallback"
+    owner = preferences.owner_for_request(request)
+    pref = preferences.get_preference(owner)
+    fragment_key = None
+    if source == "personal" and pref is not None:
+        # The rendered grid is cached per shopper and profile version (it holds this shopper's CSRF token).
+        fragment_key = f"{owner.cache_key}:{pref.event_count}:{pref.date_updated.timestamp()}"
     response = render(request, "oscar_fashion_ai/home.html", {
         "recommended": [p for p, _ in results], "personal": source == "personal",
-        "has_profile": preferences.get_preference(preferences.owner_for_request(request)) is not None,
+        "has_profile": pref is not None, "fragment_key": fragment_key,
+        "fragment_seconds": int(conf.get("RECOMMENDATION_CACHE_SECONDS")),
     })
     response["Cache-Control"] = "private, no-store"
     return response
