@@ -210,3 +210,18 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
     result = json.loads(capsys.readouterr().out)
     assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines"}
     assert 0 <= result["hit_rate_at_10"] <= 1 and set(result["baselines"]) == {"popularity", "random"}
+
+
+def test_diversity_caps_products_per_category(indexed, settings):
+    owner = preferences.Owner(shopper_key="diverse")
+    for product in category_products("Shirt")[:2]:
+        preferences.record_event(owner, product.pk, "view")
+    preferences.apply_pending(owner)
+    settings.FASHION_AI = {**settings.FASHION_AI, "RECOMMENDATION_MAX_PER_CATEGORY": 2}
+    results, source = preferences.recommend(owner, 6)
+    assert source == "personal" and len(results) == 6
+    counts = {}
+    for product, _ in results:
+        name = product.categories.get().name
+        counts[name] = counts.get(name, 0) + 1
+    assert max(counts.values()) <= 2 and len(counts) == 3
