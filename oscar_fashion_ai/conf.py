@@ -54,6 +54,13 @@ DEFAULTS: dict[str, object] = {
     "TRUSTED_PROXY_HEADER": None,
     # Largest accepted drawing, in pixels per side.
     "MAX_SKETCH_SIDE": 2048,
+    # How a drawing becomes a search vector: "direct" (embed the drawing), "gan" (embed the generator's
+    # product-like image) or "fusion" (both, weighted by SKETCH_FUSION_WEIGHT = share of the GAN). The default
+    # was chosen by `fashion_evaluate --task sketch --pipeline all` (README, "Search by sketch").
+    "SKETCH_PIPELINE": "direct",
+    "SKETCH_FUSION_WEIGHT": 0.5,
+    # Weights file for the sketch-to-photo generator; None uses the generator shipped in the package.
+    "SKETCH_GENERATOR_WEIGHTS": None,
     # Personalisation ----------------------------------------------------------
     # Weight of each kind of event in the preference vector.
     "PREFERENCE_WEIGHTS": {"view": 1.0, "basket": 3.0, "order": 5.0},

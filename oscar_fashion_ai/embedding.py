@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _embedder: Embedder | None = None
 _embedder_key = None
+_generator = None
+_generator_key = None
 
 
 def get_embedder() -> Embedder:
@@ -34,6 +36,26 @@ def get_embedder() -> Embedder:
                 _embedder_key = key
                 logger.info("Fashion AI: loaded embedder %s (%s)", _embedder.version, _embedder.runtime)
     return _embedder
+
+
+def get_generator():
+    """The process-wide sketch generator, loaded on first use; None (with one logged error per process and
+    weights file) when it cannot be loaded: sketch search then embeds the drawing directly."""
+    global _generator, _generator_key
+    from .ml.generator import GeneratorUnavailable, SketchGenerator
+
+    key = (conf.get("SKETCH_GENERATOR_WEIGHTS"), conf.get("TORCH_THREADS"))
+    if _generator_key != key:
+        with _lock:
+            if _generator_key != key:
+                try:
+                    _generator = SketchGenerator(conf.get("SKETCH_GENERATOR_WEIGHTS"), threads=conf.get("TORCH_THREADS"))
+                    logger.info("Fashion AI: loaded sketch generator %s (%s)", _generator.version, _generator.runtime)
+                except GeneratorUnavailable as exc:
+                    _generator = None
+                    logger.error("Fashion AI: %s; sketch search embeds drawings directly", exc)
+                _generator_key = key
+    return _generator
 
 
 def model_info():

@@ -169,11 +169,17 @@ def _rate_limited(scope, request, setting):
 
 @require_POST
 def api_sketch(request):
-    """Drawing -> normalised line drawing -> Image2Vec -> nearest products."""
+    """Drawing -> normalised line drawing -> (generator ->) Image2Vec -> nearest products.
+
+    The pipeline is ``FASHION_AI["SKETCH_PIPELINE"]``; without a usable generator it falls back to ``direct``.
+    ``generated_image`` is the generator's picture of the drawing ("what we understood"), or the normalised
+    drawing when there is no generator."""
     import base64
     import io
 
-    from .ml.sketch_input import BlankSketch, normalise_sketch
+    from . import embedding
+    from .ml import sketch_pipeline
+    from .ml.sketch_input import BlankSketch
     from .uploads import sketch_from_request
 
     limited = _rate_limited("sketch", request, "SKETCH_RATE_LIMIT")
@@ -186,20 +192,31 @@ def api_sketch(request):
     except (BadUpload, ValueError) as exc:
         return error(str(exc))
     try:
-        drawing = normalise_sketch(img)
+        embedder = embedding.get_embedder()
+    except embedding.ModelUnavailable as exc:
+        logger.error("Fashion AI: sketch search unavailable: %s", exc)
+        return error("Search by sketch is temporarily unavailable.", status=503)
+    generator = embedding.get_generator()
+    pipeline = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
+    try:
+        direct, for_gan = sketch_pipeline.prepare(img, embedder, generator)
     except BlankSketch as exc:
         return JsonResponse({"results": [], "error": str(exc), "blank": True, "generated_image": None,
                              "model_version": _model_version()}, status=400)
+    vecs, generated = sketch_pipeline.vectors(embedder, generator, [direct], [for_gan], pipeline,
+                                              float(conf.get("SKETCH_FUSION_WEIGHT")))
+    if generated is None and generator is not None:
+        generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
-        results = search.search_by_image(drawing, k, category=category)
+        results = search.nearest(vecs[0], k, category=category)
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
     buf = io.BytesIO()
-    drawing.save(buf, "PNG")
+    (generated[0] if generated else direct).save(buf, "PNG")
     return JsonResponse({
         "results": search.result_dicts(results, request),
         "generated_image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
-        "pipeline": "direct",
+        "pipeline": pipeline,
         "model_version": _model_version(),
     })
 

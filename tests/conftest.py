@@ -69,9 +69,24 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory):
+    """A small sketch generator (64 px, seeded, untrained) saved like a trained one, half precision."""
+    from oscar_fashion_ai.ml import gan, weights
+
+    torch.manual_seed(0)
+    g = gan.UNetGenerator(1, 3, ngf=8, depth=6, max_channels=32).half()
+    path = tmp_path_factory.mktemp("generator") / "tiny-gen.safetensors"
+    digest = weights.save(g, path, {"kind": "pix2pix-generator", "image_size": 64, "ngf": 8, "max_channels": 32,
+                                    "depth": 6, "in_channels": 1})
+    path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest, "version": "tiny-gen"}))
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _fashion_settings(settings, tiny_weights, tmp_path_factory):
-    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights)}
+def _fashion_settings(settings, tiny_weights, tiny_generator, tmp_path_factory):
+    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights),
+                           "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator)}
     import os
 
     os.environ.setdefault("FASHION_AI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "onnx-cache"))

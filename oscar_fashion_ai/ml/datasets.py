@@ -72,3 +72,45 @@ def labelled_records(source: Path, ignored=IGNORED_LABELS) -> list[Record]:
     """Records with a usable label and an existing file."""
     drop = {label.casefold() for label in ignored}
     return [r for r in read_records(source) if r.label and r.label.casefold() not in drop and r.path.exists()]
+
+
+def shrink_copy(source: Path, dest: Path, max_side: int = 256, quality: int = 85, progress: bool = True) -> dict:
+    """Write a smaller copy of a labelled set (``images.csv`` + JPEGs no larger than ``max_side``) to ``dest``,
+    e.g. to train on a machine that cannot reach the original files. Images keep their ids and labels."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .preprocessing import InvalidImage, open_image
+
+    records = labelled_records(Path(source))
+    dest = Path(dest)
+    (dest / "images").mkdir(parents=True, exist_ok=True)
+    kept, skipped = [], 0
+    for rec in tqdm(records, desc="Shrinking", unit="img", disable=not progress):
+        try:
+            img = open_image(rec.path, decode_size=max_side)
+        except InvalidImage:
+            skipped += 1
+            continue
+        img.thumbnail((max_side, max_side), Image.LANCZOS)
+        img.save(dest / "images" / f"{Path(rec.source_id).name}.jpg", "JPEG", quality=quality)
+        kept.append(rec)
+    with (dest / "images.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "label"])
+        for rec in kept:
+            writer.writerow([Path(rec.source_id).name, rec.label])
+    return {"images": len(kept), "skipped": skipped}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Make a smaller copy of a labelled image set.")
+    parser.add_argument("command", choices=["shrink"])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--max-side", type=int, default=256)
+    parser.add_argument("--quality", type=int, default=85)
+    args = parser.parse_args()
+    print(shrink_copy(args.source, args.dest, args.max_side, args.quality))

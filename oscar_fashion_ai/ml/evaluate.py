@@ -38,16 +38,37 @@ def evaluate_image_retrieval(embedder, source: Path, progress=False) -> dict:
 
 
 def synthetic_sketch(img, size):
-    """A synthetic drawing of a product photo: XDoG line drawing, then the same normalisation as the widget."""
-    from .sketch_input import BlankSketch, normalise_sketch
-    from .sketches import xdog
+    """The deterministic synthetic drawing of a product photo (XDoG at the drawing resolution, normalised like the
+    widget's input at ``size``): the evaluation's stand-in for a shopper's drawing."""
+    from .sketches import photo_drawing
 
-    square = preprocessing.pad_to_square(img).resize((size * 2, size * 2), preprocessing.Image.BILINEAR)
-    drawing = xdog(square)
-    try:
-        return normalise_sketch(drawing, size=max(size, 128))
-    except BlankSketch:
-        return drawing
+    return photo_drawing(img, size)
+
+
+def evaluate_sketch_files(embedder, generator, source: Path, pipelines=("direct", "gan", "fusion"),
+                          fusion_weight: float = 0.5, progress=False) -> dict:
+    """Synthetic drawings of the test split against all photos of ``source``, for each sketch pipeline."""
+    from tqdm import tqdm
+
+    from . import sketch_pipeline, sketches
+
+    records = datasets.labelled_records(source)
+    vecs, records = embed_records(embedder, records, progress=progress)
+    labels = np.array([r.label for r in records])
+    q = np.flatnonzero([datasets.is_test(r.source_id) for r in records])
+    direct, for_gan = [], []
+    for i in tqdm(q, desc="Drawings", disable=not progress):
+        photo = preprocessing.open_image(records[i].path, decode_size=sketches.DRAW_RES)
+        direct.append(synthetic_sketch(photo, embedder.info.image_size))
+        if generator is not None:
+            for_gan.append(synthetic_sketch(photo, generator.image_size))
+    out = {}
+    for name in pipelines:
+        if name != "direct" and generator is None:
+            continue
+        qv, _ = sketch_pipeline.vectors(embedder, generator, direct, for_gan, name, fusion_weight)
+        out[name] = sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
+    return out
 
 
 def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, source_index=None, k=10):

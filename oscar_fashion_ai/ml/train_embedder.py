@@ -6,7 +6,10 @@ Two modes:
   EfficientNet-Lite0 are frozen; their outputs for every training image (and its mirror image) are
   computed once and cached, and the remaining blocks, pooling and projection are trained on the
   cache. On 2 CPU cores this finishes in minutes instead of hours.
-* ``full`` (the GPU configuration): end-to-end fine-tuning with random crops, flips and colour jitter.
+* ``full`` (the GPU configuration): end-to-end fine-tuning with random crops, flips and colour jitter, trained
+  jointly on photos and synthetic drawings of them (:mod:`.pairs`): besides the classifier on both, a symmetric
+  InfoNCE term pulls each drawing towards its own photo and away from the other photos in the batch, so a
+  drawing finds its product, not only its category.
 
 Both train a cosine-margin classifier (CosFace) on top of the normalised embedding, which shapes
 the embedding space for nearest-neighbour retrieval; the classifier is discarded afterwards.
@@ -19,7 +22,6 @@ import json
 import math
 import platform
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,8 +60,14 @@ class TrainConfig:
     device: str | None = None
     checkpoint_dir: str | None = None
     resume: bool = False
+    init_weights: str | None = None  # start from a trained embedder (.safetensors) instead of ImageNet
+    pair_weight: float = 1.0  # full mode: weight of the drawing<->photo InfoNCE term
+    temperature: float = 0.05
+    variants: int = 4  # full mode: synthetic drawings per image
+    workers: int = 0
+    max_minutes: float | None = None
     progress: bool = True
-    command: str = field(default_factory=lambda: " ".join(sys.argv))
+    command: str = field(default_factory=weights.command_line)
 
 
 class CosFace(nn.Module):
@@ -120,28 +128,23 @@ def train(cfg: TrainConfig) -> dict:
     _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {test_mask.sum()} test; "
               f"mode={mode}, device={device}")
 
-    model = backbones.build(cfg.backbone, dim=cfg.dim, image_size=cfg.image_size, backbone_weights=cfg.backbone_weights)
+    model = backbones.build(cfg.backbone, dim=cfg.dim, image_size=cfg.image_size, backbone_weights=cfg.backbone_weights,
+                            pretrained=cfg.init_weights is None)
+    if cfg.init_weights:
+        state, _ = weights.load(Path(cfg.init_weights))
+        model.load_state_dict(state, strict=True)
     head = CosFace(cfg.dim, len(labels), cfg.scale, cfg.margin)
     model.to(device)
     head.to(device)
+    if mode == "full":
+        return _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started)
     images, drawings = _load_images(records, cfg.image_size, cfg, "Decoding", with_sketches=cfg.sketch_share > 0)
 
-    if mode == "cached":
-        trunk = model.trunk
-        trunk.freeze_until(cfg.split_block)
-        # (V, N, C, H, W) half precision; views: original, mirrored[, line drawing]
-        feats = _frozen_features(trunk, images, drawings, cfg, device)
-        train_step_input = lambda idx, flip: feats[flip, idx].to(device).float()  # noqa: E731
-        forward = lambda x: model.embed_features(trunk.forward_from(x, cfg.split_block))  # noqa: E731
-    else:
-        def train_step_input(idx, view):
-            x = images[idx].to(device)
-            if drawings is not None:
-                x = torch.where(torch.tensor(view == 2, device=device).view(-1, 1, 1, 1), drawings[idx].to(device), x)
-            x = torch.where(torch.tensor(view == 1, device=device).view(-1, 1, 1, 1), x.flip(-1), x)
-            return _augment(x)
-
-        forward = model
+    trunk = model.trunk
+    trunk.freeze_until(cfg.split_block)
+    # (V, N, C, H, W) half precision; views: original, mirrored[, line drawing]
+    feats = _frozen_features(trunk, images, drawings, cfg, device)
+    forward = lambda x: model.embed_features(trunk.forward_from(x, cfg.split_block))  # noqa: E731
     params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -177,12 +180,9 @@ def train(cfg: TrainConfig) -> dict:
             view = rng.integers(0, 2, len(idx))  # 0 original, 1 mirrored, 2 line drawing
             if drawings is not None:
                 view[rng.random(len(idx)) < cfg.sketch_share] = 2
-            if mode == "cached":
-                x = torch.stack([feats[v, i] for v, i in zip(view, idx)]).to(device).float()
-                if cfg.feature_dropout:
-                    x = F.dropout2d(x, cfg.feature_dropout, training=True)
-            else:
-                x = train_step_input(idx, view)
+            x = torch.stack([feats[v, i] for v, i in zip(view, idx)]).to(device).float()
+            if cfg.feature_dropout:
+                x = F.dropout2d(x, cfg.feature_dropout, training=True)
             target = y_all[idx].to(device)
             emb = forward(x)
             logits = head(emb, target)
@@ -204,15 +204,17 @@ def train(cfg: TrainConfig) -> dict:
     with torch.inference_mode():
         vecs = []
         for start in range(0, len(records), 128):
-            if mode == "cached":
-                x = feats[0, start : start + 128].to(device).float()
-            else:
-                x = images[start : start + 128].to(device)
+            x = feats[0, start : start + 128].to(device).float()
             vecs.append(forward(x).float().cpu())
         vecs = torch.cat(vecs).numpy()
     label_arr = np.array([r.label for r in records])
     q = np.flatnonzero(test_mask)
     result = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr, query_gallery_index=q)
+    return _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, history, started,
+                   {"image_to_image": result | {"relevance": "same label; query excluded; gallery = all images"}})
+
+
+def _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, history, started, metrics_out):
     model.cpu()
     out = Path(cfg.out)
     meta = {"backbone": cfg.backbone, "dim": cfg.dim, "image_size": cfg.image_size,
@@ -225,14 +227,14 @@ def train(cfg: TrainConfig) -> dict:
         "weights_file": out.name,
         "weights_sha256": digest,
         "weights_bytes": out.stat().st_size,
-        "architecture": f"{cfg.backbone} (ImageNet init) + GeM pooling + linear {cfg.dim}-d, L2-normalised",
+        "architecture": f"{cfg.backbone} ({'init from ' + Path(cfg.init_weights).name if cfg.init_weights else 'ImageNet init'}) + GeM pooling + linear {cfg.dim}-d, L2-normalised",
         "data": {"source": Path(cfg.source).name, "images": len(records), "labels": labels,
                  "ignored_labels": list(datasets.IGNORED_LABELS)},
         "split": {"rule": "test when int(sha1(image_id).hexdigest(), 16) % 5 == 0",
                   "train": int(len(train_idx)), "test": int(test_mask.sum())},
         "training": {k: v for k, v in asdict(cfg).items() if k not in {"source", "out", "progress"}} | {"mode": mode},
         "history": history,
-        "metrics": {"image_to_image": result | {"relevance": "same label; query excluded; gallery = all images"}},
+        "metrics": metrics_out,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_threads": torch.get_num_threads(), "device": str(device),
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
@@ -241,8 +243,118 @@ def train(cfg: TrainConfig) -> dict:
         "command": cfg.command,
     }
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
-    _log(cfg, f"P@5 {result['p_at_5']:.4f}  mAP@10 {result['map_at_10']:.4f}  ({wall:.0f} s) -> {out}")
+    _log(cfg, f"{json.dumps(metrics_out)}  ({wall:.0f} s) -> {out}")
     return card
+
+
+def _normalise_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (N, H, W, 3) or grey (N, H, W) on any device -> the model's normalised float input."""
+    if x.dim() == 3:
+        x = x.unsqueeze(-1).expand(-1, -1, -1, 3)
+    mean = torch.as_tensor(preprocessing.MEAN, device=x.device)
+    std = torch.as_tensor(preprocessing.STD, device=x.device)
+    return ((x.float() - mean) / std).permute(0, 3, 1, 2).contiguous()
+
+
+def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started):
+    """End-to-end fine-tuning on photos and their drawings: CosFace on both + drawing<->photo InfoNCE."""
+    from tqdm import tqdm
+
+    from . import pairs
+
+    photos, drawings, _ = pairs.load(records, cfg.image_size, cfg.variants, cfg.seed, cfg.workers,
+                                     progress=cfg.progress)
+    photos_t, drawings_t = torch.from_numpy(photos), torch.from_numpy(drawings)
+    if device.type == "cuda":
+        photos_t, drawings_t = photos_t.to(device), drawings_t.to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
+                                                    total_steps=max(steps_per_epoch * cfg.epochs, 1), pct_start=0.15)
+    ckpt_dir = Path(cfg.checkpoint_dir or Path(cfg.out).parent / "checkpoints")
+    ckpt_path = ckpt_dir / (Path(cfg.out).stem + ".ckpt.pt")
+    start_epoch, history = 0, []
+    if cfg.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = int(state["epoch"]), json.loads(state["history"])
+        _log(cfg, f"Resumed from {ckpt_path} at epoch {start_epoch}")
+    amp = device.type == "cuda"
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        head.train()
+        rng = np.random.default_rng(cfg.seed * 7919 + epoch)
+        order = rng.permutation(train_idx)
+        sums = {"loss": 0.0, "cls": 0.0, "pair": 0.0, "pair_acc": 0.0}
+        bar = tqdm(range(steps_per_epoch), desc=f"Epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
+        for step in bar:
+            idx = torch.from_numpy(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            variant = torch.from_numpy(rng.integers(0, cfg.variants, len(idx)))
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
+            xp = _normalise_uint8(photos_t[idx.to(photos_t.device)].to(device))
+            xd = _normalise_uint8(drawings_t[idx.to(drawings_t.device), variant.to(drawings_t.device)].to(device))
+            xp = _augment(torch.where(flip, xp.flip(-1), xp))
+            xd = torch.where(flip, xd.flip(-1), xd)
+            target = y_all[idx].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                emb = model(torch.cat([xp, xd]).contiguous(memory_format=torch.channels_last)).float()
+            ep, ed = emb[: len(idx)], emb[len(idx) :]
+            both = torch.cat([target, target])
+            cls = F.cross_entropy(head(emb, both), both, label_smoothing=cfg.label_smoothing)
+            sim = ed @ ep.T / cfg.temperature
+            ar = torch.arange(len(idx), device=device)
+            pair = 0.5 * (F.cross_entropy(sim, ar) + F.cross_entropy(sim.T, ar))
+            loss = cls + cfg.pair_weight * pair
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            sums["loss"] += loss.item()
+            sums["cls"] += cls.item()
+            sums["pair"] += pair.item()
+            sums["pair_acc"] += float((sim.argmax(1) == ar).float().mean())
+            bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}", pair_acc=f"{sums['pair_acc'] / (step + 1):.3f}")
+        history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}})
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": json.dumps(history)},
+                   ckpt_path)
+        if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60 and epoch + 1 < cfg.epochs:
+            stopped_early = True
+            _log(cfg, f"Stopping after epoch {epoch + 1}: --max-minutes {cfg.max_minutes} reached")
+            break
+
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        def embed(source, pick):
+            out = []
+            for start in range(0, len(pick), 256):
+                sel = torch.from_numpy(pick[start : start + 256])
+                out.append(model(_normalise_uint8(source(sel).to(device))).float().cpu())
+            return F.normalize(torch.cat(out), dim=1).numpy()
+
+        everything = np.arange(len(records))
+        vecs = embed(lambda sel: photos_t[sel.to(photos_t.device)], everything)
+        q = np.flatnonzero(test_mask)
+        sketch_vecs = embed(lambda sel: drawings_t[sel.to(drawings_t.device), 0], q)
+    label_arr = np.array([r.label for r in records])
+    image = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr, query_gallery_index=q)
+    from .evaluate import sketch_retrieval
+
+    sketch = sketch_retrieval(sketch_vecs, label_arr[q], vecs, label_arr, source_index=q)
+    history.append({"stopped_early": stopped_early})
+    return _finish(cfg, model.to(memory_format=torch.contiguous_format), records, labels, train_idx, test_mask,
+                   "full", device, history, started,
+                   {"image_to_image": image | {"relevance": "same label; query excluded; gallery = all images"},
+                    "sketch_to_image": sketch | {"queries_are": "deterministic XDoG drawings of the test split "
+                                                                "(variant 0), normalised like the widget input"}})
 
 
 @torch.inference_mode()
@@ -275,3 +387,58 @@ def _augment(x):
     contrast = torch.empty(n, 1, 1, 1, device=x.device).uniform_(0.8, 1.2)
     bright = torch.empty(n, 1, 1, 1, device=x.device).uniform_(-0.2, 0.2)
     return x * contrast + bright
+
+
+def add_arguments(parser):
+    """The training options, shared by ``python -m oscar_fashion_ai.ml.train_embedder`` and the management
+    command ``fashion_train_embedder``."""
+    d = TrainConfig(source="", out="")
+    parser.add_argument("--source", help="images.csv layout or <category>/<file> folders.")
+    parser.add_argument("--out", help="Weights file to write (.safetensors); the model card goes beside it.")
+    parser.add_argument("--mode", choices=["auto", "cached", "full"], default=d.mode,
+                        help="auto: full on CUDA, cached (frozen early blocks) on the CPU.")
+    parser.add_argument("--backbone", default=d.backbone)
+    parser.add_argument("--backbone-weights", default=None, help="Local ImageNet weights for torchvision:<arch>.")
+    parser.add_argument("--init-weights", default=None, help="Start from a trained embedder (.safetensors).")
+    parser.add_argument("--dim", type=int, default=d.dim)
+    parser.add_argument("--image-size", type=int, default=d.image_size)
+    parser.add_argument("--split-block", type=int, default=d.split_block)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--sketch-share", type=float, default=d.sketch_share,
+                        help="cached mode: share of samples shown as XDoG line drawings (0 = photos only).")
+    parser.add_argument("--pair-weight", type=float, default=d.pair_weight,
+                        help="full mode: weight of the drawing<->photo InfoNCE term.")
+    parser.add_argument("--variants", type=int, default=d.variants, help="full mode: synthetic drawings per image.")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--limit", type=int, default=None, help="Train on a random subset of N images.")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=d.threads)
+    parser.add_argument("--workers", type=int, default=d.workers, help="Processes that make drawings (0 = CPUs).")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=None, help="Stop after the epoch that passes this.")
+
+
+def config_from_args(args, **overrides) -> TrainConfig:
+    keys = TrainConfig.__dataclass_fields__.keys()
+    values = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    return TrainConfig(**(values | overrides))
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Fine-tune the Image2Vec embedder; writes weights + a model card.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.source or not args.out:
+        parser.error("--source and --out are required")
+    if not 1 <= args.dim <= backbones.MAX_DIM:
+        parser.error(f"--dim must be between 1 and {backbones.MAX_DIM}")
+    train(config_from_args(args))
+
+
+if __name__ == "__main__":
+    main()

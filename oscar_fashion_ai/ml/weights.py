@@ -58,3 +58,14 @@ def read_card(weights_path: Path) -> dict | None:
     if card.exists():
         return json.loads(card.read_text())
     return None
+
+
+def command_line() -> str:
+    """The command that is running, for model cards: ``python -m <module> ...`` or ``python manage.py ...``
+    (the program's own path is not recorded, so cards carry no machine paths of their own)."""
+    import os
+    import sys
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    prog = f"python -m {spec.name}" if spec is not None and spec.name else f"python {os.path.basename(sys.argv[0])}"
+    return " ".join([prog, *sys.argv[1:]])

@@ -15,6 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--sketches", type=Path, default=None,
                             help="sketch: folder of human drawings laid out as DIR/<label>/<file>.png")
         parser.add_argument("--map", default="", help="sketch: label=category,... for --sketches folder names")
+        parser.add_argument("--pipeline", choices=["configured", "direct", "gan", "fusion", "all"], default="configured",
+                            help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
+                                 "'all' adds an 'ablation' object with every pipeline")
         parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source", type=Path, default=None)
@@ -28,7 +31,8 @@ class Command(BaseCommand):
         except embedding.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if task == "sketch":
-            return self._print(self._evaluate_sketch(embedder, options["sketches"], options["map"]), json)
+            return self._print(self._evaluate_sketch(embedder, options["sketches"], options["map"],
+                                                     options["pipeline"]), json)
         if task == "recommend":
             return self._print(self._evaluate_recommend(embedder, options["shoppers"], options["seed"]), json)
         if source is not None:
@@ -76,47 +80,66 @@ class Command(BaseCommand):
         labels = np.array([r.product.categories.all()[0].name for r in rows])
         return rows, vecs, labels
 
-    def _evaluate_sketch(self, embedder, sketches_dir, mapping):
+    def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured"):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
-        from oscar_fashion_ai.ml import datasets, evaluate
-        from oscar_fashion_ai.ml.sketch_input import BlankSketch, normalise_sketch
+        from oscar_fashion_ai import conf, embedding
+        from oscar_fashion_ai.ml import datasets, evaluate, preprocessing, sketch_pipeline, sketches
+        from oscar_fashion_ai.ml.sketch_input import BlankSketch
 
+        generator = embedding.get_generator()
+        configured = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
+        names = {"configured": [configured], "all": list(sketch_pipeline.PIPELINES)}.get(pipeline, [pipeline])
+        if generator is None and set(names) - {"direct"}:
+            if pipeline not in ("configured", "all"):
+                raise CommandError("The sketch generator is not available (see the log); only --pipeline direct works.")
+            names = ["direct"]
         rows, vecs, labels = self._gallery(embedder)
-        size = embedder.info.image_size
-        queries, query_labels, sources = [], [], []
+        direct, for_gan, query_labels, sources = [], [], [], []
         if sketches_dir is None:
             for i, r in enumerate(rows):
                 if r.image is None or not datasets.is_test(r.product.upc or str(r.product_id)):
                     continue
                 with r.image.original.open("rb") as fh:
-                    photo = embedder.load_image(fh.read())
-                queries.append(evaluate.synthetic_sketch(photo, size))
+                    photo = preprocessing.open_image(fh.read(), decode_size=sketches.DRAW_RES)
+                direct.append(evaluate.synthetic_sketch(photo, embedder.info.image_size))
+                if generator is not None:
+                    for_gan.append(evaluate.synthetic_sketch(photo, generator.image_size))
                 query_labels.append(labels[i])
                 sources.append(i)
             kind = "synthetic XDoG drawings of the test split"
         else:
-            names = {c.casefold(): c for c in set(labels)}
+            categories = {c.casefold(): c for c in set(labels)}
             aliases = dict(part.split("=", 1) for part in mapping.split(",") if "=" in part)
             for path in sorted(Path(sketches_dir).glob("*/*.png")):
                 label = aliases.get(path.parent.name, path.parent.name)
-                category = names.get(label.casefold())
+                category = categories.get(label.casefold())
                 if category is None:
                     continue
                 try:
-                    queries.append(normalise_sketch(Image.open(path), size=max(size, 128)))
+                    d, g = sketch_pipeline.prepare(Image.open(path), embedder, generator)
                 except (BlankSketch, OSError):
                     continue
+                direct.append(d)
+                for_gan.append(g)
                 query_labels.append(category)
             sources = None
             kind = f"human drawings from {Path(sketches_dir).name}"
-        if not queries:
+        if not direct:
             raise CommandError("No sketch queries: no test-split products indexed, or no matching label folders.")
-        qv = embedder.embed_images(queries)
-        result = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
-        return {"task": "sketch", **result, "pipeline": "direct", "model_version": embedder.version,
-                "source": kind}
+        weight = float(conf.get("SKETCH_FUSION_WEIGHT"))
+        results = {}
+        for name in names:
+            qv, _ = sketch_pipeline.vectors(embedder, generator, direct, for_gan, name, weight)
+            results[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
+        main = configured if configured in results else names[0]
+        out = {"task": "sketch", **results[main], "pipeline": main, "model_version": embedder.version,
+               "generator_version": generator.version if generator is not None else None, "source": kind}
+        if pipeline == "all":
+            out["ablation"] = results
+            out["fusion_weight"] = weight
+        return out
 
     def _evaluate_recommend(self, embedder, shoppers, seed):
         """Replay simulated shoppers over the real catalog index (see oscar_fashion_ai/ml/simulation.py)."""
@@ -176,8 +199,13 @@ class Command(BaseCommand):
         if result["task"] == "sketch":
             hits = "".join(f", source in top {n}: {result[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
                            if f"source_hit_at_{n}" in result)
-            self.stdout.write(f"sketch retrieval ({result['source']}): P@5 {result['p_at_5']:.4f}{hits} "
-                              f"({result['queries']} queries, gallery {result['gallery']}, model {result['model_version']})")
+            self.stdout.write(f"sketch retrieval ({result['source']}, pipeline {result['pipeline']}): "
+                              f"P@5 {result['p_at_5']:.4f}{hits} ({result['queries']} queries, gallery "
+                              f"{result['gallery']}, model {result['model_version']})")
+            for name, r in result.get("ablation", {}).items():
+                hits = "".join(f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
+                               if f"source_hit_at_{n}" in r)
+                self.stdout.write(f"  {name:7s} P@5 {r['p_at_5']:.4f}{hits}")
             return
         if result["task"] == "recommend":
             b = result["baselines"]
