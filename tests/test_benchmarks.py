@@ -48,12 +48,16 @@ def test_fmt_spread_and_numbers():
     assert report.mib(137 * 2**20) == "137 MiB"
 
 
-def test_last_json_line_skips_logging():
+def test_stdout_json_skips_logging():
     text = 'INFO loading model\n{"task": "image", "p_at_5": 0.8}\n'
-    assert run.last_json_line(text) == {"task": "image", "p_at_5": 0.8}
-    assert run.last_json_line('{"a": 1}\nnot json {\n') == {"a": 1}
+    assert run.stdout_json(text) == {"task": "image", "p_at_5": 0.8}
+    assert run.stdout_json('{\n  "a": 1\n}\n') == {"a": 1}  # pretty-printed
+    assert run.stdout_json('{"a": 1}\nnot json {\n') == {"a": 1}
+    two = run.stdout_json('{"mode": "gan", "p_at_5": 0.5}\n{"mode": "direct", "p_at_5": 0.4}\n')
+    assert two == {"outputs": [{"mode": "gan", "p_at_5": 0.5}, {"mode": "direct", "p_at_5": 0.4}]}
+    assert report.nested_p_at_5(two) == [(("outputs", "gan"), 0.5), (("outputs", "direct"), 0.4)]
     with pytest.raises(ValueError):
-        run.last_json_line("no json here")
+        run.stdout_json("no json here")
 
 
 def test_stage_selection_and_plan():
