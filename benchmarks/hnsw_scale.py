@@ -99,8 +99,9 @@ def main():
     raw = connection.connection
     register_vector(raw)
     with raw.cursor() as cur:
-        # If this process is killed mid-build, the server notices the lost client and stops building.
-        cur.execute("SET client_connection_check_interval = '5s'")
+        if raw.info.server_version >= 140000:
+            # If this process is killed mid-build, the server notices the lost client and stops building.
+            cur.execute("SET client_connection_check_interval = '5s'")
         cur.execute(f"SET statement_timeout = '{int(args.statement_timeout)}s'")
         cur.execute("DROP TABLE IF EXISTS fashion_bench_vectors")
         cur.execute(f"CREATE TABLE fashion_bench_vectors (id integer PRIMARY KEY, category smallint NOT NULL, "
