@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+# benchmarks/run.py points FASHION_BENCH_RESULTS at its --out folder so every script writes there.
+RESULTS = Path(os.environ.get("FASHION_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
 sys.path.insert(0, str(ROOT))
 
 
@@ -27,12 +28,18 @@ def machine() -> dict:
 
 
 def spread(values) -> dict:
+    """Median, min, max and number of runs of repeated measurements (at least one value)."""
     values = sorted(values)
+    if not values:
+        raise ValueError("spread() of no values")
     return {"median": statistics.median(values), "min": values[0], "max": values[-1], "runs": len(values)}
 
 
 def percentile(values, q):
+    """Nearest-rank percentile ``q`` (0-100) of a non-empty sequence."""
     values = sorted(values)
+    if not values:
+        raise ValueError("percentile() of no values")
     idx = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
     return values[idx]
 

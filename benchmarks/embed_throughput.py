@@ -1,6 +1,7 @@
 """Image2Vec throughput: decode + preprocess + model, images per second, on this machine.
 
     python benchmarks/embed_throughput.py [--images 512] [--runs 3] [--weights PATH] [--source DIR]
+                                          [--device cpu|cuda] [--name embed_throughput]
 
 Decoding runs in a thread pool (Pillow releases the GIL) overlapped with inference.
 """
@@ -21,6 +22,8 @@ def main():
     parser.add_argument("--source", default=None)
     parser.add_argument("--decode-threads", type=int, default=1)
     parser.add_argument("--runtime", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--name", default="embed_throughput", help="result file name (without .json)")
     args = parser.parse_args()
 
     from oscar_fashion_ai.ml import datasets, preprocessing
@@ -28,7 +31,7 @@ def main():
 
     records = datasets.labelled_records(dataset_path(args.source))[: args.images]
     paths = [r.path for r in records]
-    embedder = Embedder(args.weights, runtime=args.runtime)
+    embedder = Embedder(args.weights, runtime=args.runtime, device=args.device)
     size = embedder.info.image_size
 
     def load(path):
@@ -56,9 +59,11 @@ def main():
         elapsed = time.perf_counter() - started
         end_to_end.append(len(paths) / elapsed)
         model_only.append(len(paths) / model_time)
-    write("embed_throughput", {
-        "command": "python benchmarks/embed_throughput.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
-        "model_version": embedder.version, "runtime": embedder.runtime, "image_size": size, "images": len(paths),
+    write(args.name, {
+        "command": "python benchmarks/embed_throughput.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "name"),
+        "model_version": embedder.version, "runtime": embedder.runtime, "device": str(embedder.device),
+        "image_size": size, "images": len(paths),
         "end_to_end_images_per_s": spread(end_to_end), "model_only_images_per_s": spread(model_only),
         "target_images_per_s": 100,
     })

@@ -1,0 +1,263 @@
+"""HTTP latency of the storefront's search endpoints against a real server process on 127.0.0.1.
+
+    python benchmarks/http_latency.py [--concurrency 1,4,16] [--runs 3] [--per-client 10] [--min-requests 40]
+                                      [--endpoints sketch,photo,similar,homepage] [--server-workers 2]
+
+Starts gunicorn (`shop.wsgi`, sync workers, one inference thread each) on a free port of 127.0.0.1 with
+DEBUG off and the search rate limits disabled, waits for /fashion-ai/api/health/, warms every worker up,
+then for each endpoint and concurrency level runs `--runs` rounds of closed-loop clients (threads, each
+with its own http.client connection; each request waits for the previous one of its thread). A round
+sends max(--min-requests, --per-client x concurrency) requests and stops by itself (also after
+--round-timeout seconds). Reported per level: p50/p95 latency and throughput, median over rounds with
+min/max. Needs the catalog imported and indexed. The load client runs on the same 2 cores as the server.
+
+Endpoints:
+  sketch    POST /fashion-ai/api/search/sketch/  JSON, synthetic XDoG drawings of test-split photos (400 px)
+  photo     POST /fashion-ai/api/search/photo/   multipart, test-split photos of the data set
+  similar   GET  /fashion-ai/api/products/<id>/similar/?k=10
+  homepage  GET  /fashion-ai/  anonymous shopper ("Popular right now")
+"""
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.cookies import SimpleCookie
+
+from _common import ROOT, dataset_path, django_setup, percentile, spread, write
+
+ENDPOINTS = ("sketch", "photo", "similar", "homepage")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, workers: int, log_path) -> subprocess.Popen:
+    env = dict(os.environ, DJANGO_DEBUG="0", FASHION_AI_SKETCH_RATE_LIMIT="", FASHION_AI_PHOTO_RATE_LIMIT="",
+               FASHION_AI_TORCH_THREADS=os.environ.get("FASHION_AI_TORCH_THREADS", "1"))
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--timeout", "120", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_server(proc: subprocess.Popen):
+    if proc.poll() is None:
+        proc.terminate()  # gunicorn: graceful shutdown on SIGTERM
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(port, proc, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited with code {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/fashion-ai/api/health/")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the server on port {port} did not become ready within {timeout} s")
+
+
+def csrf_cookie(port) -> tuple[str, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/fashion-ai/search/sketch/")
+    resp = conn.getresponse()
+    resp.read()
+    cookie = SimpleCookie()
+    for header in resp.headers.get_all("Set-Cookie") or []:
+        cookie.load(header)
+    if "csrftoken" not in cookie:
+        raise SystemExit("no csrftoken cookie from /fashion-ai/search/sketch/")
+    token = cookie["csrftoken"].value
+    return f"csrftoken={token}", token
+
+
+def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, value in fields.items():
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, content, ctype) in files.items():
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                  f"Content-Type: {ctype}\r\n\r\n".encode())
+        out.write(content + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def build_requests(endpoints, cookie, token, queries):
+    """For each endpoint, a list of (method, path, body, headers) cycled through by the clients."""
+    from oscar.core.loading import get_model
+    from PIL import Image
+
+    from oscar_fashion_ai.ml import datasets
+    from oscar_fashion_ai.ml.evaluate import synthetic_sketch
+    from oscar_fashion_ai.models import ProductEmbedding
+
+    post_headers = {"Cookie": cookie, "X-CSRFToken": token}
+    out = {}
+    photos = []
+    if {"sketch", "photo"} & set(endpoints):
+        records = [r for r in datasets.labelled_records(dataset_path()) if datasets.is_test(r.source_id)]
+        photos = [r.path for r in records[:queries]]
+    if "photo" in endpoints:
+        reqs = []
+        for path in photos:
+            body, ctype = multipart({"k": "12"}, {"image": (path.name, path.read_bytes(), "image/jpeg")})
+            reqs.append(("POST", "/fashion-ai/api/search/photo/", body, {**post_headers, "Content-Type": ctype}))
+        out["photo"] = reqs
+    if "sketch" in endpoints:
+        reqs = []
+        for path in photos:
+            with Image.open(path) as img:
+                drawing = synthetic_sketch(img.convert("RGB"), 160).convert("L").resize((400, 400))
+            buf = io.BytesIO()
+            drawing.save(buf, "PNG")
+            body = json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                               "k": 12}).encode()
+            reqs.append(("POST", "/fashion-ai/api/search/sketch/", body,
+                         {**post_headers, "Content-Type": "application/json"}))
+        out["sketch"] = reqs
+    if "similar" in endpoints:
+        ids = list(ProductEmbedding.objects.filter(status="indexed").order_by("product_id")
+                   .values_list("product_id", flat=True)[: queries * 20 : 20])
+        out["similar"] = [("GET", f"/fashion-ai/api/products/{pk}/similar/?k=10", None, {}) for pk in ids]
+    if "homepage" in endpoints:
+        out["homepage"] = [("GET", "/fashion-ai/", None, {})]
+    Product = get_model("catalogue", "Product")
+    for name, reqs in out.items():
+        if not reqs:
+            raise SystemExit(f"no requests for {name}: is the catalog ({Product.objects.count()} products) indexed?")
+    return out
+
+
+def run_round(port, requests, concurrency, total, timeout):
+    """Closed-loop load: `concurrency` threads share `total` requests. Returns (latencies_ms, errors, wall_s)."""
+    lock = threading.Lock()
+    state = {"issued": 0}
+    latencies, errors = [], []
+    deadline = time.monotonic() + timeout
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if state["issued"] >= total or time.monotonic() > deadline:
+                    break
+                i = state["issued"]
+                state["issued"] += 1
+            method, path, body, headers = requests[i % len(requests)]
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    (latencies.append(elapsed) if resp.status == 200 else errors.append(f"HTTP {resp.status}"))
+            except (OSError, http.client.HTTPException) as exc:
+                with lock:
+                    errors.append(type(exc).__name__)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 130)
+    return latencies, errors, time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--per-client", type=int, default=10, help="requests per client thread per round")
+    parser.add_argument("--min-requests", type=int, default=40, help="at least this many requests per round")
+    parser.add_argument("--warmup", type=int, default=8, help="warm-up requests per endpoint (at concurrency 4)")
+    parser.add_argument("--queries", type=int, default=32, help="distinct query images / products")
+    parser.add_argument("--server-workers", type=int, default=2)
+    parser.add_argument("--round-timeout", type=float, default=120)
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    unknown = set(endpoints) - set(ENDPOINTS)
+    if unknown:
+        parser.error(f"unknown endpoint(s) {', '.join(sorted(unknown))}")
+    django_setup()
+    from _common import RESULTS
+
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
+    port = args.port or free_port()
+    proc = start_server(port, args.server_workers, RESULTS / "logs" / "http_latency.server.log")
+    results = {}
+    try:
+        t = time.perf_counter()
+        wait_ready(port, proc)
+        startup_s = time.perf_counter() - t
+        cookie, token = csrf_cookie(port)
+        requests = build_requests(endpoints, cookie, token, args.queries)
+        for name in endpoints:
+            _, warm_errors, _ = run_round(port, requests[name], 4, max(args.warmup, 1), args.round_timeout)
+            per_level = {}
+            for c in levels:
+                total = max(args.min_requests, args.per_client * c)
+                p50, p95, rps, ok, errors = [], [], [], 0, []
+                for _ in range(args.runs):
+                    latencies, errs, wall = run_round(port, requests[name], c, total, args.round_timeout)
+                    errors += errs
+                    ok += len(latencies)
+                    if latencies:
+                        p50.append(percentile(latencies, 50))
+                        p95.append(percentile(latencies, 95))
+                        rps.append(len(latencies) / wall)
+                if not p50:
+                    raise SystemExit(f"{name} at concurrency {c}: every request failed ({errors[:3]})")
+                per_level[str(c)] = {"p50_ms": spread(p50), "p95_ms": spread(p95), "requests_per_s": spread(rps),
+                                     "ok": ok, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
+                                     "requests_per_round": total}
+                print(f"{name} c={c}: p50 {per_level[str(c)]['p50_ms']['median']:.1f} ms, "
+                      f"p95 {per_level[str(c)]['p95_ms']['median']:.1f} ms, "
+                      f"{per_level[str(c)]['requests_per_s']['median']:.1f} req/s, {len(errors)} errors", flush=True)
+            results[name] = {"warmup_errors": len(warm_errors), "levels": per_level}
+    finally:
+        stop_server(proc)
+    write("http_latency", {
+        "command": f"python benchmarks/http_latency.py --concurrency {args.concurrency} --endpoints {args.endpoints} "
+                   f"--runs {args.runs} --per-client {args.per_client} --min-requests {args.min_requests} "
+                   f"--server-workers {args.server_workers}",
+        "server": f"gunicorn shop.wsgi, {args.server_workers} sync workers, DEBUG off, rate limits off",
+        "address": f"127.0.0.1:{port}",
+        "server_startup_s": round(startup_s, 1), "endpoints": results,
+        "note": "closed-loop clients (threads + http.client) on the same machine as the server",
+    })
+
+
+if __name__ == "__main__":
+    main()
