@@ -175,14 +175,27 @@ def _diversify(results, k, per_category):
 
 
 def fallback_products(k, exclude=()):
-    """Bestsellers (by order lines), then the newest public, in-stock products."""
+    """Bestsellers (by order lines), then the newest public, in-stock products.
+
+    The ranking is shared by every shopper, so it is cached (RECOMMENDATION_CACHE_SECONDS) and each request
+    only drops its own excluded products from it."""
     Product = get_model("catalogue", "Product")
-    base = Product.objects.browsable().filter(is_public=True, stockrecords__num_in_stock__gt=0).exclude(
-        pk__in=list(exclude)).distinct()
-    best = list(base.annotate(sold=Count("line")).filter(sold__gt=0).order_by("-sold", "-pk")[:k])
-    if len(best) < k:
-        best += list(base.exclude(pk__in=[p.pk for p in best]).order_by("-date_created", "-pk")[: k - len(best)])
-    return [(p, 0.0) for p in best]
+    exclude = set(exclude)
+    key = f"fashion_ai:fallback:{k + len(exclude)}"
+    ids = cache.get(key)
+    if ids is None:
+        n = k + len(exclude)
+        base = Product.objects.browsable().filter(is_public=True, stockrecords__num_in_stock__gt=0).distinct()
+        best = list(base.annotate(sold=Count("line")).filter(sold__gt=0).order_by("-sold", "-pk")
+                    .values_list("pk", flat=True)[:n])
+        if len(best) < n:
+            best += list(base.exclude(pk__in=best).order_by("-date_created", "-pk")
+                         .values_list("pk", flat=True)[: n - len(best)])
+        ids = best
+        cache.set(key, ids, int(conf.get("RECOMMENDATION_CACHE_SECONDS")))
+    ids = [pk for pk in ids if pk not in exclude][:k]
+    products = Product.objects.in_bulk(ids)
+    return [(products[pk], 0.0) for pk in ids if pk in products]
 
 
 def recommend(owner: Owner | None, k: int):

@@ -116,3 +116,13 @@ def _empty_search_index():
 
     connections["default"].get_backend().clear(commit=True)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Cached recommendations and bestseller lists must not leak from one test's database into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -14,7 +14,10 @@ from . import preprocessing, sketches
 def _one(args):
     path, size, variants, seed, aligned = args
     rng = np.random.default_rng(seed)
-    photo = preprocessing.open_image(path, decode_size=max(size, sketches.DRAW_RES))
+    try:
+        photo = preprocessing.open_image(path, decode_size=max(size, sketches.DRAW_RES))
+    except preprocessing.InvalidImage:
+        return None
     square = np.asarray(preprocessing.pad_to_square(photo).resize((size, size), preprocessing.Image.BILINEAR,
                                                                   reducing_gap=2.0), dtype=np.uint8)
     drawings, crops = [], []
@@ -31,7 +34,8 @@ def _one(args):
 
 def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0, aligned: bool = False,
          progress: bool = True):
-    """Returns (photos uint8 (N,S,S,3), drawings uint8 (N,V,S,S), aligned photo crops uint8 (N,V,S,S,3) or None).
+    """Returns (photos uint8 (N,S,S,3), drawings uint8 (N,V,S,S), aligned photo crops uint8 (N,V,S,S,3) or None,
+    kept): ``kept`` lists the indices of ``records`` that could be read (unreadable images are skipped).
 
     ``aligned`` also returns each drawing's photo under the same crop and affine change (GAN pairs)."""
     from tqdm import tqdm
@@ -47,12 +51,19 @@ def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0,
     else:
         pool = ProcessPoolExecutor(workers)
         results = pool.map(_one, jobs, chunksize=16)
-    for i, (square, d, c) in enumerate(results):
-        photos[i], drawings[i] = square, d
-        if aligned:
-            crops[i] = c
+    kept = []
+    for i, result in enumerate(results):
         bar.update()
+        if result is None:
+            continue
+        square, d, c = result
+        n = len(kept)
+        photos[n], drawings[n] = square, d
+        if aligned:
+            crops[n] = c
+        kept.append(i)
     bar.close()
     if workers != 1:
         pool.shutdown()
-    return photos, drawings, crops
+    n = len(kept)
+    return photos[:n], drawings[:n], (crops[:n] if aligned else None), kept

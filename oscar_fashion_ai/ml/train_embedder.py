@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import backbones, datasets, metrics, preprocessing, weights
+from . import backbones, datasets, metrics, pairs, preprocessing, weights
 from .embedder import version_string
 
 
@@ -88,22 +88,6 @@ def _log(cfg, msg):
         print(msg, flush=True)
 
 
-def _load_images(records, size, cfg, desc, with_sketches=False):
-    """Decoded, preprocessed images (N, 3, size, size); with_sketches also returns their XDoG drawings."""
-    from tqdm import tqdm
-
-    from .sketches import xdog
-
-    arrays, drawings = [], []
-    for rec in tqdm(records, desc=desc, unit="img", disable=not cfg.progress):
-        img = preprocessing.open_image(rec.path, decode_size=size)
-        arrays.append(preprocessing.prepare(img, size))
-        if with_sketches:
-            square = preprocessing.pad_to_square(img).resize((size * 2, size * 2), preprocessing.Image.BILINEAR)
-            drawings.append(preprocessing.prepare(xdog(square), size))
-    return torch.from_numpy(np.stack(arrays)), (torch.from_numpy(np.stack(drawings)) if with_sketches else None)
-
-
 def train(cfg: TrainConfig) -> dict:
     started = time.time()
     random.seed(cfg.seed)
@@ -136,9 +120,20 @@ def train(cfg: TrainConfig) -> dict:
     head = CosFace(cfg.dim, len(labels), cfg.scale, cfg.margin)
     model.to(device)
     head.to(device)
+    # photos and synthetic drawings (full: cfg.variants per image; cached: the deterministic one + one randomised)
+    photos, drawings, _, kept = pairs.load(records, cfg.image_size, cfg.variants if mode == "full" else 2, cfg.seed,
+                                           cfg.workers, progress=cfg.progress)
+    if len(kept) < len(records):
+        _log(cfg, f"{len(records) - len(kept)} unreadable images skipped")
+        records = [records[i] for i in kept]
+        y_all = y_all[torch.as_tensor(kept)]
+        test_mask = test_mask[kept]
+        train_idx = np.flatnonzero(~test_mask)
     if mode == "full":
-        return _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started)
-    images, drawings = _load_images(records, cfg.image_size, cfg, "Decoding", with_sketches=cfg.sketch_share > 0)
+        return _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started,
+                           photos, drawings)
+    images = _normalise_uint8(torch.from_numpy(photos))
+    drawings = _normalise_uint8(torch.from_numpy(drawings[:, 1])) if cfg.sketch_share > 0 else None
 
     trunk = model.trunk
     trunk.freeze_until(cfg.split_block)
@@ -256,14 +251,10 @@ def _normalise_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() - mean) / std).permute(0, 3, 1, 2).contiguous()
 
 
-def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started):
+def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started, photos, drawings):
     """End-to-end fine-tuning on photos and their drawings: CosFace on both + drawing<->photo InfoNCE."""
     from tqdm import tqdm
 
-    from . import pairs
-
-    photos, drawings, _ = pairs.load(records, cfg.image_size, cfg.variants, cfg.seed, cfg.workers,
-                                     progress=cfg.progress)
     photos_t, drawings_t = torch.from_numpy(photos), torch.from_numpy(drawings)
     if device.type == "cuda":
         photos_t, drawings_t = photos_t.to(device), drawings_t.to(device)

@@ -107,11 +107,16 @@ def train(cfg: GanConfig) -> dict:
     if cfg.limit:
         pick = np.sort(rng.choice(len(records), min(cfg.limit, len(records)), replace=False))
         records = [records[i] for i in pick]
+    _, drawings, crops, kept = pairs.load(records, cfg.image_size, cfg.variants, cfg.seed, cfg.workers,
+                                          aligned=True, progress=cfg.progress)
+    skipped = len(records) - len(kept)
+    records = [records[i] for i in kept]
+    if len(records) < 2:
+        raise ValueError("Fewer than 2 readable images: nothing to train on.")
     test_mask = np.array([datasets.is_test(r.source_id) for r in records])
     train_idx, test_idx = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
-    _log(cfg, f"{len(records)} images: {len(train_idx)} train / {len(test_idx)} test; device={device}")
-    _, drawings, crops = pairs.load(records, cfg.image_size, cfg.variants, cfg.seed, cfg.workers, aligned=True,
-                                    progress=cfg.progress)
+    _log(cfg, f"{len(records)} images ({skipped} unreadable skipped): {len(train_idx)} train / {len(test_idx)} test; "
+              f"device={device}")
     gen = gan.UNetGenerator(1, 3, cfg.ngf, depth=int(np.log2(cfg.image_size)), max_channels=cfg.max_channels).to(device)
     disc = gan.PatchDiscriminator(4).to(device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
@@ -207,7 +212,7 @@ def train(cfg: GanConfig) -> dict:
         "version": f"pix2pix-{cfg.image_size}px-ngf{cfg.ngf}-{digest[:12]}",
         "weights_file": out.name, "weights_sha256": digest, "weights_bytes": out.stat().st_size,
         "parameters": int(sum(p.numel() for p in gen.parameters())),
-        "data": {"source": Path(cfg.source).name, "images": len(records),
+        "data": {"source": Path(cfg.source).name, "images": len(records), "unreadable_skipped": skipped,
                  "pairs": "synthetic drawings of each photo: variant 0 deterministic XDoG; others XDoG or edge "
                           "maps with hand-drawing augmentations (stroke width, jitter, dropped strokes, affine)"},
         "split": {"rule": "test when int(sha1(image_id).hexdigest(), 16) % 5 == 0",

@@ -69,3 +69,15 @@ def command_line() -> str:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     prog = f"python -m {spec.name}" if spec is not None and spec.name else f"python {os.path.basename(sys.argv[0])}"
     return " ".join([prog, *sys.argv[1:]])
+
+
+def management_command_line(name: str, options: dict, skip=("verbosity", "settings", "pythonpath", "traceback",
+                                                             "no_color", "force_color", "skip_checks")) -> str:
+    """``command_line()`` for a management command, also when it was started with ``call_command``."""
+    import sys
+
+    if name in sys.argv[1:2]:
+        return command_line()
+    parts = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in options.items()
+             if k not in skip and v not in (None, False)]
+    return " ".join(["python manage.py", name, *parts])

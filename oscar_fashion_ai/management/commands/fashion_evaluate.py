@@ -18,6 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--pipeline", choices=["configured", "direct", "gan", "fusion", "all"], default="configured",
                             help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
                                  "'all' adds an 'ablation' object with every pipeline")
+        parser.add_argument("--write-card", action="store_true",
+                            help="sketch, with --pipeline all: record the ablation in the generator's model card")
         parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source", type=Path, default=None)
@@ -31,8 +33,10 @@ class Command(BaseCommand):
         except embedding.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if task == "sketch":
-            return self._print(self._evaluate_sketch(embedder, options["sketches"], options["map"],
-                                                     options["pipeline"]), json)
+            result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"])
+            if options["write_card"]:
+                self._write_card(result)
+            return self._print(result, json)
         if task == "recommend":
             return self._print(self._evaluate_recommend(embedder, options["shoppers"], options["seed"]), json)
         if source is not None:
@@ -140,6 +144,28 @@ class Command(BaseCommand):
             out["ablation"] = results
             out["fusion_weight"] = weight
         return out
+
+    def _write_card(self, result):
+        """Record the GAN / direct / fusion ablation in the generator's model card (its weights are untouched)."""
+        import json as json_module
+        import platform
+        from datetime import datetime, timezone
+
+        from oscar_fashion_ai import embedding
+
+        generator = embedding.get_generator()
+        if "ablation" not in result or generator is None:
+            raise CommandError("--write-card needs --pipeline all and a working generator.")
+        card_path = generator.path.with_suffix(".card.json")
+        card = json_module.loads(card_path.read_text()) if card_path.exists() else {}
+        card.setdefault("metrics", {})["retrieval_ablation"] = {
+            "task": result["source"], "embedder": result["model_version"], "fusion_weight": result["fusion_weight"],
+            "pipelines": result["ablation"], "default": result["pipeline"],
+            "command": "manage.py fashion_evaluate --task sketch --pipeline all --write-card",
+            "machine": f"{platform.platform()}, {platform.machine()}",
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        card_path.write_text(json_module.dumps(card, indent=2) + "\n")
 
     def _evaluate_recommend(self, embedder, shoppers, seed):
         """Replay simulated shoppers over the real catalog index (see oscar_fashion_ai/ml/simulation.py)."""

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from oscar_fashion_ai import conf
-from oscar_fashion_ai.ml import backbones
+from oscar_fashion_ai.ml import backbones, weights
 from oscar_fashion_ai.ml.datasets import SourceError
 from oscar_fashion_ai.ml.embedder import PACKAGE_WEIGHTS
 from oscar_fashion_ai.ml.train_embedder import add_arguments, config_from_args, train
@@ -33,7 +33,8 @@ class Command(BaseCommand):
 
         args = Args()
         args.__dict__.update(o)
-        cfg = config_from_args(args, source=str(source), out=str(out), progress=o["verbosity"] > 0)
+        cfg = config_from_args(args, source=str(source), out=str(out), progress=o["verbosity"] > 0,
+                               command=weights.management_command_line("fashion_train_embedder", o))
         try:
             card = train(cfg)
         except (SourceError, ValueError) as exc:

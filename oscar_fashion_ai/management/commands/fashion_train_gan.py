@@ -3,6 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from oscar_fashion_ai import conf
+from oscar_fashion_ai.ml import weights
 from oscar_fashion_ai.ml.datasets import SourceError
 from oscar_fashion_ai.ml.generator import PACKAGE_GENERATOR
 from oscar_fashion_ai.ml.train_gan import add_arguments, config_from_args, train
@@ -33,7 +34,8 @@ class Command(BaseCommand):
 
         args = Args()
         args.__dict__.update(o)
-        cfg = config_from_args(args, source=str(source), out=str(out), progress=o["verbosity"] > 0)
+        cfg = config_from_args(args, source=str(source), out=str(out), progress=o["verbosity"] > 0,
+                               command=weights.management_command_line("fashion_train_gan", o))
         try:
             card = train(cfg)
         except (SourceError, ValueError) as exc:
