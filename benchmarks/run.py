@@ -89,7 +89,7 @@ def plan(args) -> list[Job]:
     py, manage = sys.executable, "manage.py"  # every job runs in the project root
     jobs = []
     if "quality" in args.stages:
-        for task, extra in (("image", []), ("sketch", []), ("recommend", ["--shoppers", str(p["shoppers"])])):
+        for task, extra in (("image", []), ("sketch", ["--pipeline", "all"]), ("recommend", ["--shoppers", str(p["shoppers"])])):
             jobs.append(Job("quality", f"evaluate_{task}",
                             [py, manage, "fashion_evaluate", "--task", task, *extra, "--json"], 1200,
                             stdout_json=True))
