@@ -49,6 +49,13 @@ def bomb_png(side: int = 12000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", raw) + _chunk(b"IEND", b"")
 
 
+def strip_png(width: int, height: int) -> bytes:
+    """A real, complete greyscale PNG of ``width`` x ``height`` (a thin strip compresses to almost nothing)."""
+    raw = zlib.compress((b"\x00" + b"\x80" * width) * height, 9)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", raw) + _chunk(b"IEND", b"")
+
+
 def encode(fmt: str, size=(32, 32), mode="RGB", ink=True) -> bytes:
     """A white image with a black cross (a valid, non-blank drawing), in ``mode``, saved as ``fmt``."""
     img = Image.new("RGB", size, (255, 255, 255))

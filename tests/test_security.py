@@ -27,7 +27,7 @@ from oscar_fashion_ai import preferences
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import IndexRun, PreferenceEvent, ProductEmbedding
 from tests.conftest import make_image
-from tests.hostile import bomb_png, diff_counts, encode, png_claiming, row_counts
+from tests.hostile import bomb_png, diff_counts, encode, png_claiming, row_counts, strip_png
 
 Product = get_model("catalogue", "Product")
 pytestmark = pytest.mark.django_db
@@ -213,6 +213,35 @@ def test_bombs_and_giant_dimensions_are_refused_before_decoding(client, indexed,
     if sized:
         assert any(m in text for m in SIZE_MESSAGE[field]), text[:300]
     assert diff_counts(before, row_counts()) == {}
+
+
+def test_long_thin_images_are_refused_before_padding(client, indexed, settings):
+    """A 1 x 20,000,000 px PNG is 39 KB and within MAX_IMAGE_PIXELS, but padding it to a square for the model
+    would need 4e14 pixels: it used to get the web process (or worker) OOM-killed."""
+    from oscar_fashion_ai.ml import preprocessing
+
+    strip = strip_png(1, 20_000_000)
+    assert len(strip) < 100_000
+    with pytest.raises(preprocessing.InvalidImage, match="too long and thin"):
+        preprocessing.open_image(strip)  # refused from the header, before decoding
+    # Through the endpoints, scaled down so that a regression costs ~0.4 GB instead of all the machine's memory.
+    settings.FASHION_AI = {**settings.FASHION_AI, "MAX_IMAGE_PIXELS": 40_000}
+    before = row_counts()
+    for name in ("fashion-ai:api-photo", "fashion-ai:photo-search"):
+        r = client.post(reverse(name), {"image": io.BytesIO(strip_png(1, 12_000))})
+        assert r.status_code == 400 and "too long and thin" in r.content.decode(), r.content[:300]
+    assert diff_counts(before, row_counts()) == {}
+    ok = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(strip_png(100, 390))})
+    assert ok.status_code == 200  # an ordinary (if narrow) image is still fine
+    # The indexing worker records such a product image as a permanent failure.
+    from oscar_fashion_ai import embedding
+
+    product = indexed[0]
+    image = product.images.get()
+    image.original.save("strip.png", io.BytesIO(strip_png(1, 12_000)), save=True)
+    counts = embedding.embed_products([product.pk])
+    row = ProductEmbedding.objects.get(product=product)
+    assert counts["failed"] == 1 and row.status == "failed" and "too long and thin" in row.error
 
 
 def test_sketch_side_limit_is_exact(client, indexed):
