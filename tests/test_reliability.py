@@ -40,6 +40,7 @@ Product = get_model("catalogue", "Product")
 ProductImage = get_model("catalogue", "ProductImage")
 ROOT = Path(__file__).resolve().parent.parent
 DEAD_BROKER = "redis://127.0.0.1:1/0"
+WORKER_APP_NAME = "fashion-test-worker"  # tells the worker subprocesses' database connections apart
 
 
 def wait_for(predicate, timeout=60.0, interval=0.1):
@@ -284,7 +285,8 @@ def start_worker(transactional_db, tmp_path, tiny_weights):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
-        "DATABASE_URL": f"postgresql://{db['USER']}@{quote(db['HOST'], safe='')}/{db['NAME']}",
+        "DATABASE_URL": f"postgresql://{db['USER']}@{quote(db['HOST'], safe='')}/{db['NAME']}"
+                        f"?application_name={WORKER_APP_NAME}",
         "FASHION_TEST_MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
         "TEST_CELERY_BROKER_URL": app.conf.broker_url,
         "FASHION_AI_EMBEDDER_WEIGHTS": str(tiny_weights),
@@ -386,10 +388,11 @@ def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_onc
     assert restarted.count("succeeded") >= 1  # the redelivered batch was finished by the new worker
 
 
-def other_backends():
-    """PostgreSQL backends on the test database other than this test's own connection (i.e. the worker's)."""
+def worker_backends():
+    """PostgreSQL backends of the worker subprocesses on the test database."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+                       [WORKER_APP_NAME])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -400,14 +403,14 @@ def test_worker_survives_its_database_connection_being_terminated_mid_task(start
     products = make_products(batch + 1, (1400, 1400))
     worker = start_worker()
     pool = worker.children()
-    assert not other_backends()
+    assert not worker_backends()
     tasks.enqueue_embedding([p.pk for p in products[:batch]])
     # The task opens its connection, then spends about a second decoding images: terminate it then.
-    assert wait_for(lambda: bool(other_backends()), timeout=60, interval=0.02), worker.text()
+    assert wait_for(lambda: bool(worker_backends()), timeout=60, interval=0.02), worker.text()
     time.sleep(0.2)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                       "WHERE datname = current_database() AND application_name = %s", [WORKER_APP_NAME])
         terminated = cursor.fetchall()
     assert terminated and all(ok for _, ok in terminated)
     assert not ProductEmbedding.objects.filter(product__in=products, status="indexed").exists()  # mid-task
