@@ -31,6 +31,23 @@ def current_model_version() -> str | None:
         return None
 
 
+def model_status():
+    """(version, problem) for the dashboard: the configured model's version (None if it cannot load) and, when
+    search is switched off, the reason (model error, or an index built by another model/dimension)."""
+    from . import embedding
+
+    try:
+        info = embedding.model_info()
+    except Exception as exc:  # noqa: BLE001 - the dashboard must render even when the model is broken
+        logger.error("Fashion AI: the embedding model could not be loaded: %s", exc)
+        return None, str(exc)
+    try:
+        embedding.check_index(info)
+    except embedding.IndexMismatch as exc:
+        return info.version, str(exc)
+    return info.version, None
+
+
 def products_needing_index(scope: str = "stale", category_slug: str | None = None):
     """Product ids to (re)index for ``scope`` in {"all", "stale", "failed"}."""
     Product, ProductEmbedding, _ = _models()
@@ -55,7 +72,7 @@ def products_needing_index(scope: str = "stale", category_slug: str | None = Non
 
 def index_stats() -> dict:
     Product, ProductEmbedding, IndexRun = _models()
-    version = current_model_version()
+    version, problem = model_status()
     total = Product.objects.exclude(structure=Product.PARENT).count()
     rows = ProductEmbedding.objects
     indexed_current = rows.filter(status=ProductEmbedding.Status.INDEXED, model_version=version or "").count()
@@ -71,6 +88,7 @@ def index_stats() -> dict:
         ),
         "model_version": version,
         "model_ok": version is not None,
+        "problem": problem,
         "last_run": IndexRun.objects.first(),
         "last_indexed": rows.filter(date_indexed__isnull=False).order_by("-date_indexed").values_list(
             "date_indexed", flat=True

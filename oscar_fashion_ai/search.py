@@ -93,6 +93,7 @@ def similar_products(product, k: int):
 
 
 def search_by_image(rgb_image, k: int, category=None):
+    _ready_version()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
     vector = embedding.get_embedder().embed_images([rgb_image])[0]
     return nearest(vector, k, category=category)
 

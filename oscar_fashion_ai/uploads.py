@@ -60,7 +60,7 @@ def sketch_from_request(request):
             raise BadUpload(f"The drawing is larger than {limit / (1024 * 1024):.0f} MB.")
         try:
             payload = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise BadUpload("The request body is not valid JSON.") from None
         value = payload.get("sketch") if isinstance(payload, dict) else None
         if not isinstance(value, str) or not value:
@@ -93,6 +93,8 @@ def sketch_from_request(request):
         img.load()
     except BadUpload:
         raise
+    except Image.DecompressionBombError:  # Pillow refuses absurd dimensions while reading the header
+        raise BadUpload(f"The drawing must be at most {side}x{side} pixels.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         raise BadUpload("The drawing could not be decoded as a PNG image.") from None
     return img, extra

@@ -1,5 +1,6 @@
 """Storefront pages and the JSON API of oscar-fashion-ai."""
 
+import json
 import logging
 
 from django.db import connection
@@ -53,6 +54,9 @@ def api_similar(request, pk):
     return JsonResponse({"results": search.result_dicts(results, request), "model_version": _model_version()})
 
 
+# The public search endpoints only read, but they are deliberately *not* csrf_exempt: a cross-site page could
+# otherwise spend a shopper's rate-limit budget and our CPU. The sketch widget and the photo form send the token;
+# API clients read the csrftoken cookie and send it as X-CSRFToken (see README, "JSON API").
 @require_POST
 def api_photo(request):
     limited = _rate_limited("photo", request, "PHOTO_RATE_LIMIT")
@@ -76,6 +80,13 @@ def photo_search(request):
     ctx = {"max_mb": int(conf.get("MAX_UPLOAD_BYTES")) // (1024 * 1024), "searched": False, "products": []}
     status = 200
     if request.method == "POST":
+        # The form runs the same model as the API, so it shares the API's per-client budget.
+        limited = _rate_limited("photo", request, "PHOTO_RATE_LIMIT")
+        if limited:
+            ctx["error"] = json.loads(limited.content)["error"]
+            response = render(request, "oscar_fashion_ai/photo_search.html", ctx, status=429)
+            response["Retry-After"] = limited["Retry-After"]
+            return response
         try:
             image = image_from_request(request, "image")
             ctx["products"] = [p for p, _ in search.search_by_image(image, int(conf.get("DEFAULT_K")))]

@@ -124,3 +124,31 @@ def test_pipelines_give_unit_vectors(tiny_generator, tiny_weights, tmp_path):
     assert np.allclose(out["fusion"], fused / np.linalg.norm(fused), atol=1e-5)
     with pytest.raises(ValueError):
         sketch_pipeline.vectors(emb, gen, [direct], [for_gan], "magic")
+
+
+@pytest.mark.django_db
+def test_sketch_api_without_generator_falls_back_to_direct(client, csv_dataset, settings, tmp_path, caplog):
+    import io
+
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    from oscar_fashion_ai.catalog_import import CatalogImporter
+
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    img = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(img).rectangle([60, 40, 240, 260], outline=(0, 0, 0, 255), width=6)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    url = reverse("fashion-ai:api-sketch")
+    body = client.post(url, {"sketch": io.BytesIO(buf.getvalue()), "k": "3"}).json()
+    assert body["pipeline"] == "direct" and len(body["results"]) == 3
+    generated = Image.open(io.BytesIO(__import__("base64").b64decode(body["generated_image"].split(",", 1)[1])))
+    assert generated.size == (64, 64)  # the tiny generator's picture
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "missing.safetensors"),
+                           "SKETCH_PIPELINE": "gan"}
+    with caplog.at_level("ERROR"):
+        r = client.post(url, {"sketch": io.BytesIO(buf.getvalue()), "k": "3"})
+    assert r.status_code == 200 and r.json()["pipeline"] == "direct" and len(r.json()["results"]) == 3
+    assert any("sketch generator" in rec.getMessage() for rec in caplog.records)

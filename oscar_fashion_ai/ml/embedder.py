@@ -44,8 +44,8 @@ class Embedder:
     def __init__(self, weights_path: Path | str | None = None, threads: int = 0, device: str | None = None,
                  runtime: str = "auto", cache_dir: Path | None = None):
         path = Path(weights_path) if weights_path else PACKAGE_WEIGHTS
-        card = weights.read_card(path)
         try:
+            card = weights.read_card(path)  # a broken card is a broken model, not a crash
             state, meta = weights.load(path, expected_sha256=(card or {}).get("weights_sha256"))
             backbone = meta.get("backbone", "lite0")
             dim = int(meta.get("dim", 256))

@@ -50,6 +50,10 @@ def open_image(source, max_pixels: int = 40_000_000, max_bytes: int | None = Non
                 raise InvalidImage("The image has no pixels.")
             if width * height > max_pixels:
                 raise InvalidImage(f"The image is too large ({width}x{height} pixels; at most {max_pixels:,} pixels).")
+            # prepare() pads to a square: a thin strip (1 x 20,000,000 px is a 40 KB PNG) would need a canvas of
+            # side^2 pixels and exhaust memory. Refusing such shapes changes no output for an accepted image.
+            if max(width, height) ** 2 > 4 * max_pixels:
+                raise InvalidImage(f"The image is too long and thin ({width}x{height} pixels).")
             if img.format == "JPEG":
                 img.draft("RGB", (decode_size, decode_size))
             img.load()
