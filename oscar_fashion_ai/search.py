@@ -32,7 +32,7 @@ def clamp_k(value, default=None) -> int:
     return k
 
 
-def _ready_version():
+def ready_model():
     try:
         info = embedding.model_info()
     except embedding.ModelUnavailable as exc:
@@ -48,7 +48,7 @@ def nearest(vector, k: int, exclude_ids=(), category=None):
     """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score)."""
     from .models import ProductEmbedding
 
-    info = _ready_version()
+    info = ready_model()
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
@@ -93,7 +93,7 @@ def similar_products(product, k: int):
 
 
 def search_by_image(rgb_image, k: int, category=None):
-    _ready_version()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
+    ready_model()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
     vector = embedding.get_embedder().embed_images([rgb_image])[0]
     return nearest(vector, k, category=category)
 

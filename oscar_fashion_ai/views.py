@@ -203,10 +203,10 @@ def api_sketch(request):
     except (BadUpload, ValueError) as exc:
         return error(str(exc))
     try:
+        search.ready_model()  # before spending CPU: the model loads and the index was built by it
         embedder = embedding.get_embedder()
-    except embedding.ModelUnavailable as exc:
-        logger.error("Fashion AI: sketch search unavailable: %s", exc)
-        return error("Search by sketch is temporarily unavailable.", status=503)
+    except search.SearchUnavailable as exc:
+        return error(str(exc), status=503)
     generator = embedding.get_generator()
     pipeline = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
     try:
