@@ -86,3 +86,43 @@ def test_sketch_widget_draw_and_search_without_reload(browser, live_server, csv_
     page.keyboard.press("Enter")
     page.click("#fashion-ai-sketch-submit")
     page.wait_for_function("document.getElementById('fashion-ai-sketch-status').textContent.includes('empty')")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sketch_widget_with_touch_on_a_phone(browser, live_server, csv_dataset):
+    """Real touch events (Chromium's Input.dispatchTouchEvent) draw on the canvas; the results and the
+    generator's picture appear without a reload."""
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(live_server.url + "/fashion-ai/search/sketch/", wait_until="domcontentloaded")
+    page.wait_for_selector("#fashion-ai-canvas")
+    page.evaluate("window.__kinds = new Set(); document.getElementById('fashion-ai-canvas')"
+                  ".addEventListener('pointerdown', e => window.__kinds.add(e.pointerType))")
+    box = page.locator("#fashion-ai-canvas").bounding_box()
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind, fx, fy):
+        points = [] if kind == "touchEnd" else [{"x": box["x"] + box["width"] * fx, "y": box["y"] + box["height"] * fy}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 0.3, 0.25)
+    for i in range(1, 21):
+        touch("touchMove", 0.3 + 0.4 * i / 20, 0.25 + 0.5 * (i % 2) * i / 20)
+    touch("touchEnd", 0, 0)
+    assert page.evaluate("[...window.__kinds]") == ["touch"]
+    inked = page.evaluate("""() => { const c = document.getElementById('fashion-ai-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] < 128) n++; return n; }""")
+    assert inked > 100  # the finger left strokes
+    page.evaluate("window.__marker = 'same page'")
+    page.click("#fashion-ai-sketch-submit")
+    try:
+        page.wait_for_selector("#fashion-ai-sketch-results li", timeout=20000)
+    except Exception:
+        raise AssertionError(page.locator("#fashion-ai-sketch-status").text_content())
+    assert page.locator("#fashion-ai-sketch-results li").count() >= 5
+    src = page.locator("#fashion-ai-understood img").get_attribute("src")
+    assert src.startswith("data:image/png;base64,") and page.locator("#fashion-ai-understood").is_visible()
+    assert page.evaluate("window.__marker") == "same page"

@@ -32,12 +32,46 @@ def _one(args):
     return square, np.stack(drawings), (np.stack(crops) if aligned else None)
 
 
+def cache_key(records, size, variants, seed, aligned) -> str:
+    """Changes when any input changes: the files (path, size, mtime), the settings or the drawing code."""
+    import hashlib
+    import json
+
+    files = []
+    for r in records:
+        try:
+            st = r.path.stat()
+            files.append((r.source_id, str(r.path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            files.append((r.source_id, str(r.path), None, None))
+    blob = json.dumps([files, size, variants, seed, aligned, sketches.DRAWINGS_VERSION,
+                       preprocessing.PREPROCESSING_VERSION])
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
 def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0, aligned: bool = False,
-         progress: bool = True):
+         progress: bool = True, cache_dir=None, rebuild: bool = False):
     """Returns (photos uint8 (N,S,S,3), drawings uint8 (N,V,S,S), aligned photo crops uint8 (N,V,S,S,3) or None,
     kept): ``kept`` lists the indices of ``records`` that could be read (unreadable images are skipped).
 
-    ``aligned`` also returns each drawing's photo under the same crop and affine change (GAN pairs)."""
+    ``aligned`` also returns each drawing's photo under the same crop and affine change (GAN pairs).
+    With ``cache_dir`` the arrays are kept in ``cache_dir/pairs-<key>.npz`` and reused while the files, the
+    settings and the drawing code are unchanged; ``rebuild`` regenerates them."""
+    from pathlib import Path
+
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"pairs-{cache_key(records, size, variants, seed, aligned)}.npz"
+        if path.exists() and not rebuild:
+            with np.load(path) as data:
+                crops = data["crops"] if aligned else None
+                return data["photos"], data["drawings"], crops, [int(i) for i in data["kept"]]
+        out = load(records, size, variants, seed, workers, aligned, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, photos=out[0], drawings=out[1], crops=out[2] if aligned else np.zeros(0, np.uint8),
+                 kept=np.asarray(out[3], dtype=np.int64))
+        tmp.replace(path)
+        return out
     from tqdm import tqdm
 
     workers = workers or min(16, os.cpu_count() or 1)

@@ -21,7 +21,8 @@ from PIL import Image, ImageFilter
 from .preprocessing import pad_to_square
 from .sketch_input import BlankSketch, normalise_sketch, stroke_box
 
-DRAW_RES = 256  # drawings are made from the padded photo resized to this side
+DRAW_RES = 256  # drawings are made from the photo resized to fit this side
+DRAWINGS_VERSION = "d1"  # bump when the drawings change: cached training pairs are then rebuilt
 
 
 def xdog(img: Image.Image, sigma: float = 1.0, k: float = 1.6, tau: float = 0.98, eps: float = -0.02,

@@ -66,6 +66,8 @@ class TrainConfig:
     variants: int = 4  # full mode: synthetic drawings per image
     workers: int = 0
     max_minutes: float | None = None
+    pairs_cache: str | None = None
+    rebuild_pairs: bool = False
     progress: bool = True
     command: str = field(default_factory=weights.command_line)
 
@@ -122,7 +124,8 @@ def train(cfg: TrainConfig) -> dict:
     head.to(device)
     # photos and synthetic drawings (full: cfg.variants per image; cached: the deterministic one + one randomised)
     photos, drawings, _, kept = pairs.load(records, cfg.image_size, cfg.variants if mode == "full" else 2, cfg.seed,
-                                           cfg.workers, progress=cfg.progress)
+                                           cfg.workers, progress=cfg.progress, cache_dir=cfg.pairs_cache,
+                                           rebuild=cfg.rebuild_pairs)
     if len(kept) < len(records):
         _log(cfg, f"{len(records) - len(kept)} unreadable images skipped")
         records = [records[i] for i in kept]
@@ -410,6 +413,9 @@ def add_arguments(parser):
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=None, help="Stop after the epoch that passes this.")
+    parser.add_argument("--pairs-cache", default=None,
+                        help="Keep the decoded photos and drawings in this folder and reuse them on the next run.")
+    parser.add_argument("--rebuild-pairs", action="store_true", help="Regenerate the cached photos and drawings.")
 
 
 def config_from_args(args, **overrides) -> TrainConfig:

@@ -45,6 +45,8 @@ class GanConfig:
     resume: bool = False
     sample_every: int = 5
     max_minutes: float | None = None
+    pairs_cache: str | None = None
+    rebuild_pairs: bool = False
     progress: bool = True
     command: str = field(default_factory=weights.command_line)
 
@@ -69,6 +71,9 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--sample-every", type=int, default=d.sample_every, help="Save a sample grid every N epochs.")
     parser.add_argument("--max-minutes", type=float, default=None, help="Stop after the epoch that passes this.")
+    parser.add_argument("--pairs-cache", default=None,
+                        help="Keep the decoded photos and drawings in this folder and reuse them on the next run.")
+    parser.add_argument("--rebuild-pairs", action="store_true", help="Regenerate the cached photos and drawings.")
 
 
 def config_from_args(args, **overrides) -> GanConfig:
@@ -108,7 +113,8 @@ def train(cfg: GanConfig) -> dict:
         pick = np.sort(rng.choice(len(records), min(cfg.limit, len(records)), replace=False))
         records = [records[i] for i in pick]
     _, drawings, crops, kept = pairs.load(records, cfg.image_size, cfg.variants, cfg.seed, cfg.workers,
-                                          aligned=True, progress=cfg.progress)
+                                          aligned=True, progress=cfg.progress, cache_dir=cfg.pairs_cache,
+                                          rebuild=cfg.rebuild_pairs)
     skipped = len(records) - len(kept)
     records = [records[i] for i in kept]
     if len(records) < 2:
