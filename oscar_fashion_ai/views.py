@@ -141,13 +141,38 @@ def home(request):
     if source == "personal" and pref is not None:
         # The rendered grid is cached per shopper and profile version (it holds this shopper's CSRF token).
         fragment_key = f"{owner.cache_key}:{pref.event_count}:{pref.date_updated.timestamp()}"
+    grid_html = None
+    if source == "fallback" and not request.user.is_authenticated and results:
+        grid_html = _shared_grid(request, [p for p, _ in results])
     response = render(request, "oscar_fashion_ai/home.html", {
         "recommended": [p for p, _ in results], "personal": source == "personal",
-        "has_profile": pref is not None, "fragment_key": fragment_key,
+        "has_profile": pref is not None, "fragment_key": fragment_key, "grid_html": grid_html,
         "fragment_seconds": int(conf.get("RECOMMENDATION_CACHE_SECONDS")),
     })
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+_CSRF_PLACEHOLDER = "fashion-ai-csrf-placeholder-3f9c"
+
+
+def _shared_grid(request, products):
+    """The anonymous "Popular right now" grid, rendered once per product list and language and shared by every
+    anonymous visitor: Oscar's product cards hold an add-to-basket form, so the cached HTML carries a placeholder
+    where each visitor's own CSRF token is put back in."""
+    from django.core.cache import cache
+    from django.middleware.csrf import get_token
+    from django.template.loader import render_to_string
+    from django.utils import translation
+    from django.utils.safestring import mark_safe
+
+    key = f"fashion_ai:home-grid:{translation.get_language()}:{','.join(str(p.pk) for p in products)}"
+    html = cache.get(key)
+    if html is None:
+        html = render_to_string("oscar_fashion_ai/partials/product_grid.html",
+                                {"recommended": products, "csrf_token": _CSRF_PLACEHOLDER}, request=request)
+        cache.set(key, html, int(conf.get("RECOMMENDATION_CACHE_SECONDS")))
+    return mark_safe(html.replace(_CSRF_PLACEHOLDER, get_token(request)))
 
 
 @require_POST

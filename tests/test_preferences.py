@@ -225,3 +225,27 @@ def test_diversity_caps_products_per_category(indexed, settings):
         name = product.categories.get().name
         counts[name] = counts.get(name, 0) + 1
     assert max(counts.values()) <= 2 and len(counts) == 3
+
+
+def test_shared_anonymous_grid_carries_each_visitors_own_csrf_token(indexed, django_assert_max_num_queries):
+    """The "Popular right now" grid is rendered once and shared, but every visitor's basket forms work."""
+    import re
+
+    from django.test import Client
+
+    url = reverse("fashion-ai:home")
+    pages = []
+    for _ in range(2):
+        visitor = Client(enforce_csrf_checks=True)
+        html = visitor.get(url).content.decode()
+        assert "placeholder-3f9c" not in html and 'id="fashion-ai-recommended"' in html
+        pages.append((visitor, html))
+    with django_assert_max_num_queries(12):  # served from the cache: no per-card queries (uncached: 79)
+        Client().get(url)
+    visitor, html = pages[1]
+    form = re.search(r'<form[^>]*action="([^"]*basket/add/\d+/)"[^>]*>(.*?)</form>', html, re.S)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.group(2)).group(1)
+    other = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', pages[0][1]).group(1)
+    assert token != other
+    r = visitor.post(form.group(1), {"csrfmiddlewaretoken": token, "quantity": 1})
+    assert r.status_code == 302  # added to the basket, not a 403 for a stranger's token
