@@ -45,20 +45,25 @@ def current_pgdata() -> Path | None:
     return _pgdata
 
 
-def prune_dead_handles(pgdata: Path) -> None:
+def prune_dead_handles(pgdata: Path, include_self: bool = False) -> None:
     """Forget processes that used the server but died without unregistering (SIGKILL, SIGTERM).
 
     The wheel stops the server when the last registered process exits; a dead pid left in its list
-    would keep the server running forever.
+    would keep the server running forever. ``include_self`` also (re-)registers this process, whose exit
+    then stops the server when no other user is left (a list emptied by an interrupted write is repaired).
     """
     import json
 
     handles = Path(pgdata) / ".handle_pids.json"
     try:
         pids = json.loads(handles.read_text() or "[]")
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return
+    except (OSError, ValueError):
+        pids = []
     alive = [pid for pid in pids if _alive(pid)]
+    if include_self and os.getpid() not in alive:
+        alive.append(os.getpid())
     if alive != pids:
         handles.write_text(json.dumps(alive))
 

@@ -80,13 +80,14 @@ class Command(BaseCommand):
                 self.say("Starting the Celery worker ...")
                 children.append(("worker", subprocess.Popen(
                     [sys.executable, "-m", "celery", "-A", "shop", "worker", "--loglevel=INFO", "--concurrency=1"],
-                    cwd=settings.BASE_DIR, env=env)))
+                    cwd=settings.BASE_DIR, env=env, start_new_session=True)))
                 if not skip_index:
                     self.say("Queueing Image2Vec indexing of products that need it ...")
                     subprocess.run(manage + ["fashion_reindex", "--stale"], cwd=settings.BASE_DIR, env=env, check=False)
             self.say("Starting the web server ...")
             children.append(("web", subprocess.Popen(
-                manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], cwd=settings.BASE_DIR, env=env)))
+                manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], cwd=settings.BASE_DIR, env=env,
+                start_new_session=True)))
             self._wait_for_port(port, children)
             self.say(f"Serving the store on http://127.0.0.1:{port}/  (dashboard: /dashboard/, "
                      f"staff login {DEMO_EMAIL} / {self._password()}). Ctrl-C stops everything.")
@@ -131,7 +132,9 @@ class Command(BaseCommand):
         self.say(f"Created staff user {DEMO_EMAIL} with password {self._password()}")
 
     def _stop(self, children):
-        # SIGINT lets each child exit normally (and unregister from the embedded database).
+        # The children run in their own sessions, so a terminal's Ctrl-C reaches only this process, and each child
+        # gets exactly one SIGINT from here: a second one could interrupt its exit while it unregisters from the
+        # embedded database, leaving PostgreSQL running. SIGINT lets each child exit normally.
         for _, proc in children:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -146,4 +149,5 @@ class Command(BaseCommand):
         from oscar_fashion_ai import embedded_db
 
         if embedded_db.current_pgdata() is not None:
-            embedded_db.prune_dead_handles(embedded_db.current_pgdata())
+            # this process is now the last user: make sure the wheel's list says so, so that it stops the server
+            embedded_db.prune_dead_handles(embedded_db.current_pgdata(), include_self=True)
