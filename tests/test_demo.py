@@ -1,0 +1,96 @@
+"""The demo store as a shop owner starts it: one command serves the store, Ctrl-C stops everything."""
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_for(pgdata: Path):
+    """pids of postgres processes serving ``pgdata``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"postgres") and str(pgdata).encode() in cmd:
+                found.append(int(entry))
+    return found
+
+
+def _get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    return resp.status, resp.read().decode(errors="replace")
+
+
+def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_dataset):
+    var = tmp_path / "var"
+    port = _free_port()
+    env = dict(os.environ, FASHION_VAR_DIR=str(var), FASHION_AI_DATASET=str(csv_dataset),
+               CELERY_BROKER_URL=os.environ.get("TEST_DEMO_BROKER_URL", "redis://127.0.0.1:6379/14"),
+               DJANGO_SETTINGS_MODULE="shop.settings", PYTHONUNBUFFERED="1")
+    env.pop("DATABASE_URL", None)
+    log = open(tmp_path / "demo.log", "wb")
+    # its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group
+    proc = subprocess.Popen([sys.executable, "manage.py", "fashion_demo", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+            try:
+                if _get(port, "/fashion-ai/api/health/")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the demo did not serve within 300 s"
+            time.sleep(1)
+        status, html = _get(port, "/catalogue/")
+        assert status == 200 and "<strong>12</strong>" in html  # the 12 readable products are listed
+        assert _postgres_for(var / "pgdata")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+            proc.wait(90)
+    assert proc.returncode == 0, (tmp_path / "demo.log").read_text()[-3000:]
+    deadline = time.monotonic() + 20
+    while _postgres_for(var / "pgdata") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _postgres_for(var / "pgdata"), "PostgreSQL was left running after Ctrl-C"
+
+
+def test_handle_list_is_pruned_and_repaired(tmp_path):
+    """An interrupted write can leave the embedded server's list of users empty; the last user re-registers itself
+    so that its exit still stops PostgreSQL. Dead pids are dropped."""
+    import json
+
+    from oscar_fashion_ai.embedded_db import prune_dead_handles
+
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text("")  # truncated by a process interrupted while writing it
+    prune_dead_handles(tmp_path, include_self=True)
+    assert json.loads(handles.read_text()) == [os.getpid()]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    handles.write_text(json.dumps([dead.pid, os.getpid()]))
+    prune_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == [os.getpid()]
+    handles.write_text(json.dumps([dead.pid]))
+    prune_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == []
