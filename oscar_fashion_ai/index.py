@@ -48,6 +48,20 @@ def model_status():
     return info.version, None
 
 
+def sketch_status() -> dict:
+    """What search by sketch runs: the configured pipeline, the one in effect, and the generator (or why not)."""
+    from . import conf, embedding
+
+    configured = conf.get("SKETCH_PIPELINE")
+    generator = embedding.get_generator()
+    if generator is None:
+        return {"configured": configured, "pipeline": "direct", "generator": None,
+                "problem": "The sketch generator could not be loaded (see the web log): searches embed the drawing "
+                           "directly and show it instead of a generated picture."}
+    return {"configured": configured, "pipeline": configured, "generator": generator.version,
+            "runtime": generator.runtime, "problem": None}
+
+
 def products_needing_index(scope: str = "stale", category_slug: str | None = None):
     """Product ids to (re)index for ``scope`` in {"all", "stale", "failed"}."""
     Product, ProductEmbedding, _ = _models()

@@ -81,3 +81,16 @@ def test_reindex_command_validates_and_reports(catalog, capsys):
     assert "4 products" in out and "indexed 4" in out
     call_command("fashion_reindex", "--stale", verbosity=0)
     assert "Queued 8 products" in capsys.readouterr().out
+
+
+def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, staff, settings, tmp_path):
+    admin = Client()
+    admin.force_login(staff)
+    url = reverse("fashion-ai-dashboard:fashion-ai-index")
+    html = admin.get(url).content.decode()
+    assert "tiny-gen" in html and 'id="fashion-ai-sketch-problem"' not in html  # the test generator's version
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
+                           "SKETCH_PIPELINE": "fusion"}
+    html = admin.get(url).content.decode()
+    assert 'id="fashion-ai-sketch-problem"' in html and "could not be loaded" in html
+    assert "direct (configured: fusion)" in html

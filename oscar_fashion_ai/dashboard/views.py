@@ -12,6 +12,7 @@ class IndexStatusView(TemplateView):
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         ctx["stats"] = index.index_stats()
+        ctx["sketch"] = index.sketch_status()
         return ctx
 
 
