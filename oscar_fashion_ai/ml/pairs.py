@@ -11,8 +11,11 @@ import numpy as np
 from . import preprocessing, sketches
 
 
+DEFAULT_STYLES = ("xdog", "xdog", "edges")  # randomised variants 1, 2, 3, ... cycle through these
+
+
 def _one(args):
-    path, size, variants, seed, aligned = args
+    path, size, variants, seed, aligned, styles = args
     rng = np.random.default_rng(seed)
     try:
         photo = preprocessing.open_image(path, decode_size=max(size, sketches.DRAW_RES))
@@ -22,8 +25,8 @@ def _one(args):
                                                                   reducing_gap=2.0), dtype=np.uint8)
     drawings, crops = [], []
     for v in range(variants):
-        # variant 0 is the deterministic evaluation drawing; the others are randomised (a quarter edge maps)
-        style = "edges" if v and v % 4 == 3 else "xdog"
+        # variant 0 is the deterministic evaluation drawing (XDoG); the others are randomised, cycling the styles
+        style = styles[(v - 1) % len(styles)] if v else "xdog"
         out = sketches.photo_drawing(photo, size, rng=None if v == 0 else rng, style=style, with_photo=aligned)
         drawing, crop = out if aligned else (out, None)
         drawings.append(np.asarray(drawing.convert("L"), dtype=np.uint8))
@@ -32,7 +35,7 @@ def _one(args):
     return square, np.stack(drawings), (np.stack(crops) if aligned else None)
 
 
-def cache_key(records, size, variants, seed, aligned) -> str:
+def cache_key(records, size, variants, seed, aligned, styles=DEFAULT_STYLES) -> str:
     """Changes when any input changes: the files (path, size, mtime), the settings or the drawing code."""
     import hashlib
     import json
@@ -44,13 +47,13 @@ def cache_key(records, size, variants, seed, aligned) -> str:
             files.append((r.source_id, str(r.path), st.st_size, st.st_mtime_ns))
         except OSError:
             files.append((r.source_id, str(r.path), None, None))
-    blob = json.dumps([files, size, variants, seed, aligned, sketches.DRAWINGS_VERSION,
+    blob = json.dumps([files, size, variants, seed, aligned, list(styles), sketches.DRAWINGS_VERSION,
                        preprocessing.PREPROCESSING_VERSION])
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
 def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0, aligned: bool = False,
-         progress: bool = True, cache_dir=None, rebuild: bool = False):
+         progress: bool = True, cache_dir=None, rebuild: bool = False, styles=DEFAULT_STYLES):
     """Returns (photos uint8 (N,S,S,3), drawings uint8 (N,V,S,S), aligned photo crops uint8 (N,V,S,S,3) or None,
     kept): ``kept`` lists the indices of ``records`` that could be read (unreadable images are skipped).
 
@@ -60,12 +63,12 @@ def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0,
     from pathlib import Path
 
     if cache_dir is not None:
-        path = Path(cache_dir) / f"pairs-{cache_key(records, size, variants, seed, aligned)}.npz"
+        path = Path(cache_dir) / f"pairs-{cache_key(records, size, variants, seed, aligned, styles)}.npz"
         if path.exists() and not rebuild:
             with np.load(path) as data:
                 crops = data["crops"] if aligned else None
                 return data["photos"], data["drawings"], crops, [int(i) for i in data["kept"]]
-        out = load(records, size, variants, seed, workers, aligned, progress)
+        out = load(records, size, variants, seed, workers, aligned, progress, styles=styles)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, photos=out[0], drawings=out[1], crops=out[2] if aligned else np.zeros(0, np.uint8),
@@ -75,7 +78,10 @@ def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0,
     from tqdm import tqdm
 
     workers = workers or min(16, os.cpu_count() or 1)
-    jobs = [(str(r.path), size, variants, seed * 100_003 + i, aligned) for i, r in enumerate(records)]
+    unknown = set(styles) - {"xdog", "edges", "hed"}
+    if unknown or not styles:
+        raise ValueError(f"unknown drawing style(s) {sorted(unknown)}; use xdog, edges, hed")
+    jobs = [(str(r.path), size, variants, seed * 100_003 + i, aligned, tuple(styles)) for i, r in enumerate(records)]
     photos = np.empty((len(jobs), size, size, 3), np.uint8)
     drawings = np.empty((len(jobs), variants, size, size), np.uint8)
     crops = np.empty((len(jobs), variants, size, size, 3), np.uint8) if aligned else None

@@ -3,6 +3,7 @@
 * ``xdog`` (Winnemoeller et al. 2012): the difference of two Gaussian blurs, soft-thresholded; dark strokes on
   white, close to what a shopper draws. No weights needed.
 * ``edges``: thresholded gradient magnitude (a Canny-like edge map without non-maximum suppression).
+* ``hed``: HED edges, thresholded and thinned (:mod:`.hed`; optional, needs its weights).
 * :func:`photo_drawing` turns a photo into the drawing a shopper would submit: one of the styles above, optionally
   with augmentations that imitate hand drawing (stroke width, jitter, dropped strokes, small affine
   changes), then the same normalisation as the storefront widget (:mod:`.sketch_input`). It can return the photo
@@ -103,13 +104,18 @@ def photo_drawing(photo: Image.Image, size: int, rng: np.random.Generator | None
     fitted = photo.resize((max(1, round(photo.size[0] * scale)), max(1, round(photo.size[1] * scale))),
                           Image.BILINEAR, reducing_gap=2.0)
     line_width = 3
-    if rng is None:
+    if style == "hed":
+        from . import hed
+
+        drawing = hed.hed_drawing(hed.shared(), fitted, threshold=0.5 if rng is None else rng.uniform(0.4, 0.7))
+    elif rng is None:
         drawing = xdog(fitted) if style == "xdog" else edges(fitted)
     else:
         if style == "edges":
             drawing = edges(fitted, keep=rng.uniform(0.05, 0.12))
         else:
             drawing = xdog(fitted, sigma=rng.uniform(0.8, 1.5), tau=rng.uniform(0.97, 0.99))
+    if rng is not None:
         if rng.random() < 0.35:
             drawing = _drop_strokes(drawing, rng, share=rng.uniform(0.08, 0.25))
         if rng.random() < 0.5:

