@@ -140,3 +140,19 @@ def test_sketch_evaluation_synthetic_and_human(indexed, tmp_path, capsys):
     call_command("fashion_evaluate", "--task", "sketch", "--sketches", str(human), "--map", "sneaker=Shoes", "--json")
     result = json.loads(capsys.readouterr().out)
     assert result["queries"] == 1 and "source_hit_at_1" not in result
+
+
+def test_sketch_evaluation_with_other_drawing_styles(indexed, capsys, monkeypatch):
+    from django.core.management.base import CommandError
+
+    from oscar_fashion_ai.ml import hed
+
+    capsys.readouterr()
+    call_command("fashion_evaluate", "--task", "sketch", "--drawings", "edges", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert "edge-map" in result["source"] and result["queries"] > 0
+    monkeypatch.delenv("FASHION_AI_HED_WEIGHTS", raising=False)
+    monkeypatch.setattr(hed, "_shared", None)
+    monkeypatch.setattr(hed, "bundled_weights", lambda: (_ for _ in ()).throw(hed.HEDUnavailable("no HED weights")))
+    with pytest.raises(CommandError, match="HED"):
+        call_command("fashion_evaluate", "--task", "sketch", "--drawings", "hed", "--json")

@@ -37,12 +37,12 @@ def evaluate_image_retrieval(embedder, source: Path, progress=False) -> dict:
     return {"task": "image", **result, "model_version": embedder.version, "source": Path(source).name}
 
 
-def synthetic_sketch(img, size):
-    """The deterministic synthetic drawing of a product photo (XDoG at the drawing resolution, normalised like the
-    widget's input at ``size``): the evaluation's stand-in for a shopper's drawing."""
+def synthetic_sketch(img, size, style: str = "xdog"):
+    """The deterministic synthetic drawing of a product photo (XDoG, or ``style`` edges/hed, at the drawing
+    resolution, normalised like the widget's input at ``size``): the evaluation's stand-in for a shopper's drawing."""
     from .sketches import photo_drawing
 
-    return photo_drawing(img, size)
+    return photo_drawing(img, size, style=style)
 
 
 def evaluate_sketch_files(embedder, generator, source: Path, pipelines=("direct", "gan", "fusion"),

@@ -18,6 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--pipeline", choices=["configured", "direct", "gan", "fusion", "all"], default="configured",
                             help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
                                  "'all' adds an 'ablation' object with every pipeline")
+        parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog",
+                            help="sketch: style of the synthetic drawings (hed needs its weights, see ml/hed.py)")
         parser.add_argument("--write-card", action="store_true",
                             help="sketch, with --pipeline all: record the ablation in the generator's model card")
         parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
@@ -33,7 +35,8 @@ class Command(BaseCommand):
         except embedding.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if task == "sketch":
-            result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"])
+            result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"],
+                                           options["drawings"])
             if options["write_card"]:
                 self._write_card(result)
             return self._print(result, json)
@@ -84,12 +87,12 @@ class Command(BaseCommand):
         labels = np.array([r.product.categories.all()[0].name for r in rows])
         return rows, vecs, labels
 
-    def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured"):
+    def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured", drawings="xdog"):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
         from oscar_fashion_ai import conf, embedding
-        from oscar_fashion_ai.ml import datasets, evaluate, preprocessing, sketch_pipeline, sketches
+        from oscar_fashion_ai.ml import datasets, evaluate, hed, preprocessing, sketch_pipeline, sketches
         from oscar_fashion_ai.ml.sketch_input import BlankSketch
 
         generator = embedding.get_generator()
@@ -107,12 +110,15 @@ class Command(BaseCommand):
                     continue
                 with r.image.original.open("rb") as fh:
                     photo = preprocessing.open_image(fh.read(), decode_size=sketches.DRAW_RES)
-                direct.append(evaluate.synthetic_sketch(photo, embedder.info.image_size))
-                if generator is not None:
-                    for_gan.append(evaluate.synthetic_sketch(photo, generator.image_size))
+                try:
+                    direct.append(evaluate.synthetic_sketch(photo, embedder.info.image_size, drawings))
+                    if generator is not None and set(names) != {"direct"}:
+                        for_gan.append(evaluate.synthetic_sketch(photo, generator.image_size, drawings))
+                except hed.HEDUnavailable as exc:
+                    raise CommandError(str(exc)) from exc
                 query_labels.append(labels[i])
                 sources.append(i)
-            kind = "synthetic XDoG drawings of the test split"
+            kind = f"synthetic {dict(xdog='XDoG', edges='edge-map', hed='HED')[drawings]} drawings of the test split"
         else:
             categories = {c.casefold(): c for c in set(labels)}
             aliases = dict(part.split("=", 1) for part in mapping.split(",") if "=" in part)
