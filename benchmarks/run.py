@@ -83,6 +83,14 @@ class Job:
         return " ".join(shlex.quote(a) for a in argv)
 
 
+def _relative(path: Path) -> str:
+    """A path relative to the repository when it lies inside it (reports carry no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def plan(args) -> list[Job]:
     """The jobs of the selected stages, in the order they run."""
     p = PROFILES["quick" if args.quick else "default"]
@@ -281,7 +289,7 @@ def main(argv=None):
     report = {
         "benchmark": "report", "date": date, "machine": machine(), "command": command, "profile": profile,
         "options": {"quick": args.quick, "gpu": args.gpu, "stages": args.stages, "sizes": args.sizes,
-                    "ef_search": args.ef_search, "out": str(out)},
+                    "ef_search": args.ef_search, "out": _relative(out)},
         "wall_s": round(time.perf_counter() - started, 1),
         # 1-minute load average before and after: the figures are only comparable on an otherwise idle machine.
         "load_average": {"start": round(load_start[0], 2), "end": round(os.getloadavg()[0], 2)},
