@@ -59,6 +59,13 @@ DEFAULTS: dict[str, object] = {
     # was chosen by `fashion_evaluate --task sketch --pipeline all` (README, "Search by sketch").
     "SKETCH_PIPELINE": "direct",
     "SKETCH_FUSION_WEIGHT": 0.5,
+    # Weights file for the sketch encoder, the network that embeds drawings into the photo model's vector space
+    # (fashion_train_sketch_encoder). None uses the one shipped in the package. It is used only with the photo
+    # model it was trained for; otherwise (or when it is missing) drawings go through the photo model itself.
+    "SKETCH_ENCODER_WEIGHTS": None,
+    # Query expansion for search by sketch: after a first search, search again with the drawing's vector plus
+    # its N nearest product vectors (weighted by similarity^3). 0 turns it off. See README, "Search by sketch".
+    "SKETCH_QUERY_EXPANSION": 3,
     # Weights file for the sketch-to-photo generator; None uses the generator shipped in the package.
     "SKETCH_GENERATOR_WEIGHTS": None,
     # Personalisation ----------------------------------------------------------

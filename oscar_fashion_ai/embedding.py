@@ -23,6 +23,8 @@ _embedder: Embedder | None = None
 _embedder_key = None
 _generator = None
 _generator_key = None
+_sketch = None
+_sketch_key = None
 
 
 def get_embedder() -> Embedder:
@@ -56,6 +58,45 @@ def get_generator():
                     logger.error("Fashion AI: %s; sketch search embeds drawings directly", exc)
                 _generator_key = key
     return _generator
+
+
+def get_sketch_embedder() -> Embedder:
+    """The network that embeds drawings: the sketch encoder made for the configured photo model, or (when
+    there is none, it cannot be loaded, or it belongs to another photo model; logged once) the photo model."""
+    global _sketch, _sketch_key
+    from .ml.embedder import PACKAGE_SKETCH_WEIGHTS
+
+    photo = get_embedder()
+    configured = conf.get("SKETCH_ENCODER_WEIGHTS")
+    key = (configured, photo.sha256, conf.get("TORCH_THREADS"))
+    if _sketch_key != key:
+        with _lock:
+            if _sketch_key != key:
+                _sketch = photo
+                from pathlib import Path
+
+                path = Path(configured or PACKAGE_SKETCH_WEIGHTS)
+                if configured or path.exists():
+                    try:
+                        from .ml import weights
+
+                        pairs_with = weights.read_metadata(path).get("pairs_with") if path.exists() else None
+                        if path.exists() and pairs_with != photo.sha256:
+                            logger.error("Fashion AI: the sketch encoder %s was trained for another photo model than "
+                                         "%s; drawings are embedded by the photo model. Train one with "
+                                         "`manage.py fashion_train_sketch_encoder`.", path, photo.version)
+                        else:
+                            candidate = Embedder(path, threads=conf.get("TORCH_THREADS"))
+                            if candidate.info.dim != photo.info.dim:
+                                raise ModelUnavailable(f"{path} makes {candidate.info.dim}-d vectors, the photo "
+                                                       f"model {photo.info.dim}-d")
+                            _sketch = candidate
+                            logger.info("Fashion AI: loaded sketch encoder %s (%s)", candidate.version,
+                                        candidate.runtime)
+                    except (ModelUnavailable, ValueError) as exc:
+                        logger.error("Fashion AI: %s; drawings are embedded by the photo model", exc)
+                _sketch_key = key
+    return _sketch
 
 
 def model_info():
@@ -213,5 +254,5 @@ def mark_pending(product_ids):
                                          ignore_conflicts=True)
 
 
-__all__ = ["get_embedder", "model_info", "embed_products", "mark_pending", "check_index", "ensure_dimensions",
+__all__ = ["get_embedder", "get_sketch_embedder", "model_info", "embed_products", "mark_pending", "check_index", "ensure_dimensions",
            "IndexMismatch", "ModelUnavailable"]

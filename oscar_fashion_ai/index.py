@@ -54,12 +54,18 @@ def sketch_status() -> dict:
 
     configured = conf.get("SKETCH_PIPELINE")
     generator = embedding.get_generator()
+    try:
+        photo, drawings = embedding.get_embedder(), embedding.get_sketch_embedder()
+        encoder = drawings.version if drawings is not photo else None
+    except embedding.ModelUnavailable:
+        encoder = None
+    common = {"configured": configured, "encoder": encoder, "expansion": conf.get("SKETCH_QUERY_EXPANSION")}
     if generator is None:
-        return {"configured": configured, "pipeline": "direct", "generator": None,
-                "problem": "The sketch generator could not be loaded (see the web log): searches embed the drawing "
-                           "directly and show it instead of a generated picture."}
-    return {"configured": configured, "pipeline": configured, "generator": generator.version,
-            "runtime": generator.runtime, "problem": None}
+        return common | {"pipeline": "direct", "generator": None,
+                         "problem": "The sketch generator could not be loaded (see the web log): searches embed the "
+                                    "drawing directly and show it instead of a generated picture."}
+    return common | {"pipeline": configured, "generator": generator.version, "runtime": generator.runtime,
+                     "problem": None}
 
 
 def products_needing_index(scope: str = "stale", category_slug: str | None = None):

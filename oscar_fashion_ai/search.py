@@ -81,6 +81,21 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None):
     return qs
 
 
+def expanded_query(vector, n: int, category=None):
+    """The query vector expanded with its ``n`` nearest product vectors (search by sketch, see
+    :func:`oscar_fashion_ai.ml.sketch_pipeline.expand_query`); the vector itself when ``n`` is 0."""
+    from .ml.sketch_pipeline import expand_query
+
+    if n <= 0:
+        return np.asarray(vector, dtype=np.float32)
+    info = ready_model()
+    vector = np.asarray(vector, dtype=np.float32)
+    found = list(nearest_queryset(vector, info.version, (), category).values_list("vector", flat=True)[:n])
+    if not found:
+        return vector
+    return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
+
+
 def similar_products(product, k: int):
     """Products that look like ``product`` (empty when it has no vector yet)."""
     from .models import ProductEmbedding

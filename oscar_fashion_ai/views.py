@@ -232,19 +232,21 @@ def api_sketch(request):
         embedder = embedding.get_embedder()
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
+    sketch_embedder = embedding.get_sketch_embedder()
     generator = embedding.get_generator()
     pipeline = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
     try:
-        direct, for_gan = sketch_pipeline.prepare(img, embedder, generator)
+        direct, for_gan = sketch_pipeline.prepare(img, embedder, generator, sketch_embedder)
     except BlankSketch as exc:
         return JsonResponse({"results": [], "error": str(exc), "blank": True, "generated_image": None,
                              "model_version": _model_version()}, status=400)
     vecs, generated = sketch_pipeline.vectors(embedder, generator, [direct], [for_gan], pipeline,
-                                              float(conf.get("SKETCH_FUSION_WEIGHT")))
+                                              float(conf.get("SKETCH_FUSION_WEIGHT")), sketch_embedder)
     if generated is None and generator is not None:
         generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
-        results = search.nearest(vecs[0], k, category=category)
+        query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), category=category)
+        results = search.nearest(query, k, category=category)
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
     buf = io.BytesIO()

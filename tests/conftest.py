@@ -83,10 +83,26 @@ def tiny_generator(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_sketch_encoder(tmp_path_factory, tiny_weights):
+    """A sketch encoder for ``tiny_weights`` (another seeded projection), saved like a trained one in float16."""
+    from oscar_fashion_ai.ml import backbones, weights
+
+    torch.manual_seed(1)
+    model = backbones.build("lite0", dim=256, image_size=64, pretrained=True)
+    path = tmp_path_factory.mktemp("sketch-encoder") / "tiny-sketch.safetensors"
+    digest = weights.save(model, path, {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1",
+                                        "role": "sketch", "pairs_with": weights.sha256(tiny_weights)},
+                          dtype=torch.float16)
+    path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest}))
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _fashion_settings(settings, tiny_weights, tiny_generator, tmp_path_factory):
+def _fashion_settings(settings, tiny_weights, tiny_generator, tiny_sketch_encoder, tmp_path_factory):
     settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights),
-                           "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator)}
+                           "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator),
+                           "SKETCH_ENCODER_WEIGHTS": str(tiny_sketch_encoder)}
     import os
 
     os.environ.setdefault("FASHION_AI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "onnx-cache"))

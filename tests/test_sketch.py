@@ -132,6 +132,12 @@ def test_sketch_evaluation_synthetic_and_human(indexed, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["queries"] == sum(datasets.is_test(p.upc) for p in Product.objects.all())
     assert {"task", "p_at_5", "queries", "model_version", "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(result)
+    assert result["sketch_encoder_version"] and result["sketch_encoder_version"] != result["model_version"]
+    assert result["query_expansion"] == 3 and result["without_expansion"]["queries"] == result["queries"]
+    call_command("fashion_evaluate", "--task", "sketch", "--expansion", "0", "--json")
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["query_expansion"] == 0 and "without_expansion" not in plain
+    assert plain["p_at_5"] == result["without_expansion"]["p_at_5"]
     human = tmp_path / "human"
     (human / "sneaker").mkdir(parents=True)
     (human / "sneaker" / "1.png").write_bytes(drawing_png())

@@ -22,6 +22,8 @@ from . import backbones, preprocessing, weights
 logger = logging.getLogger(__name__)
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite0-fashion.safetensors"
+#: The sketch encoder trained with the package's photo weights (drawings -> the same vector space).
+PACKAGE_SKETCH_WEIGHTS = PACKAGE_WEIGHTS.with_name("lite0-fashion-sketch.safetensors")
 
 
 class ModelUnavailable(RuntimeError):
@@ -58,7 +60,12 @@ class Embedder:
         if threads:
             torch.set_num_threads(int(threads))
         self.path = path
-        self.info = ModelInfo(version_string(backbone, dim, image_size, weights.sha256(path)), dim, image_size, backbone)
+        self.sha256 = weights.sha256(path)
+        #: "photo" for an Image2Vec photo model, "sketch" for a sketch encoder (train_sketch_encoder)
+        self.role = meta.get("role", "photo")
+        #: a sketch encoder's photo model: the sha256 of the photo weights whose vector space it learned
+        self.pairs_with = meta.get("pairs_with")
+        self.info = ModelInfo(version_string(backbone, dim, image_size, self.sha256), dim, image_size, backbone)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
         self._session = None

@@ -62,6 +62,11 @@ class TrainConfig:
     resume: bool = False
     init_weights: str | None = None  # start from a trained embedder (.safetensors) instead of ImageNet
     pair_weight: float = 1.0  # full mode: weight of the drawing<->photo InfoNCE term
+    photos_only: bool = False  # full mode: train on photos alone (drawings get their own encoder, see
+    #                            train_sketch_encoder)
+    half: bool = False  # store the weights in float16 (half the size; cosine to the float32 vectors > 0.99999)
+    sketch_tower: bool = False  # full mode: drawings go through a second network (the sketch encoder), trained
+    #                             jointly; written beside --out as <name>-sketch.safetensors
     temperature: float = 0.05
     variants: int = 4  # full mode: synthetic drawings per image
     workers: int = 0
@@ -103,14 +108,7 @@ def train(cfg: TrainConfig) -> dict:
     if mode == "cached" and cfg.backbone != "lite0":
         raise ValueError("cached mode supports the lite0 backbone; use --mode full for others")
 
-    records = datasets.labelled_records(Path(cfg.source))
-    if cfg.limit:
-        rng = random.Random(cfg.seed)
-        records = sorted(rng.sample(records, min(cfg.limit, len(records))), key=lambda r: r.source_id)
-    labels = sorted({r.label for r in records})
-    label_index = {label: i for i, label in enumerate(labels)}
-    y_all = torch.tensor([label_index[r.label] for r in records])
-    test_mask = np.array([datasets.is_test(r.source_id) for r in records])
+    records, labels, y_all, test_mask = labelled_split(cfg.source, cfg.limit, cfg.seed)
     train_idx = np.flatnonzero(~test_mask)
     _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {test_mask.sum()} test; "
               f"mode={mode}, device={device}")
@@ -149,8 +147,6 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 1),
-                                                    pct_start=0.15)
     ckpt_dir = Path(cfg.checkpoint_dir or Path(cfg.out).parent / "checkpoints")
     ckpt_path = ckpt_dir / (Path(cfg.out).stem + ".ckpt.pt")
     start_epoch = 0
@@ -159,9 +155,9 @@ def train(cfg: TrainConfig) -> dict:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
         _log(cfg, f"Resumed from {ckpt_path} at epoch {start_epoch}")
+    scheduler = one_cycle(optimizer, cfg.lr, total_steps, start_epoch * steps_per_epoch)
 
     from tqdm import tqdm
 
@@ -214,12 +210,39 @@ def train(cfg: TrainConfig) -> dict:
                    {"image_to_image": result | {"relevance": "same label; query excluded; gallery = all images"}})
 
 
+def one_cycle(optimizer, lr: float, total_steps: int, done_steps: int = 0):
+    """The one-cycle learning-rate schedule, fast-forwarded ``done_steps`` (on resume: a run resumed with more
+    epochs gets the schedule of the longer run, instead of the saved one that ends too early)."""
+    import warnings
+
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(total_steps, 1),
+                                                    pct_start=0.15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+        for _ in range(min(done_steps, total_steps - 1)):
+            scheduler.step()
+    return scheduler
+
+
+def labelled_split(source, limit=None, seed=0):
+    """(records, labels, label index per record, test mask) of a labelled image set, in the project's split."""
+    records = datasets.labelled_records(Path(source))
+    if limit:
+        rng = random.Random(seed)
+        records = sorted(rng.sample(records, min(limit, len(records))), key=lambda r: r.source_id)
+    labels = sorted({r.label for r in records})
+    label_index = {label: i for i, label in enumerate(labels)}
+    y_all = torch.tensor([label_index[r.label] for r in records])
+    test_mask = np.array([datasets.is_test(r.source_id) for r in records])
+    return records, labels, y_all, test_mask
+
+
 def _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, history, started, metrics_out):
     model.cpu()
     out = Path(cfg.out)
     meta = {"backbone": cfg.backbone, "dim": cfg.dim, "image_size": cfg.image_size,
             "preprocessing": preprocessing.PREPROCESSING_VERSION, "labels": json.dumps(labels)}
-    digest = weights.save(model, out, meta)
+    digest = weights.save(model, out, meta, dtype=torch.float16 if cfg.half else None)
     wall = time.time() - started
     card = {
         "model": "Image2Vec embedder",
@@ -227,6 +250,7 @@ def _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, his
         "weights_file": out.name,
         "weights_sha256": digest,
         "weights_bytes": out.stat().st_size,
+        "weights_dtype": "float16" if cfg.half else "float32",
         "architecture": f"{cfg.backbone} ({'init from ' + Path(cfg.init_weights).name if cfg.init_weights else 'ImageNet init'}) + GeM pooling + linear {cfg.dim}-d, L2-normalised",
         "data": {"source": Path(cfg.source).name, "images": len(records), "labels": labels,
                  "ignored_labels": list(datasets.IGNORED_LABELS)},
@@ -263,11 +287,16 @@ def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, 
     photos_t, drawings_t = torch.from_numpy(photos), torch.from_numpy(drawings)
     if device.type == "cuda":
         photos_t, drawings_t = photos_t.to(device), drawings_t.to(device)
-    params = list(model.parameters()) + list(head.parameters())
+    sketch_net = None
+    if cfg.sketch_tower:
+        if cfg.photos_only:
+            raise ValueError("--sketch-tower needs drawings; leave out --photos-only")
+        import copy
+
+        sketch_net = copy.deepcopy(model)
+    params = list(model.parameters()) + list(head.parameters()) + (list(sketch_net.parameters()) if sketch_net else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_idx) // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
-                                                    total_steps=max(steps_per_epoch * cfg.epochs, 1), pct_start=0.15)
     ckpt_dir = Path(cfg.checkpoint_dir or Path(cfg.out).parent / "checkpoints")
     ckpt_path = ckpt_dir / (Path(cfg.out).stem + ".ckpt.pt")
     start_epoch, history = 0, []
@@ -275,17 +304,23 @@ def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, 
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
+        if sketch_net is not None:
+            sketch_net.load_state_dict(state["sketch"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = int(state["epoch"]), json.loads(state["history"])
         _log(cfg, f"Resumed from {ckpt_path} at epoch {start_epoch}")
+    scheduler = one_cycle(optimizer, cfg.lr, steps_per_epoch * cfg.epochs, start_epoch * steps_per_epoch)
     amp = device.type == "cuda"
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+        if sketch_net is not None:
+            sketch_net = sketch_net.to(memory_format=torch.channels_last)
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         head.train()
+        if sketch_net is not None:
+            sketch_net.train()
         rng = np.random.default_rng(cfg.seed * 7919 + epoch)
         order = rng.permutation(train_idx)
         sums = {"loss": 0.0, "cls": 0.0, "pair": 0.0, "pair_acc": 0.0}
@@ -295,18 +330,27 @@ def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, 
             variant = torch.from_numpy(rng.integers(0, cfg.variants, len(idx)))
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
             xp = _normalise_uint8(photos_t[idx.to(photos_t.device)].to(device))
-            xd = _normalise_uint8(drawings_t[idx.to(drawings_t.device), variant.to(drawings_t.device)].to(device))
             xp = _augment(torch.where(flip, xp.flip(-1), xp))
-            xd = torch.where(flip, xd.flip(-1), xd)
             target = y_all[idx].to(device)
+            if cfg.photos_only:
+                batch, both = xp, target
+            else:
+                xd = _normalise_uint8(drawings_t[idx.to(drawings_t.device), variant.to(drawings_t.device)].to(device))
+                batch, both = torch.cat([xp, torch.where(flip, xd.flip(-1), xd)]), torch.cat([target, target])
+            batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                emb = model(torch.cat([xp, xd]).contiguous(memory_format=torch.channels_last)).float()
-            ep, ed = emb[: len(idx)], emb[len(idx) :]
-            both = torch.cat([target, target])
+                if sketch_net is None:
+                    emb = model(batch).float()
+                else:
+                    emb = torch.cat([model(batch[: len(idx)]), sketch_net(batch[len(idx) :])]).float()
             cls = F.cross_entropy(head(emb, both), both, label_smoothing=cfg.label_smoothing)
-            sim = ed @ ep.T / cfg.temperature
             ar = torch.arange(len(idx), device=device)
-            pair = 0.5 * (F.cross_entropy(sim, ar) + F.cross_entropy(sim.T, ar))
+            if cfg.photos_only:
+                sim, pair = torch.zeros(len(idx), len(idx), device=device), torch.zeros((), device=device)
+            else:
+                ep, ed = emb[: len(idx)], emb[len(idx) :]
+                sim = ed @ ep.T / cfg.temperature
+                pair = 0.5 * (F.cross_entropy(sim, ar) + F.cross_entropy(sim.T, ar))
             loss = cls + cfg.pair_weight * pair
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -320,37 +364,54 @@ def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, 
         history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}})
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": json.dumps(history)},
-                   ckpt_path)
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": json.dumps(history)}
+                   | ({"sketch": sketch_net.state_dict()} if sketch_net is not None else {}), ckpt_path)
         if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60 and epoch + 1 < cfg.epochs:
             stopped_early = True
             _log(cfg, f"Stopping after epoch {epoch + 1}: --max-minutes {cfg.max_minutes} reached")
             break
 
     model.eval()
+    if sketch_net is not None:
+        sketch_net.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        def embed(source, pick):
+        def embed(net, source, pick):
             out = []
             for start in range(0, len(pick), 256):
                 sel = torch.from_numpy(pick[start : start + 256])
-                out.append(model(_normalise_uint8(source(sel).to(device))).float().cpu())
+                out.append(net(_normalise_uint8(source(sel).to(device))).float().cpu())
             return F.normalize(torch.cat(out), dim=1).numpy()
 
         everything = np.arange(len(records))
-        vecs = embed(lambda sel: photos_t[sel.to(photos_t.device)], everything)
+        vecs = embed(model, lambda sel: photos_t[sel.to(photos_t.device)], everything)
         q = np.flatnonzero(test_mask)
-        sketch_vecs = embed(lambda sel: drawings_t[sel.to(drawings_t.device), 0], q)
+        sketch_vecs = embed(sketch_net or model, lambda sel: drawings_t[sel.to(drawings_t.device), 0], q)
     label_arr = np.array([r.label for r in records])
     image = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr, query_gallery_index=q)
     from .evaluate import sketch_retrieval
 
     sketch = sketch_retrieval(sketch_vecs, label_arr[q], vecs, label_arr, source_index=q)
     history.append({"stopped_early": stopped_early})
-    return _finish(cfg, model.to(memory_format=torch.contiguous_format), records, labels, train_idx, test_mask,
+    sketch = sketch | {"queries_are": "deterministic XDoG drawings of the test split (variant 0), normalised like the "
+                                      "widget input", "encoder": "sketch tower" if sketch_net is not None else "shared"}
+    card = _finish(cfg, model.to(memory_format=torch.contiguous_format), records, labels, train_idx, test_mask,
                    "full", device, history, started,
                    {"image_to_image": image | {"relevance": "same label; query excluded; gallery = all images"},
-                    "sketch_to_image": sketch | {"queries_are": "deterministic XDoG drawings of the test split "
-                                                                "(variant 0), normalised like the widget input"}})
+                    "sketch_to_image": sketch})
+    if sketch_net is not None:
+        from .train_sketch_encoder import write_encoder
+
+        out = Path(cfg.out)
+        write_encoder(sketch_net, out.with_name(out.stem + "-sketch.safetensors"), out,
+                      {"backbone": cfg.backbone, "dim": cfg.dim, "image_size": cfg.image_size,
+                       "labels": json.dumps(labels)}, True,
+                      {"model": "Sketch encoder (drawings into the Image2Vec photo space)",
+                       "architecture": f"a second {cfg.backbone} embedding network, trained jointly with the photo "
+                                       f"model {out.name} (CosFace on both + drawing<->photo InfoNCE)",
+                       "data": card["data"], "split": card["split"], "training": card["training"],
+                       "history": history, "metrics": {"sketch_to_image": sketch}, "command": cfg.command},
+                      device, started)
+    return card
 
 
 @torch.inference_mode()
@@ -404,6 +465,13 @@ def add_arguments(parser):
                         help="cached mode: share of samples shown as XDoG line drawings (0 = photos only).")
     parser.add_argument("--pair-weight", type=float, default=d.pair_weight,
                         help="full mode: weight of the drawing<->photo InfoNCE term.")
+    parser.add_argument("--photos-only", action="store_true",
+                        help="full mode: train on photos alone; drawings get their own encoder "
+                             "(fashion_train_sketch_encoder).")
+    parser.add_argument("--half", action="store_true", help="Store float16 weights (half the size).")
+    parser.add_argument("--sketch-tower", action="store_true",
+                        help="full mode: drawings go through their own network, trained jointly; written beside "
+                             "--out as <name>-sketch.safetensors.")
     parser.add_argument("--variants", type=int, default=d.variants, help="full mode: synthetic drawings per image.")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)

@@ -14,12 +14,16 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def save(model: torch.nn.Module, path: Path, metadata: dict) -> str:
+def save(model: torch.nn.Module, path: Path, metadata: dict, dtype: torch.dtype | None = None) -> str:
+    """Write ``model``'s state dict; ``dtype`` (e.g. torch.float16) stores its floating-point tensors smaller
+    (they are cast back to the model's dtype when loaded)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
     tmp.replace(path)
@@ -42,6 +46,17 @@ def load(path: Path, expected_sha256: str | None = None) -> tuple[dict, dict]:
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"weights file {path} is not a valid safetensors file: {exc}") from exc
     return state, metadata
+
+
+def read_metadata(path: Path) -> dict:
+    """A safetensors file's metadata without loading its tensors (ValueError when it is not one)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"weights file {path} is not a valid safetensors file: {exc}") from exc
 
 
 def load_state_dict(path: Path) -> dict:

@@ -20,6 +20,9 @@ class Command(BaseCommand):
                                  "'all' adds an 'ablation' object with every pipeline")
         parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog",
                             help="sketch: style of the synthetic drawings (hed needs its weights, see ml/hed.py)")
+        parser.add_argument("--expansion", type=int, default=None,
+                            help="sketch: query expansion neighbours (default: FASHION_AI['SKETCH_QUERY_EXPANSION']; "
+                                 "0 = off). The JSON also has 'without_expansion'.")
         parser.add_argument("--write-card", action="store_true",
                             help="sketch, with --pipeline all: record the ablation in the generator's model card")
         parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
@@ -36,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if task == "sketch":
             result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"],
-                                           options["drawings"])
+                                           options["drawings"], options["expansion"])
             if options["write_card"]:
                 self._write_card(result)
             return self._print(result, json)
@@ -87,15 +90,22 @@ class Command(BaseCommand):
         labels = np.array([r.product.categories.all()[0].name for r in rows])
         return rows, vecs, labels
 
-    def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured", drawings="xdog"):
+    def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured", drawings="xdog",
+                         expansion=None):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
         from oscar_fashion_ai import conf, embedding
-        from oscar_fashion_ai.ml import datasets, evaluate, hed, preprocessing, sketch_pipeline, sketches
+        from oscar_fashion_ai.ml import datasets, evaluate, hed, metrics, preprocessing, sketch_pipeline, sketches
         from oscar_fashion_ai.ml.sketch_input import BlankSketch
 
+        expansion = int(conf.get("SKETCH_QUERY_EXPANSION") if expansion is None else expansion)
+        if expansion < 0:
+            raise CommandError("--expansion must be 0 (off) or a number of neighbours")
+
         generator = embedding.get_generator()
+        sketch_embedder = embedding.get_sketch_embedder()
+        size = sketch_embedder.info.image_size
         configured = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
         names = {"configured": [configured], "all": list(sketch_pipeline.PIPELINES)}.get(pipeline, [pipeline])
         if generator is None and set(names) - {"direct"}:
@@ -111,7 +121,7 @@ class Command(BaseCommand):
                 with r.image.original.open("rb") as fh:
                     photo = preprocessing.open_image(fh.read(), decode_size=sketches.DRAW_RES)
                 try:
-                    direct.append(evaluate.synthetic_sketch(photo, embedder.info.image_size, drawings))
+                    direct.append(evaluate.synthetic_sketch(photo, size, drawings))
                     if generator is not None and set(names) != {"direct"}:
                         for_gan.append(evaluate.synthetic_sketch(photo, generator.image_size, drawings))
                 except hed.HEDUnavailable as exc:
@@ -128,7 +138,7 @@ class Command(BaseCommand):
                 if category is None:
                     continue
                 try:
-                    d, g = sketch_pipeline.prepare(Image.open(path), embedder, generator)
+                    d, g = sketch_pipeline.prepare(Image.open(path), embedder, generator, sketch_embedder)
                 except (BlankSketch, OSError):
                     continue
                 direct.append(d)
@@ -139,13 +149,20 @@ class Command(BaseCommand):
         if not direct:
             raise CommandError("No sketch queries: no test-split products indexed, or no matching label folders.")
         weight = float(conf.get("SKETCH_FUSION_WEIGHT"))
-        results = {}
+        results, plain = {}, {}
         for name in names:
-            qv, _ = sketch_pipeline.vectors(embedder, generator, direct, for_gan, name, weight)
+            qv, _ = sketch_pipeline.vectors(embedder, generator, direct, for_gan, name, weight, sketch_embedder)
+            plain[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
+            if expansion > 0:
+                qv = sketch_pipeline.expand_query(qv, vecs[metrics.neighbours(qv, vecs, expansion)])
             results[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
         main = configured if configured in results else names[0]
-        out = {"task": "sketch", **results[main], "pipeline": main, "model_version": embedder.version,
+        encoder = sketch_embedder.version if sketch_embedder is not embedder else None
+        out = {"task": "sketch", **results[main], "pipeline": main, "query_expansion": expansion,
+               "model_version": embedder.version, "sketch_encoder_version": encoder,
                "generator_version": generator.version if generator is not None else None, "source": kind}
+        if expansion > 0:
+            out["without_expansion"] = plain[main]
         if pipeline == "all":
             out["ablation"] = results
             out["fusion_weight"] = weight
@@ -233,7 +250,14 @@ class Command(BaseCommand):
                            if f"source_hit_at_{n}" in result)
             self.stdout.write(f"sketch retrieval ({result['source']}, pipeline {result['pipeline']}): "
                               f"P@5 {result['p_at_5']:.4f}{hits} ({result['queries']} queries, gallery "
-                              f"{result['gallery']}, model {result['model_version']})")
+                              f"{result['gallery']}, model {result['model_version']}, sketch encoder "
+                              f"{result['sketch_encoder_version'] or 'none (photo model)'}, query expansion "
+                              f"{result['query_expansion'] or 'off'})")
+            if "without_expansion" in result:
+                r = result["without_expansion"]
+                self.stdout.write(f"  without query expansion: P@5 {r['p_at_5']:.4f}"
+                                  + "".join(f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
+                                            if f"source_hit_at_{n}" in r))
             for name, r in result.get("ablation", {}).items():
                 hits = "".join(f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
                                if f"source_hit_at_{n}" in r)

@@ -1,0 +1,281 @@
+"""Train the sketch encoder: a second copy of the embedding network that maps a shopper's drawing into the
+photo embedder's vector space.
+
+One network for photos and drawings has to trade one against the other (README, "Search by sketch"): the
+more it is pulled towards drawings, the worse photo-to-photo search gets. Here the photo embedder is frozen
+and only the sketch encoder learns. For each training photo its frozen vector is the target of that photo's
+synthetic drawings (:mod:`.pairs`):
+
+* an instance term: softmax over *every* training photo's vector, so a drawing finds its own product
+  among the whole catalog, not only among the batch;
+* a category term: softmax over the categories' mean photo vectors, so near misses stay in the category.
+
+The photo index is untouched (no reindex). The weights record the checksum of the photo weights they were
+trained against; the plugin uses the encoder only with that photo model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import backbones, metrics, pairs, preprocessing, weights
+from .embedder import version_string
+from .evaluate import sketch_retrieval
+from .train_embedder import _log, _normalise_uint8, labelled_split, one_cycle
+
+ROLE = "sketch"
+
+
+@dataclass
+class SketchTrainConfig:
+    source: str
+    out: str
+    photo_weights: str
+    init_weights: str | None = None  # default: start from the photo weights
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    category_weight: float = 0.5
+    variants: int = 4
+    styles: str = "xdog,xdog,edges"
+    limit: int | None = None
+    seed: int = 0
+    threads: int = 0
+    device: str | None = None
+    workers: int = 0
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    max_minutes: float | None = None
+    pairs_cache: str | None = None
+    rebuild_pairs: bool = False
+    half: bool = True  # store the weights in float16 (half the size; cosine to the float32 vectors > 0.99999)
+    progress: bool = True
+    command: str = field(default_factory=weights.command_line)
+
+
+def _load_net(path, device):
+    state, meta = weights.load(Path(path))
+    net = backbones.build(meta.get("backbone", "lite0"), dim=int(meta.get("dim", 256)),
+                          image_size=int(meta.get("image_size", 160)), pretrained=False)
+    net.load_state_dict(state, strict=True)
+    return net.to(device), meta
+
+
+def _embed(net, images_uint8, device, amp, batch=256):
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        for start in range(0, len(images_uint8), batch):
+            chunk = torch.as_tensor(images_uint8[start : start + batch]).to(device)
+            out.append(net(_normalise_uint8(chunk)).float())
+    return F.normalize(torch.cat(out), dim=1)
+
+
+def train(cfg: SketchTrainConfig) -> dict:
+    started = time.time()
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    amp = device.type == "cuda"
+    photo_net, meta = _load_net(cfg.photo_weights, device)
+    photo_net.eval()
+    photo_sha = weights.sha256(Path(cfg.photo_weights))
+    backbone, dim, size = meta.get("backbone", "lite0"), int(meta.get("dim", 256)), int(meta.get("image_size", 160))
+    net, _ = _load_net(cfg.init_weights or cfg.photo_weights, device)
+
+    records, labels, y_all, test_mask = labelled_split(cfg.source, cfg.limit, cfg.seed)
+    photos, drawings, _, kept = pairs.load(records, size, cfg.variants, cfg.seed, cfg.workers, progress=cfg.progress,
+                                           cache_dir=cfg.pairs_cache, rebuild=cfg.rebuild_pairs,
+                                           styles=tuple(x.strip() for x in cfg.styles.split(",") if x.strip()))
+    records = [records[i] for i in kept]
+    y_all, test_mask = y_all[torch.as_tensor(kept)].to(device), test_mask[kept]
+    train_idx = np.flatnonzero(~test_mask)
+    _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {test_mask.sum()} test; "
+              f"device={device}; photo model {version_string(backbone, dim, size, photo_sha)}")
+
+    # Frozen targets: every photo's vector; the instance gallery is the training photos, the category
+    # prototypes are the normalised means of their vectors.
+    photo_vecs = _embed(photo_net, photos, device, amp)
+    del photo_net
+    gallery = photo_vecs[torch.as_tensor(train_idx, device=device)]
+    train_pos = torch.full((len(records),), -1, dtype=torch.long, device=device)
+    train_pos[torch.as_tensor(train_idx, device=device)] = torch.arange(len(train_idx), device=device)
+    prototypes = torch.zeros(len(labels), dim, device=device).index_add_(0, y_all[torch.as_tensor(train_idx, device=device)], gallery)
+    prototypes = F.normalize(prototypes, dim=1)
+
+    drawings_t = torch.from_numpy(drawings)
+    if device.type == "cuda":
+        drawings_t = drawings_t.to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / cfg.batch_size))
+    ckpt_dir = Path(cfg.checkpoint_dir or Path(cfg.out).parent / "checkpoints")
+    ckpt_path = ckpt_dir / (Path(cfg.out).stem + ".ckpt.pt")
+    start_epoch, history = 0, []
+    if cfg.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = int(state["epoch"]), json.loads(state["history"])
+        _log(cfg, f"Resumed from {ckpt_path} at epoch {start_epoch}")
+    scheduler = one_cycle(optimizer, cfg.lr, steps_per_epoch * cfg.epochs, start_epoch * steps_per_epoch)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+
+    from tqdm import tqdm
+
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        rng = np.random.default_rng(cfg.seed * 7919 + epoch)
+        order = rng.permutation(train_idx)
+        sums = {"loss": 0.0, "instance": 0.0, "category": 0.0, "top1": 0.0}
+        steps = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"Epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
+        for step in bar:
+            idx = torch.from_numpy(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            if len(idx) < 2:
+                continue
+            variant = torch.from_numpy(rng.integers(0, cfg.variants, len(idx)))
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
+            xd = _normalise_uint8(drawings_t[idx.to(drawings_t.device), variant.to(drawings_t.device)].to(device))
+            xd = torch.where(flip, xd.flip(-1), xd).contiguous(memory_format=torch.channels_last)
+            idx_d = idx.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                emb = net(xd).float()
+            instance = F.cross_entropy(emb @ gallery.T / cfg.temperature, train_pos[idx_d])
+            category = F.cross_entropy(emb @ prototypes.T / cfg.temperature, y_all[idx_d])
+            loss = instance + cfg.category_weight * category
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            steps += 1
+            sums["loss"] += loss.item()
+            sums["instance"] += instance.item()
+            sums["category"] += category.item()
+            sums["top1"] += float(((emb.detach() @ gallery.T).argmax(1) == train_pos[idx_d]).float().mean())
+            bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}", top1=f"{sums['top1'] / steps:.3f}")
+        history.append({"epoch": epoch + 1, **{k: round(v / max(steps, 1), 5) for k, v in sums.items()}})
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1, "history": json.dumps(history)}, ckpt_path)
+        if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60 and epoch + 1 < cfg.epochs:
+            stopped_early = True
+            _log(cfg, f"Stopping after epoch {epoch + 1}: --max-minutes {cfg.max_minutes} reached")
+            break
+
+    net.eval()
+    q = np.flatnonzero(test_mask)
+    sketch_vecs = _embed(net, drawings[q, 0], device, amp).cpu().numpy()
+    label_arr = np.array([r.label for r in records])
+    gallery_all = photo_vecs.cpu().numpy()
+    result = sketch_retrieval(sketch_vecs, label_arr[q], gallery_all, label_arr, source_index=q)
+    image = metrics.category_retrieval(gallery_all[q], label_arr[q], gallery_all, label_arr, query_gallery_index=q)
+    history.append({"stopped_early": stopped_early})
+    metrics_out = {"sketch_to_image": result | {
+        "queries_are": "deterministic XDoG drawings of the test split (variant 0), normalised like the widget input",
+        "gallery_is": "every image, embedded by the frozen photo model"},
+        "photo_model_image_to_image": image}
+    card = {
+        "model": "Sketch encoder (drawings into the Image2Vec photo space)",
+        "architecture": f"{backbone} + GeM pooling + linear {dim}-d, L2-normalised (same as the photo model); "
+                        f"initialised from {Path(cfg.init_weights or cfg.photo_weights).name}; photo model frozen",
+        "data": {"source": Path(cfg.source).name, "images": len(records), "labels": labels,
+                 "drawings": f"{cfg.variants} synthetic drawings per photo, styles {cfg.styles} (ml/sketches.py)"},
+        "split": {"rule": "test when int(sha1(image_id).hexdigest(), 16) % 5 == 0",
+                  "train": int(len(train_idx)), "test": int(test_mask.sum())},
+        "training": {k: v for k, v in asdict(cfg).items() if k not in {"source", "out", "progress"}},
+        "history": history,
+        "metrics": metrics_out,
+        "command": cfg.command,
+    }
+    card = write_encoder(net, Path(cfg.out), Path(cfg.photo_weights), meta | {"labels": json.dumps(labels)}, cfg.half,
+                         card, device, started)
+    _log(cfg, f"{json.dumps(metrics_out)}  ({card['wall_time_s']:.0f} s) -> {cfg.out}")
+    return card
+
+
+def write_encoder(net, out: Path, photo_weights: Path, meta: dict, half: bool, card: dict, device, started) -> dict:
+    """Save a sketch encoder beside the photo model it belongs to, with its model card; returns the card."""
+    backbone, dim, size = meta.get("backbone", "lite0"), int(meta.get("dim", 256)), int(meta.get("image_size", 160))
+    photo_sha = weights.sha256(photo_weights)
+    net = net.to(memory_format=torch.contiguous_format).cpu()
+    digest = weights.save(net, out, {"backbone": backbone, "dim": dim, "image_size": size,
+                                     "preprocessing": preprocessing.PREPROCESSING_VERSION,
+                                     "labels": meta.get("labels", "[]"), "role": ROLE, "pairs_with": photo_sha},
+                          dtype=torch.float16 if half else None)
+    card = {"model": card.pop("model"), "version": version_string(backbone, dim, size, digest),
+            "weights_file": out.name, "weights_sha256": digest, "weights_bytes": out.stat().st_size,
+            "weights_dtype": "float16" if half else "float32",
+            "pairs_with": {"photo_weights": photo_weights.name, "sha256": photo_sha,
+                           "version": version_string(backbone, dim, size, photo_sha)}} | card
+    card["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                       "cpu_threads": torch.get_num_threads(), "device": str(device),
+                       "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+                       "torch": torch.__version__}
+    card["wall_time_s"] = round(time.time() - started, 1)
+    out.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def add_arguments(parser):
+    d = SketchTrainConfig(source="", out="", photo_weights="")
+    parser.add_argument("--source", help="images.csv layout or <category>/<file> folders.")
+    parser.add_argument("--out", help="Weights file to write (.safetensors); the model card goes beside it.")
+    parser.add_argument("--photo-weights", help="The photo embedder (.safetensors) whose vector space to learn.")
+    parser.add_argument("--init-weights", default=None, help="Start from these embedder weights (default: the photo "
+                                                             "weights).")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--temperature", type=float, default=d.temperature)
+    parser.add_argument("--category-weight", type=float, default=d.category_weight,
+                        help="Weight of the category term beside the instance term.")
+    parser.add_argument("--variants", type=int, default=d.variants, help="Synthetic drawings per photo.")
+    parser.add_argument("--styles", default=d.styles, help="Drawing styles the variants cycle through.")
+    parser.add_argument("--limit", type=int, default=None, help="Train on a random subset of N images.")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=d.threads)
+    parser.add_argument("--workers", type=int, default=d.workers, help="Processes that make drawings (0 = CPUs).")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=None, help="Stop after the epoch that passes this.")
+    parser.add_argument("--pairs-cache", default=None, help="Reuse decoded photos and drawings from this folder.")
+    parser.add_argument("--rebuild-pairs", action="store_true")
+    parser.add_argument("--float32", dest="half", action="store_false", help="Store float32 weights (default fp16).")
+
+
+def config_from_args(args, **overrides) -> SketchTrainConfig:
+    keys = SketchTrainConfig.__dataclass_fields__.keys()
+    values = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    return SketchTrainConfig(**(values | overrides))
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train the sketch encoder; writes weights + a model card.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.source or not args.out or not args.photo_weights:
+        parser.error("--source, --out and --photo-weights are required")
+    train(config_from_args(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The sketch encoder: a second network that embeds drawings into the photo model's vector space.
+
+Its training command (CPU, tiny data), the pairing check (an encoder is only used with the photo model it
+was trained for), the fallback to the photo model, the query expansion, and the API using both."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from hypothesis import given, settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image, ImageDraw
+
+from oscar_fashion_ai.ml import sketch_pipeline, weights
+
+
+def _drawing_png():
+    img = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(img).rectangle([60, 40, 240, 260], outline=(0, 0, 0, 255), width=6)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_train_sketch_encoder_command_writes_a_paired_fp16_encoder_and_resumes(csv_dataset, tmp_path, tiny_weights):
+    from oscar_fashion_ai.ml.embedder import Embedder
+
+    out = tmp_path / "sketch.safetensors"
+    args = ["--source", str(csv_dataset), "--out", str(out), "--photo-weights", str(tiny_weights), "--batch-size", "4",
+            "--variants", "2", "--workers", "1", "--device", "cpu", "--checkpoint-dir", str(tmp_path / "ck")]
+    call_command("fashion_train_sketch_encoder", *args, "--epochs", "1", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["weights_sha256"] == weights.sha256(out) and card["weights_dtype"] == "float16"
+    assert card["pairs_with"]["sha256"] == weights.sha256(tiny_weights)
+    assert card["split"]["train"] + card["split"]["test"] == card["data"]["images"] == 12
+    m = card["metrics"]["sketch_to_image"]
+    assert {"p_at_5", "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(m)
+    assert "fashion_train_sketch_encoder" in card["command"]
+    encoder = Embedder(out, runtime="torch")
+    assert encoder.role == "sketch" and encoder.pairs_with == weights.sha256(tiny_weights)
+    assert encoder.info.image_size == 64 and encoder.info.dim == 256
+    call_command("fashion_train_sketch_encoder", *args, "--epochs", "2", "--resume", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert [h["epoch"] for h in card["history"] if "epoch" in h] == [1, 2]  # continued, not restarted
+
+
+def test_float16_weights_give_the_float32_vectors(tiny_weights, tmp_path):
+    """Storing weights in half precision (the shipped models) changes vectors by rounding only."""
+    from oscar_fashion_ai.ml import backbones
+    from oscar_fashion_ai.ml.embedder import Embedder
+
+    state, meta = weights.load(tiny_weights)
+    model = backbones.build("lite0", dim=256, image_size=64, pretrained=False)
+    model.load_state_dict(state)
+    half = tmp_path / "half.safetensors"
+    weights.save(model, half, meta, dtype=__import__("torch").float16)
+    assert half.stat().st_size < 0.6 * tiny_weights.stat().st_size
+    img = Image.open(io.BytesIO(_drawing_png())).convert("RGB")
+    a = Embedder(tiny_weights, runtime="torch").embed_images([img])
+    b = Embedder(half, runtime="torch").embed_images([img])
+    assert float(a[0] @ b[0]) > 0.99  # 0.99999 for the trained models (README, "Model files")
+
+
+def test_train_embedder_sketch_tower_writes_the_encoder_beside_the_photo_model(csv_dataset, tmp_path, tiny_weights):
+    from oscar_fashion_ai.ml.embedder import Embedder
+
+    out = tmp_path / "emb.safetensors"
+    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "full",
+                 "--sketch-tower", "--half", "--image-size", "64", "--epochs", "1", "--batch-size", "4",
+                 "--variants", "2", "--workers", "1", "--init-weights", str(tiny_weights), "--device", "cpu",
+                 verbosity=0)
+    sketch = out.with_name("emb-sketch.safetensors")
+    card = json.loads(sketch.with_suffix(".card.json").read_text())
+    assert card["pairs_with"]["sha256"] == weights.sha256(out)
+    assert json.loads(out.with_suffix(".card.json").read_text())["metrics"]["sketch_to_image"]["encoder"] == "sketch tower"
+    assert Embedder(sketch, runtime="torch").pairs_with == weights.sha256(out)
+
+
+def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_encoder, tmp_path, caplog):
+    from oscar_fashion_ai import embedding
+
+    assert embedding.get_sketch_embedder().path == tiny_sketch_encoder
+    # an encoder trained for another photo model: refused, logged, drawings go through the photo model
+    state, meta = weights.load(tiny_sketch_encoder)
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(state, str(other), metadata=meta | {"pairs_with": "0" * 64})
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(other)}
+    with caplog.at_level("ERROR"):
+        assert embedding.get_sketch_embedder() is embedding.get_embedder()
+        embedding.get_sketch_embedder()
+    assert sum("another photo model" in r.getMessage() for r in caplog.records) == 1  # once, not per request
+    # a missing or broken file: the same fallback
+    caplog.clear()
+    (tmp_path / "broken.safetensors").write_bytes(b"not weights")
+    for name in ("missing.safetensors", "broken.safetensors"):
+        settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / name)}
+        with caplog.at_level("ERROR"):
+            assert embedding.get_sketch_embedder() is embedding.get_embedder()
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 2
+
+
+unit_rows = arrays(np.float32, (3, 8), elements=st.floats(-1, 1, width=32)).filter(
+    lambda a: (np.linalg.norm(a, axis=1) > 1e-3).all()).map(lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(q=unit_rows, g=arrays(np.float32, (3, 4, 8), elements=st.floats(-1, 1, width=32)))
+def test_query_expansion_gives_unit_vectors_and_ignores_dissimilar_neighbours(q, g):
+    g = g / np.maximum(np.linalg.norm(g, axis=2, keepdims=True), 1e-6)
+    out = sketch_pipeline.expand_query(q, g)
+    assert out.shape == q.shape and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-4)
+    opposite = sketch_pipeline.expand_query(q, -q[:, None, :].repeat(2, axis=1))  # similarity < 0: weight 0
+    assert np.allclose(opposite, q, atol=1e-5)
+    assert np.allclose(sketch_pipeline.expand_query(q, np.zeros((3, 0, 8), np.float32)), q)
+
+
+def test_query_expansion_moves_the_query_towards_its_neighbours():
+    q = np.array([[1.0, 0.0, 0.0]], np.float32)
+    near = np.array([[[0.8, 0.6, 0.0]]], np.float32)
+    out = sketch_pipeline.expand_query(q, near)
+    assert float(out[0] @ near[0, 0]) > float(q[0] @ near[0, 0])
+    assert out[0, 2] == 0
+
+
+@pytest.mark.django_db
+def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, settings, tiny_weights, tmp_path):
+    from django.urls import reverse
+
+    from oscar_fashion_ai import embedding, search
+    from oscar_fashion_ai.catalog_import import CatalogImporter
+    from oscar_fashion_ai.ml import sketch_pipeline as sp
+
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    url = reverse("fashion-ai:api-sketch")
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 0, "SKETCH_PIPELINE": "direct"}
+    plain = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
+    # the same search by hand: the encoder's vector of the normalised drawing, nearest products
+    encoder = embedding.get_sketch_embedder()
+    assert encoder is not embedding.get_embedder()
+    direct, _ = sp.prepare(Image.open(io.BytesIO(_drawing_png())), embedding.get_embedder(), None, encoder)
+    vec = encoder.embed_images([direct])[0]
+    expected = [p.pk for p, _ in search.nearest(vec, 5)]
+    assert [r["product_id"] for r in plain["results"]] == expected
+    # query expansion, with an encoder whose vectors are close to the photos' (a copy of the photo model)
+    from safetensors.torch import save_file
+
+    state, meta = weights.load(tiny_weights)
+    twin = tmp_path / "twin.safetensors"
+    save_file(state, str(twin), metadata=meta | {"role": "sketch", "pairs_with": weights.sha256(tiny_weights)})
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(twin)}
+    plain = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 2}
+    expanded = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
+    vec = embedding.get_sketch_embedder().embed_images([direct])[0]
+    query = search.expanded_query(vec, 2)
+    assert float(query @ vec) < 0.9999  # it moved
+    assert [r["product_id"] for r in expanded["results"]] == [p.pk for p, _ in search.nearest(query, 5)]
+    assert [r["score"] for r in expanded["results"]] != [r["score"] for r in plain["results"]]
