@@ -89,8 +89,15 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
     url = reverse("fashion-ai-dashboard:fashion-ai-index")
     html = admin.get(url).content.decode()
     assert "tiny-gen" in html and 'id="fashion-ai-sketch-problem"' not in html  # the test generator's version
+    from oscar_fashion_ai import embedding
+
+    assert embedding.get_sketch_embedder().version in html and "3 neighbours" in html  # encoder, query expansion
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
                            "SKETCH_PIPELINE": "fusion"}
     html = admin.get(url).content.decode()
     assert 'id="fashion-ai-sketch-problem"' in html and "could not be loaded" in html
     assert "direct (configured: fusion)" in html
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / "gone.safetensors"),
+                           "SKETCH_QUERY_EXPANSION": 0}
+    html = admin.get(url).content.decode()
+    assert "none: drawings are embedded by the photo model" in html
