@@ -162,3 +162,27 @@ def test_sketch_evaluation_with_other_drawing_styles(indexed, capsys, monkeypatc
     monkeypatch.setattr(hed, "bundled_weights", lambda: (_ for _ in ()).throw(hed.HEDUnavailable("no HED weights")))
     with pytest.raises(CommandError, match="HED"):
         call_command("fashion_evaluate", "--task", "sketch", "--drawings", "hed", "--json")
+
+
+def test_write_card_records_the_ablation_in_the_generator_card(indexed, tiny_generator, settings, tmp_path, capsys):
+    import shutil
+
+    from django.core.management.base import CommandError
+
+    from oscar_fashion_ai.ml import weights
+
+    gen = tmp_path / "gen.safetensors"
+    shutil.copy(tiny_generator, gen)
+    shutil.copy(tiny_generator.with_suffix(".card.json"), gen.with_suffix(".card.json"))
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(gen)}
+    with pytest.raises(CommandError, match="--pipeline all"):
+        call_command("fashion_evaluate", "--task", "sketch", "--write-card", "--json")
+    capsys.readouterr()
+    call_command("fashion_evaluate", "--task", "sketch", "--pipeline", "all", "--write-card", "--json")
+    result = json.loads(capsys.readouterr().out)
+    card = json.loads(gen.with_suffix(".card.json").read_text())
+    ablation = card["metrics"]["retrieval_ablation"]
+    assert card["weights_sha256"] == weights.sha256(gen) and card["version"] == "tiny-gen"  # the rest is kept
+    assert set(ablation["pipelines"]) == {"direct", "gan", "fusion"} and ablation["default"] == "direct"
+    assert ablation["pipelines"]["direct"]["p_at_5"] == result["p_at_5"]
+    assert ablation["sketch_encoder"] == result["sketch_encoder_version"] and ablation["query_expansion"] == 3

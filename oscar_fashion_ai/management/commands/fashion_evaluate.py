@@ -183,7 +183,9 @@ class Command(BaseCommand):
         card = json_module.loads(card_path.read_text()) if card_path.exists() else {}
         card.setdefault("metrics", {})["retrieval_ablation"] = {
             "task": result["source"], "embedder": result["model_version"], "fusion_weight": result["fusion_weight"],
+            "sketch_encoder": result["sketch_encoder_version"], "query_expansion": result["query_expansion"],
             "pipelines": result["ablation"], "default": result["pipeline"],
+            "direct_without_expansion": result.get("without_expansion"),
             "command": "manage.py fashion_evaluate --task sketch --pipeline all --write-card",
             "machine": f"{platform.platform()}, {platform.machine()}",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
