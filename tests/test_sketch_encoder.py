@@ -162,3 +162,24 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
     assert float(query @ vec) < 0.9999  # it moved
     assert [r["product_id"] for r in expanded["results"]] == [p.pk for p, _ in search.nearest(query, 5)]
     assert [r["score"] for r in expanded["results"]] != [r["score"] for r in plain["results"]]
+
+
+def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights, tiny_sketch_encoder, capsys):
+    """benchmarks/compare_models.py (how README's model candidates were measured) on a tiny data set."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import compare_models
+
+    compare_models.main(["--photo", str(tiny_weights), "--sketch", str(tiny_sketch_encoder), "--photo",
+                         str(tiny_weights), "--expansion", "0,2", "--source", str(csv_dataset)])
+    out = json.loads(capsys.readouterr().out)
+    first, second = out["photo_models"]
+    assert first["image"]["queries"] == second["image"]["queries"] > 0 and first["image"] == second["image"]
+    assert second["sketch_encoders"] == []
+    (enc,) = first["sketch_encoders"]
+    assert set(enc["by_query_expansion"]) == {"0", "2"}
+    assert enc["by_query_expansion"]["0"]["queries"] == first["image"]["queries"]
+    assert {"p_at_5", "source_hit_at_1", "source_hit_at_5"} <= set(enc["by_query_expansion"]["2"])
+    assert not enc["sketch_encoder"].startswith("/")  # no machine paths in results

@@ -1,0 +1,90 @@
+"""Compare candidate models on a labelled data set's test split, without a database.
+
+    python benchmarks/compare_models.py --photo P.safetensors [--sketch S1.safetensors,S2.safetensors] \
+        [--photo P2.safetensors --sketch ...] [--expansion 0,1,2,3,5] [--drawings xdog|edges|hed] [--source PATH]
+
+For each photo model: image->image P@5 and mAP@10 (test-split queries, query excluded, every image as gallery,
+as `manage.py fashion_evaluate --task image --source PATH`). For each sketch encoder given after it: the test
+split's synthetic drawings against that gallery (category P@5, source product in the top 1/5/10), for each query
+expansion setting, as `fashion_evaluate --task sketch` computes them on a store's index. Prints one JSON object.
+This is how the candidates in README ("Models") were measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from oscar_fashion_ai.ml import datasets, evaluate, metrics, preprocessing, sketch_pipeline, sketches  # noqa: E402
+from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
+
+DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "clothing-dataset"
+
+
+def _name(path) -> str:
+    """A path relative to the repository when it lies inside it (results carry no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return Path(path).name
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photo", action="append", required=True, help="a photo model (repeatable)")
+    parser.add_argument("--sketch", action="append", default=[],
+                        help="comma-separated sketch encoders for the preceding --photo (repeatable)")
+    parser.add_argument("--expansion", default="0,3", help="query expansion settings to measure")
+    parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="labelled data set (default: FASHION_AI_DATASET or ../shared/datasets/clothing-dataset)")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    import os
+
+    source = args.source or Path(os.environ.get("FASHION_AI_DATASET") or DEFAULT_SOURCE)
+    if len(args.sketch) > len(args.photo):
+        parser.error("each --sketch belongs to the --photo before it")
+    sketch_lists = [s.split(",") for s in args.sketch] + [[]] * (len(args.photo) - len(args.sketch))
+    expansions = [int(x) for x in args.expansion.split(",") if x.strip()]
+
+    records = datasets.labelled_records(source)
+    drawings_cache: dict[int, list] = {}
+    out = {"source": source.name, "drawings": args.drawings, "photo_models": []}
+    for photo_path, sketch_paths in zip(args.photo, sketch_lists):
+        photo = Embedder(photo_path, threads=args.threads)
+        vecs, kept = evaluate.embed_records(photo, records)
+        labels = np.array([r.label for r in kept])
+        q = np.flatnonzero([datasets.is_test(r.source_id) for r in kept])
+        entry = {"photo_model": _name(photo_path), "version": photo.version,
+                 "image": metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q),
+                 "sketch_encoders": []}
+        for sketch_path in sketch_paths:
+            encoder = Embedder(sketch_path, threads=args.threads)
+            if encoder.pairs_with not in (None, photo.sha256):
+                print(f"warning: {sketch_path} was trained for another photo model", file=sys.stderr)
+            size = encoder.info.image_size
+            if size not in drawings_cache:
+                drawings_cache[size] = [
+                    evaluate.synthetic_sketch(preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
+                                              size, args.drawings) for i in q]
+            sv = encoder.embed_images(drawings_cache[size])
+            results = {}
+            for n in expansions:
+                qv = sv if n == 0 else sketch_pipeline.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
+                results[str(n)] = evaluate.sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
+            entry["sketch_encoders"].append({"sketch_encoder": _name(sketch_path), "version": encoder.version,
+                                             "by_query_expansion": results})
+        out["photo_models"].append(entry)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
