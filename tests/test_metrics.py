@@ -34,3 +34,13 @@ def test_category_retrieval_is_bounded_and_perfect_for_separated_classes(n, clas
     counts = np.bincount(labels, minlength=classes)
     if counts[labels].min() >= 7 and n > 10:  # every query has >= 6 same-class neighbours
         assert out["p_at_5"] == 1.0
+
+
+def test_standard_error_of_a_mean_over_queries():
+    from oscar_fashion_ai.ml.metrics import category_retrieval, standard_error
+
+    assert abs(standard_error([1, 0, 1, 0]) - (0.5773502691896258 / 2)) < 1e-12
+    assert standard_error([0.7]) == 0.0 and standard_error([0.3, 0.3, 0.3]) == 0.0
+    vecs = np.eye(4, dtype=np.float32)
+    out = category_retrieval(vecs, ["a", "a", "b", "b"], vecs, ["a", "a", "b", "b"], query_gallery_index=np.arange(4))
+    assert out["p_at_5_se"] == 0.0  # every query scores the same

@@ -76,9 +76,13 @@ def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, sou
     queries whose source product is in the top 1/5/10."""
     idx = metrics.neighbours(query_vecs, gallery_vecs, k)
     relevant = np.asarray(gallery_labels)[idx] == np.asarray(query_labels)[:, None]
-    out = {"p_at_5": metrics.precision_at_k(relevant, 5), "map_at_10": metrics.average_precision_at_k(relevant, 10),
+    out = {"p_at_5": metrics.precision_at_k(relevant, 5),
+           "p_at_5_se": metrics.standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,
+           "map_at_10": metrics.average_precision_at_k(relevant, 10),
            "queries": int(len(query_vecs)), "gallery": int(len(gallery_vecs))}
     if source_index is not None:
         for n in (1, 5, 10):
-            out[f"source_hit_at_{n}"] = float(np.mean([s in row[:n] for s, row in zip(source_index, idx)]))
+            hits = [s in row[:n] for s, row in zip(source_index, idx)]
+            out[f"source_hit_at_{n}"] = float(np.mean(hits))
+        out["source_hit_at_5_se"] = metrics.standard_error([s in row[:5] for s, row in zip(source_index, idx)])
     return out

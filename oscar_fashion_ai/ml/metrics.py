@@ -29,6 +29,12 @@ def precision_at_k(relevant: np.ndarray, k: int) -> float:
     return float(relevant[:, :k].mean()) if relevant[:, :k].size else 0.0
 
 
+def standard_error(per_query) -> float:
+    """Standard error of a mean over queries (sample standard deviation / sqrt(n)); 0 for fewer than 2."""
+    values = np.asarray(per_query, dtype=np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def average_precision_at_k(relevant: np.ndarray, k: int) -> float:
     """mAP@k: per query, the mean of precision@i over the ranks i<=k that hold a relevant item,
     divided by min(k, number of relevant items found in the top k) (0 when none)."""
@@ -51,6 +57,7 @@ def category_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, q
     relevant = gallery_labels[idx] == query_labels[:, None]
     return {
         "p_at_5": precision_at_k(relevant, 5),
+        "p_at_5_se": standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,
         "map_at_10": average_precision_at_k(relevant, 10),
         "queries": int(len(query_vecs)),
         "gallery": int(len(gallery_vecs)),

@@ -251,7 +251,8 @@ class Command(BaseCommand):
             hits = "".join(f", source in top {n}: {result[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
                            if f"source_hit_at_{n}" in result)
             self.stdout.write(f"sketch retrieval ({result['source']}, pipeline {result['pipeline']}): "
-                              f"P@5 {result['p_at_5']:.4f}{hits} ({result['queries']} queries, gallery "
+                              f"P@5 {result['p_at_5']:.4f} (standard error {result.get('p_at_5_se', 0):.4f}){hits} "
+                              f"({result['queries']} queries, gallery "
                               f"{result['gallery']}, model {result['model_version']}, sketch encoder "
                               f"{result['sketch_encoder_version'] or 'none (photo model)'}, query expansion "
                               f"{result['query_expansion'] or 'off'})")
@@ -274,6 +275,7 @@ class Command(BaseCommand):
                 f"{b['random']['hit_rate_at_10']:.3f}/{b['random']['ndcg_at_10']:.3f}")
             return
         self.stdout.write(
-            f"{result['task']} retrieval on {result['source']}: P@5 {result['p_at_5']:.4f}, "
+            f"{result['task']} retrieval on {result['source']}: P@5 {result['p_at_5']:.4f} "
+            f"(standard error {result.get('p_at_5_se', 0):.4f}), "
             f"mAP@10 {result['map_at_10']:.4f} ({result['queries']} queries, gallery {result['gallery']}, "
             f"model {result['model_version']})")
