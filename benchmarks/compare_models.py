@@ -45,6 +45,8 @@ def main(argv=None):
     parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog")
     parser.add_argument("--source", type=Path, default=None,
                         help="labelled data set (default: FASHION_AI_DATASET or ../shared/datasets/clothing-dataset)")
+    parser.add_argument("--split", choices=["test", "validation"], default="test",
+                        help="queries: the test split, or the validation split (for models trained with --validation)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     import os
@@ -57,12 +59,13 @@ def main(argv=None):
 
     records = datasets.labelled_records(source)
     drawings_cache: dict[int, list] = {}
-    out = {"source": source.name, "drawings": args.drawings, "photo_models": []}
+    out = {"source": source.name, "split": args.split, "drawings": args.drawings, "photo_models": []}
     for photo_path, sketch_paths in zip(args.photo, sketch_lists):
         photo = Embedder(photo_path, threads=args.threads)
         vecs, kept = evaluate.embed_records(photo, records)
         labels = np.array([r.label for r in kept])
-        q = np.flatnonzero([datasets.is_test(r.source_id) for r in kept])
+        in_split = datasets.is_test if args.split == "test" else datasets.is_validation
+        q = np.flatnonzero([in_split(r.source_id) for r in kept])
         entry = {"photo_model": _name(photo_path), "version": photo.version,
                  "image": metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q),
                  "sketch_encoders": []}

@@ -183,3 +183,37 @@ def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights
     assert enc["by_query_expansion"]["0"]["queries"] == first["image"]["queries"]
     assert {"p_at_5", "source_hit_at_1", "source_hit_at_5"} <= set(enc["by_query_expansion"]["2"])
     assert not enc["sketch_encoder"].startswith("/")  # no machine paths in results
+
+
+def test_validation_split_is_held_out_and_measured(csv_dataset, tmp_path, tiny_weights):
+    """--validation: the validation split (sha1 % 5 == 1) leaves training and gets its own metrics, so that
+    configurations can be chosen without the test split."""
+    from oscar_fashion_ai.ml import datasets
+
+    ids = [r.source_id for r in datasets.labelled_records(csv_dataset) if r.path.stat().st_size > 1000]
+    n_val, n_test = sum(map(datasets.is_validation, ids)), sum(map(datasets.is_test, ids))
+    assert n_val and n_test and not any(datasets.is_validation(i) and datasets.is_test(i) for i in ids)
+    photo = tmp_path / "emb.safetensors"
+    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(photo), "--mode", "full",
+                 "--sketch-tower", "--validation", "--image-size", "64", "--epochs", "1", "--batch-size", "4",
+                 "--variants", "2", "--workers", "1", "--init-weights", str(tiny_weights), "--device", "cpu",
+                 verbosity=0)
+    card = json.loads(photo.with_suffix(".card.json").read_text())
+    assert card["split"] == {"rule": card["split"]["rule"], "train": 12 - n_val - n_test, "validation": n_val,
+                             "test": n_test}
+    assert card["metrics"]["validation_image_to_image"]["queries"] == n_val
+    assert card["metrics"]["validation_sketch_to_image"]["queries"] == n_val
+    assert card["metrics"]["image_to_image"]["queries"] == n_test
+    out = tmp_path / "sketch.safetensors"
+    call_command("fashion_train_sketch_encoder", "--source", str(csv_dataset), "--out", str(out), "--photo-weights",
+                 str(photo), "--validation", "--batch-size", "4", "--variants", "2", "--workers", "1", "--device",
+                 "cpu", "--epochs", "1", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["split"]["validation"] == n_val and card["split"]["train"] == 12 - n_val - n_test
+    assert card["metrics"]["validation_sketch_to_image"]["queries"] == n_val
+    # without --validation nothing is held out
+    call_command("fashion_train_sketch_encoder", "--source", str(csv_dataset), "--out", str(out), "--photo-weights",
+                 str(photo), "--batch-size", "4", "--variants", "2", "--workers", "1", "--device", "cpu", "--epochs",
+                 "1", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["split"]["validation"] == 0 and "validation_sketch_to_image" not in card["metrics"]

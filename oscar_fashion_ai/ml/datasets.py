@@ -27,6 +27,12 @@ def is_test(image_id: str) -> bool:
     return int(hashlib.sha1(image_id.encode()).hexdigest(), 16) % 5 == 0
 
 
+def is_validation(image_id: str) -> bool:
+    """The validation split, carved from the training images when a run asks for it (``--validation``):
+    sha1(id) % 5 == 1. It is for choosing between configurations without looking at the test split."""
+    return int(hashlib.sha1(image_id.encode()).hexdigest(), 16) % 5 == 1
+
+
 def read_records(source: Path) -> list[Record]:
     """List the records of ``source`` in a stable order.
 

@@ -64,6 +64,7 @@ class TrainConfig:
     pair_weight: float = 1.0  # full mode: weight of the drawing<->photo InfoNCE term
     photos_only: bool = False  # full mode: train on photos alone (drawings get their own encoder, see
     #                            train_sketch_encoder)
+    validation: bool = False  # hold out the validation split (datasets.is_validation) and report metrics on it
     half: bool = False  # store the weights in float16 (half the size; cosine to the float32 vectors > 0.99999)
     sketch_tower: bool = False  # full mode: drawings go through a second network (the sketch encoder), trained
     #                             jointly; written beside --out as <name>-sketch.safetensors
@@ -113,10 +114,10 @@ def train(cfg: TrainConfig) -> dict:
     if mode == "cached" and cfg.backbone != "lite0":
         raise ValueError("cached mode supports the lite0 backbone; use --mode full for others")
 
-    records, labels, y_all, test_mask = labelled_split(cfg.source, cfg.limit, cfg.seed)
-    train_idx = np.flatnonzero(~test_mask)
-    _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {test_mask.sum()} test; "
-              f"mode={mode}, device={device}")
+    records, labels, y_all, test_mask, val_mask = labelled_split(cfg.source, cfg.limit, cfg.seed, cfg.validation)
+    train_idx = np.flatnonzero(~test_mask & ~val_mask)
+    _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {val_mask.sum()} validation / "
+              f"{test_mask.sum()} test; mode={mode}, device={device}")
 
     model = backbones.build(cfg.backbone, dim=cfg.dim, image_size=cfg.image_size, backbone_weights=cfg.backbone_weights,
                             pretrained=cfg.init_weights is None)
@@ -135,11 +136,11 @@ def train(cfg: TrainConfig) -> dict:
         _log(cfg, f"{len(records) - len(kept)} unreadable images skipped")
         records = [records[i] for i in kept]
         y_all = y_all[torch.as_tensor(kept)]
-        test_mask = test_mask[kept]
-        train_idx = np.flatnonzero(~test_mask)
+        test_mask, val_mask = test_mask[kept], val_mask[kept]
+        train_idx = np.flatnonzero(~test_mask & ~val_mask)
     if mode == "full":
-        return _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started,
-                           photos, drawings)
+        return _train_full(cfg, model, head, records, labels, y_all, (test_mask, val_mask), train_idx, device,
+                           started, photos, drawings)
     images = _normalise_uint8(torch.from_numpy(photos))
     drawings = _normalise_uint8(torch.from_numpy(drawings[:, 1])) if cfg.sketch_share > 0 else None
 
@@ -209,10 +210,13 @@ def train(cfg: TrainConfig) -> dict:
             vecs.append(forward(x).float().cpu())
         vecs = torch.cat(vecs).numpy()
     label_arr = np.array([r.label for r in records])
-    q = np.flatnonzero(test_mask)
-    result = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr, query_gallery_index=q)
-    return _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, history, started,
-                   {"image_to_image": result | {"relevance": "same label; query excluded; gallery = all images"}})
+    out = {}
+    for name, mask in (("", test_mask), ("validation_", val_mask)):
+        q = np.flatnonzero(mask)
+        if len(q):
+            out[f"{name}image_to_image"] = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr,
+                                                                      query_gallery_index=q) | RELEVANCE
+    return _finish(cfg, model, records, labels, train_idx, (test_mask, val_mask), mode, device, history, started, out)
 
 
 def one_cycle(optimizer, lr: float, total_steps: int, done_steps: int = 0):
@@ -229,8 +233,13 @@ def one_cycle(optimizer, lr: float, total_steps: int, done_steps: int = 0):
     return scheduler
 
 
-def labelled_split(source, limit=None, seed=0):
-    """(records, labels, label index per record, test mask) of a labelled image set, in the project's split."""
+RELEVANCE = {"relevance": "same label; query excluded; gallery = all images"}
+SKETCH_QUERIES = {"queries_are": "deterministic XDoG drawings of the split (variant 0), normalised like the widget input"}
+
+
+def labelled_split(source, limit=None, seed=0, validation=False):
+    """(records, labels, label index per record, test mask, validation mask) of a labelled image set, in the
+    project's split; the validation mask is all False unless ``validation``."""
     records = datasets.labelled_records(Path(source))
     if limit:
         rng = random.Random(seed)
@@ -238,11 +247,19 @@ def labelled_split(source, limit=None, seed=0):
     labels = sorted({r.label for r in records})
     label_index = {label: i for i, label in enumerate(labels)}
     y_all = torch.tensor([label_index[r.label] for r in records])
-    test_mask = np.array([datasets.is_test(r.source_id) for r in records])
-    return records, labels, y_all, test_mask
+    test_mask = np.array([datasets.is_test(r.source_id) for r in records], dtype=bool)
+    val_mask = np.array([validation and datasets.is_validation(r.source_id) for r in records], dtype=bool)
+    return records, labels, y_all, test_mask, val_mask
 
 
-def _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, history, started, metrics_out):
+def split_card(train_idx, masks) -> dict:
+    test_mask, val_mask = masks
+    return {"rule": "test when int(sha1(image_id).hexdigest(), 16) % 5 == 0"
+                    + ("; validation (held out, for choosing configurations) when it is 1" if val_mask.any() else ""),
+            "train": int(len(train_idx)), "validation": int(val_mask.sum()), "test": int(test_mask.sum())}
+
+
+def _finish(cfg, model, records, labels, train_idx, masks, mode, device, history, started, metrics_out):
     model.cpu()
     out = Path(cfg.out)
     meta = {"backbone": cfg.backbone, "dim": cfg.dim, "image_size": cfg.image_size,
@@ -259,8 +276,7 @@ def _finish(cfg, model, records, labels, train_idx, test_mask, mode, device, his
         "architecture": f"{cfg.backbone} ({'init from ' + Path(cfg.init_weights).name if cfg.init_weights else 'ImageNet init'}) + GeM pooling + linear {cfg.dim}-d, L2-normalised",
         "data": {"source": Path(cfg.source).name, "images": len(records), "labels": labels,
                  "ignored_labels": list(datasets.IGNORED_LABELS)},
-        "split": {"rule": "test when int(sha1(image_id).hexdigest(), 16) % 5 == 0",
-                  "train": int(len(train_idx)), "test": int(test_mask.sum())},
+        "split": split_card(train_idx, masks),
         "training": {k: v for k, v in asdict(cfg).items() if k not in {"source", "out", "progress"}} | {"mode": mode},
         "history": history,
         "metrics": metrics_out,
@@ -282,7 +298,7 @@ def _normalise_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() - mean) / std).permute(0, 3, 1, 2).contiguous()
 
 
-def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, device, started, photos, drawings):
+def _train_full(cfg, model, head, records, labels, y_all, masks, train_idx, device, started, photos, drawings):
     """End-to-end fine-tuning on photos and their drawings: CosFace on both + drawing<->photo InfoNCE."""
     from tqdm import tqdm
 
@@ -386,20 +402,23 @@ def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, 
 
         everything = np.arange(len(records))
         vecs = embed(model, lambda sel: photos_t[sel.to(photos_t.device)], everything)
-        q = np.flatnonzero(test_mask)
-        sketch_vecs = embed(sketch_net or model, lambda sel: drawings_t[sel.to(drawings_t.device), 0], q)
-    label_arr = np.array([r.label for r in records])
-    image = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr, query_gallery_index=q)
-    from .evaluate import sketch_retrieval
+        label_arr = np.array([r.label for r in records])
+        from .evaluate import sketch_retrieval
 
-    sketch = sketch_retrieval(sketch_vecs, label_arr[q], vecs, label_arr, source_index=q)
+        encoder = {"encoder": "sketch tower" if sketch_net is not None else "shared"}
+        metrics_out = {}
+        for name, mask in (("", masks[0]), ("validation_", masks[1])):
+            q = np.flatnonzero(mask)
+            if not len(q):
+                continue
+            sketch_vecs = embed(sketch_net or model, lambda sel: drawings_t[sel.to(drawings_t.device), 0], q)
+            metrics_out[f"{name}image_to_image"] = metrics.category_retrieval(
+                vecs[q], label_arr[q], vecs, label_arr, query_gallery_index=q) | RELEVANCE
+            metrics_out[f"{name}sketch_to_image"] = sketch_retrieval(
+                sketch_vecs, label_arr[q], vecs, label_arr, source_index=q) | SKETCH_QUERIES | encoder
     history.append({"stopped_early": stopped_early})
-    sketch = sketch | {"queries_are": "deterministic XDoG drawings of the test split (variant 0), normalised like the "
-                                      "widget input", "encoder": "sketch tower" if sketch_net is not None else "shared"}
-    card = _finish(cfg, model.to(memory_format=torch.contiguous_format), records, labels, train_idx, test_mask,
-                   "full", device, history, started,
-                   {"image_to_image": image | {"relevance": "same label; query excluded; gallery = all images"},
-                    "sketch_to_image": sketch})
+    card = _finish(cfg, model.to(memory_format=torch.contiguous_format), records, labels, train_idx, masks,
+                   "full", device, history, started, metrics_out)
     if sketch_net is not None:
         from .train_sketch_encoder import write_encoder
 
@@ -411,7 +430,8 @@ def _train_full(cfg, model, head, records, labels, y_all, test_mask, train_idx, 
                        "architecture": f"a second {cfg.backbone} embedding network, trained jointly with the photo "
                                        f"model {out.name} (CosFace on both + drawing<->photo InfoNCE)",
                        "data": card["data"], "split": card["split"], "training": card["training"],
-                       "history": history, "metrics": {"sketch_to_image": sketch}, "command": cfg.command},
+                       "history": history, "command": cfg.command,
+                       "metrics": {k: v for k, v in metrics_out.items() if "sketch" in k}},
                       device, started)
     return card
 
@@ -470,6 +490,9 @@ def add_arguments(parser):
     parser.add_argument("--photos-only", action="store_true",
                         help="full mode: train on photos alone; drawings get their own encoder "
                              "(fashion_train_sketch_encoder).")
+    parser.add_argument("--validation", action="store_true",
+                        help="Hold out the validation split (sha1(id) %% 5 == 1) from training and report metrics on "
+                             "it: choose between configurations on these, not on the test split.")
     parser.add_argument("--half", action="store_true", help="Store float16 weights (half the size).")
     parser.add_argument("--sketch-tower", action="store_true",
                         help="full mode: drawings go through their own network, trained jointly; written beside "

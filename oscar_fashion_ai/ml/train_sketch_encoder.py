@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from . import backbones, metrics, pairs, preprocessing, weights
 from .embedder import version_string
 from .evaluate import sketch_retrieval
-from .train_embedder import _log, _normalise_uint8, dataclass_from_args, labelled_split, machine_info, one_cycle, setup
+from .train_embedder import (SKETCH_QUERIES, _log, _normalise_uint8, dataclass_from_args, labelled_split,
+                             machine_info, one_cycle, setup, split_card)
 
 ROLE = "sketch"
 
@@ -58,6 +59,7 @@ class SketchTrainConfig:
     max_minutes: float | None = None
     pairs_cache: str | None = None
     rebuild_pairs: bool = False
+    validation: bool = False  # hold out the validation split (datasets.is_validation) and report metrics on it
     half: bool = True  # store the weights in float16 (half the size; cosine to the float32 vectors > 0.99999)
     progress: bool = True
     command: str = field(default_factory=weights.command_line)
@@ -90,15 +92,15 @@ def train(cfg: SketchTrainConfig) -> dict:
     backbone, dim, size = meta.get("backbone", "lite0"), int(meta.get("dim", 256)), int(meta.get("image_size", 160))
     net, _ = _load_net(cfg.init_weights or cfg.photo_weights, device)
 
-    records, labels, y_all, test_mask = labelled_split(cfg.source, cfg.limit, cfg.seed)
+    records, labels, y_all, test_mask, val_mask = labelled_split(cfg.source, cfg.limit, cfg.seed, cfg.validation)
     photos, drawings, _, kept = pairs.load(records, size, cfg.variants, cfg.seed, cfg.workers, progress=cfg.progress,
                                            cache_dir=cfg.pairs_cache, rebuild=cfg.rebuild_pairs,
                                            styles=tuple(x.strip() for x in cfg.styles.split(",") if x.strip()))
     records = [records[i] for i in kept]
-    y_all, test_mask = y_all[torch.as_tensor(kept)].to(device), test_mask[kept]
-    train_idx = np.flatnonzero(~test_mask)
-    _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {test_mask.sum()} test; "
-              f"device={device}; photo model {version_string(backbone, dim, size, photo_sha)}")
+    y_all, test_mask, val_mask = y_all[torch.as_tensor(kept)].to(device), test_mask[kept], val_mask[kept]
+    train_idx = np.flatnonzero(~test_mask & ~val_mask)
+    _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {val_mask.sum()} validation / "
+              f"{test_mask.sum()} test; device={device}; photo model {version_string(backbone, dim, size, photo_sha)}")
 
     # Frozen targets: every photo's vector; the instance gallery is the training photos, the category
     # prototypes are the normalised means of their vectors.
@@ -172,25 +174,27 @@ def train(cfg: SketchTrainConfig) -> dict:
             break
 
     net.eval()
-    q = np.flatnonzero(test_mask)
-    sketch_vecs = _embed(net, drawings[q, 0], device, amp).cpu().numpy()
     label_arr = np.array([r.label for r in records])
     gallery_all = photo_vecs.cpu().numpy()
-    result = sketch_retrieval(sketch_vecs, label_arr[q], gallery_all, label_arr, source_index=q)
-    image = metrics.category_retrieval(gallery_all[q], label_arr[q], gallery_all, label_arr, query_gallery_index=q)
+    metrics_out = {}
+    for name, mask in (("", test_mask), ("validation_", val_mask)):
+        q = np.flatnonzero(mask)
+        if not len(q):
+            continue
+        sketch_vecs = _embed(net, drawings[q, 0], device, amp).cpu().numpy()
+        metrics_out[f"{name}sketch_to_image"] = sketch_retrieval(
+            sketch_vecs, label_arr[q], gallery_all, label_arr, source_index=q) | SKETCH_QUERIES | {
+            "gallery_is": "every image, embedded by the frozen photo model"}
+        metrics_out[f"{name}photo_model_image_to_image"] = metrics.category_retrieval(
+            gallery_all[q], label_arr[q], gallery_all, label_arr, query_gallery_index=q)
     history.append({"stopped_early": stopped_early})
-    metrics_out = {"sketch_to_image": result | {
-        "queries_are": "deterministic XDoG drawings of the test split (variant 0), normalised like the widget input",
-        "gallery_is": "every image, embedded by the frozen photo model"},
-        "photo_model_image_to_image": image}
     card = {
         "model": "Sketch encoder (drawings into the Image2Vec photo space)",
         "architecture": f"{backbone} + GeM pooling + linear {dim}-d, L2-normalised (same as the photo model); "
                         f"initialised from {Path(cfg.init_weights or cfg.photo_weights).name}; photo model frozen",
         "data": {"source": Path(cfg.source).name, "images": len(records), "labels": labels,
                  "drawings": f"{cfg.variants} synthetic drawings per photo, styles {cfg.styles} (ml/sketches.py)"},
-        "split": {"rule": "test when int(sha1(image_id).hexdigest(), 16) % 5 == 0",
-                  "train": int(len(train_idx)), "test": int(test_mask.sum())},
+        "split": split_card(train_idx, (test_mask, val_mask)),
         "training": {k: v for k, v in asdict(cfg).items() if k not in {"source", "out", "progress"}},
         "history": history,
         "metrics": metrics_out,
@@ -247,6 +251,8 @@ def add_arguments(parser):
     parser.add_argument("--max-minutes", type=float, default=None, help="Stop after the epoch that passes this.")
     parser.add_argument("--pairs-cache", default=None, help="Reuse decoded photos and drawings from this folder.")
     parser.add_argument("--rebuild-pairs", action="store_true")
+    parser.add_argument("--validation", action="store_true",
+                        help="Hold out the validation split (sha1(id) %% 5 == 1) and report metrics on it.")
     parser.add_argument("--float32", dest="half", action="store_false", help="Store float32 weights (default fp16).")
 
 
