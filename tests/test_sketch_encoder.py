@@ -217,3 +217,42 @@ def test_validation_split_is_held_out_and_measured(csv_dataset, tmp_path, tiny_w
                  "1", verbosity=0)
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["split"]["validation"] == 0 and "validation_sketch_to_image" not in card["metrics"]
+
+
+def test_train_sketch_encoder_refuses_unusable_weights_with_a_clear_error(csv_dataset, tmp_path, tiny_weights):
+    from django.core.management.base import CommandError
+
+    from oscar_fashion_ai.ml import backbones
+
+    base = ["--source", str(csv_dataset), "--out", str(tmp_path / "s.safetensors"), "--epochs", "1",
+            "--batch-size", "4", "--variants", "2", "--workers", "1", "--device", "cpu"]
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(tmp_path / "none.safetensors"),
+                     verbosity=0)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(CommandError, match="Cannot load"):
+        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(broken), verbosity=0)
+    with pytest.raises(CommandError, match="Cannot load"):
+        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(tiny_weights), "--init-weights",
+                     str(tmp_path / "missing.safetensors"), verbosity=0)
+    other = tmp_path / "128d.safetensors"
+    weights.save(backbones.build("lite0", dim=128, image_size=64, pretrained=False), other,
+                 {"backbone": "lite0", "dim": 128, "image_size": 64})
+    with pytest.raises(CommandError, match="128-d"):
+        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(tiny_weights), "--init-weights",
+                     str(other), verbosity=0)
+    assert not (tmp_path / "s.safetensors").exists()  # nothing written
+
+
+def test_train_embedder_refuses_missing_or_mismatched_init_weights(csv_dataset, tmp_path, tiny_weights):
+    from django.core.management.base import CommandError
+
+    base = ["--source", str(csv_dataset), "--out", str(tmp_path / "e.safetensors"), "--mode", "full", "--epochs", "1",
+            "--batch-size", "4", "--variants", "2", "--workers", "1", "--device", "cpu", "--image-size", "64"]
+    with pytest.raises(CommandError, match="Cannot start from"):
+        call_command("fashion_train_embedder", *base, "--init-weights", str(tmp_path / "missing.safetensors"),
+                     verbosity=0)
+    with pytest.raises(CommandError, match="Cannot start from"):
+        call_command("fashion_train_embedder", *base, "--dim", "128", "--init-weights", str(tiny_weights), verbosity=0)
+    assert not (tmp_path / "e.safetensors").exists()

@@ -122,8 +122,11 @@ def train(cfg: TrainConfig) -> dict:
     model = backbones.build(cfg.backbone, dim=cfg.dim, image_size=cfg.image_size, backbone_weights=cfg.backbone_weights,
                             pretrained=cfg.init_weights is None)
     if cfg.init_weights:
-        state, _ = weights.load(Path(cfg.init_weights))
-        model.load_state_dict(state, strict=True)
+        try:
+            state, _ = weights.load(Path(cfg.init_weights))
+            model.load_state_dict(state, strict=True)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"Cannot start from {cfg.init_weights}: {exc}") from exc
     head = CosFace(cfg.dim, len(labels), cfg.scale, cfg.margin)
     model.to(device)
     head.to(device)

@@ -65,11 +65,20 @@ class SketchTrainConfig:
     command: str = field(default_factory=weights.command_line)
 
 
-def _load_net(path, device):
-    state, meta = weights.load(Path(path))
-    net = backbones.build(meta.get("backbone", "lite0"), dim=int(meta.get("dim", 256)),
-                          image_size=int(meta.get("image_size", 160)), pretrained=False)
-    net.load_state_dict(state, strict=True)
+def _load_net(path, device, like: dict | None = None):
+    """An embedding network from a weights file (ValueError with the reason when it cannot be used; ``like``:
+    the photo model's metadata, whose backbone and dimension it must share)."""
+    try:
+        state, meta = weights.load(Path(path))
+        net = backbones.build(meta.get("backbone", "lite0"), dim=int(meta.get("dim", 256)),
+                              image_size=int(meta.get("image_size", 160)), pretrained=False)
+        net.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise ValueError(f"Cannot load the embedding network {path}: {exc}") from exc
+    if like is not None and (meta.get("backbone", "lite0"), meta.get("dim", "256")) != (
+            like.get("backbone", "lite0"), like.get("dim", "256")):
+        raise ValueError(f"{path} is a {meta.get('backbone')} {meta.get('dim')}-d network; the photo model is "
+                         f"{like.get('backbone')} {like.get('dim')}-d")
     return net.to(device), meta
 
 
@@ -90,7 +99,7 @@ def train(cfg: SketchTrainConfig) -> dict:
     photo_net.eval()
     photo_sha = weights.sha256(Path(cfg.photo_weights))
     backbone, dim, size = meta.get("backbone", "lite0"), int(meta.get("dim", 256)), int(meta.get("image_size", 160))
-    net, _ = _load_net(cfg.init_weights or cfg.photo_weights, device)
+    net, _ = _load_net(cfg.init_weights or cfg.photo_weights, device, like=meta)
 
     records, labels, y_all, test_mask, val_mask = labelled_split(cfg.source, cfg.limit, cfg.seed, cfg.validation)
     photos, drawings, _, kept = pairs.load(records, size, cfg.variants, cfg.seed, cfg.workers, progress=cfg.progress,
