@@ -1,18 +1,22 @@
 """Compare candidate models on a labelled data set's test split, without a database.
 
     python benchmarks/compare_models.py --photo P.safetensors [--sketch S1.safetensors,S2.safetensors] \
-        [--photo P2.safetensors --sketch ...] [--expansion 0,1,2,3,5] [--drawings xdog|edges|hed] [--source PATH]
+        [--photo P2.safetensors --sketch ...] [--expansion 0,1,2,3,5] [--category-boost 0,0.05] \
+        [--drawings xdog|edges|hed] [--source PATH] [--split test|validation|test-a|test-b]
 
 For each photo model: image->image P@5 and mAP@10 (test-split queries, query excluded, every image as gallery,
 as `manage.py fashion_evaluate --task image --source PATH`). For each sketch encoder given after it: the test
 split's synthetic drawings against that gallery (category P@5, source product in the top 1/5/10), for each query
-expansion setting, as `fashion_evaluate --task sketch` computes them on a store's index. Prints one JSON object.
+expansion setting and each category boost (without expansion), as `fashion_evaluate --task sketch` computes them on
+a store's index. Prints one JSON object. ``test-a`` / ``test-b`` are the two halves of the test split
+(sha1 % 10 == 0 / 5): choose a query-time setting on one, confirm it once on the other.
 This is how the candidates in README ("Models") were measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -26,6 +30,14 @@ from oscar_fashion_ai.ml import datasets, evaluate, metrics, preprocessing, sket
 from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "clothing-dataset"
+
+
+def _test_half(remainder):
+    return lambda image_id: int(hashlib.sha1(image_id.encode()).hexdigest(), 16) % 10 == remainder
+
+
+SPLITS = {"test": datasets.is_test, "validation": datasets.is_validation, "test-a": _test_half(0),
+          "test-b": _test_half(5)}
 
 
 def _name(path) -> str:
@@ -42,11 +54,15 @@ def main(argv=None):
     parser.add_argument("--sketch", action="append", default=[],
                         help="comma-separated sketch encoders for the preceding --photo (repeatable)")
     parser.add_argument("--expansion", default="0,3", help="query expansion settings to measure")
+    parser.add_argument("--category-boost", default="0,0.05",
+                        help="category boost settings to measure (each without query expansion)")
+    parser.add_argument("--rerank-depth", type=int, default=20)
     parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog")
     parser.add_argument("--source", type=Path, default=None,
                         help="labelled data set (default: FASHION_AI_DATASET or ../shared/datasets/clothing-dataset)")
-    parser.add_argument("--split", choices=["test", "validation"], default="test",
-                        help="queries: the test split, or the validation split (for models trained with --validation)")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="test",
+                        help="queries: the test split, the validation split (for models trained with --validation), "
+                             "or one half of the test split")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     import os
@@ -56,6 +72,7 @@ def main(argv=None):
         parser.error("each --sketch belongs to the --photo before it")
     sketch_lists = [s.split(",") for s in args.sketch] + [[]] * (len(args.photo) - len(args.sketch))
     expansions = [int(x) for x in args.expansion.split(",") if x.strip()]
+    boosts = [float(x) for x in args.category_boost.split(",") if x.strip()]
 
     records = datasets.labelled_records(source)
     drawings_cache: dict[int, list] = {}
@@ -64,7 +81,7 @@ def main(argv=None):
         photo = Embedder(photo_path, threads=args.threads)
         vecs, kept = evaluate.embed_records(photo, records)
         labels = np.array([r.label for r in kept])
-        in_split = datasets.is_test if args.split == "test" else datasets.is_validation
+        in_split = SPLITS[args.split]
         q = np.flatnonzero([in_split(r.source_id) for r in kept])
         entry = {"photo_model": _name(photo_path), "version": photo.version,
                  "image": metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q),
@@ -83,8 +100,12 @@ def main(argv=None):
             for n in expansions:
                 qv = sv if n == 0 else sketch_pipeline.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
                 results[str(n)] = evaluate.sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
+            by_boost = {str(w): evaluate.sketch_retrieval(sv, labels[q], vecs, labels, source_index=q,
+                                                          category_boost=w, rerank_depth=args.rerank_depth)
+                        for w in boosts}
             entry["sketch_encoders"].append({"sketch_encoder": _name(sketch_path), "version": encoder.version,
-                                             "by_query_expansion": results})
+                                             "by_query_expansion": results, "by_category_boost": by_boost,
+                                             "rerank_depth": args.rerank_depth})
         out["photo_models"].append(entry)
     print(json.dumps(out, indent=2))
 

@@ -136,6 +136,8 @@ def quality_rows(report) -> list[str]:
                 what += f", {key} {sketch[key]}"
         if sketch.get("query_expansion") is not None:
             what += f", query expansion {sketch['query_expansion'] or 'off'}"
+        if sketch.get("category_boost") is not None:
+            what += f", category boost {sketch['category_boost'] or 'off'}"
         if "p_at_5" in sketch:
             measured = f"**{num(sketch['p_at_5'], 3)}**"
         else:
@@ -143,11 +145,11 @@ def quality_rows(report) -> list[str]:
         hits = [sketch.get(f"source_hit_at_{n}") for n in (1, 5, 10)]
         if all(h is not None for h in hits):
             measured += f"; source product in top 1/5/10: {' / '.join(num(h, 3) for h in hits)}"
-        plain = sketch.get("without_expansion")
+        plain = sketch.get("plain_similarity")
         if plain:
-            measured += (f"; without query expansion {num(plain['p_at_5'], 3)}, top 5 "
+            measured += (f"; plain similarity {num(plain['p_at_5'], 3)}, top 5 "
                          f"{num(plain.get('source_hit_at_5'), 3)}")
-        extra = [(p, v) for p, v in nested_p_at_5(sketch) if p[0] != "without_expansion"]
+        extra = [(p, v) for p, v in nested_p_at_5(sketch) if p[0] != "plain_similarity"]
         if extra:
             measured += "; " + ", ".join(f"{'/'.join(p[1:] or p)} {num(v, 3)}" for p, v in extra)
         rows.append(_row(what, README_TARGETS["sketch"], measured, "`manage.py fashion_evaluate --task sketch --pipeline all --json`"))

@@ -59,7 +59,8 @@ def sketch_status() -> dict:
         encoder = drawings.version if drawings is not photo else None
     except embedding.ModelUnavailable:
         encoder = None
-    common = {"configured": configured, "encoder": encoder, "expansion": conf.get("SKETCH_QUERY_EXPANSION")}
+    common = {"configured": configured, "encoder": encoder, "expansion": conf.get("SKETCH_QUERY_EXPANSION"),
+              "category_boost": conf.get("SKETCH_CATEGORY_BOOST"), "rerank_depth": conf.get("SKETCH_RERANK_DEPTH")}
     if generator is None:
         return common | {"pipeline": "direct", "generator": None,
                          "problem": "The sketch generator could not be loaded (see the web log): searches embed the "

@@ -44,16 +44,36 @@ def ready_model():
     return info
 
 
-def nearest(vector, k: int, exclude_ids=(), category=None):
-    """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score)."""
-    from .models import ProductEmbedding
+def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0):
+    """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score).
 
+    With ``category_boost`` the ``max(k, depth)`` nearest are re-ordered so that those sharing a category with
+    the best match come first (:func:`oscar_fashion_ai.ml.sketch_pipeline.best_match_order`); scores stay the
+    cosine similarities."""
     info = ready_model()
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
-    rows = list(nearest_queryset(vector, info.version, exclude_ids, category)[:k])
-    return [(row.product, 1.0 - float(row.distance)) for row in rows]
+    rows = list(nearest_queryset(vector, info.version, exclude_ids, category)[:max(k, depth if category_boost else 0)])
+    found = [(row.product, 1.0 - float(row.distance)) for row in rows]
+    if category_boost and len(found) > 1:
+        from .ml.sketch_pipeline import best_match_order
+
+        order = best_match_order([score for _, score in found], product_categories([p for p, _ in found]),
+                                 category_boost)
+        found = [found[i] for i in order]
+    return found[:k]
+
+
+def product_categories(products) -> list[set]:
+    """Each product's category ids (a variant has its parent's), in one query."""
+    ProductCategory = get_model("catalogue", "ProductCategory")
+    owners = [p.parent_id or p.pk for p in products]
+    by_owner: dict[int, set] = {}
+    for product_id, category_id in ProductCategory.objects.filter(product_id__in=set(owners)).values_list(
+            "product_id", "category_id"):
+        by_owner.setdefault(product_id, set()).add(category_id)
+    return [by_owner.get(owner, set()) for owner in owners]
 
 
 def nearest_queryset(vector, version, exclude_ids=(), category=None):

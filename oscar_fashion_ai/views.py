@@ -246,7 +246,8 @@ def api_sketch(request):
         generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
         query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), category=category)
-        results = search.nearest(query, k, category=category)
+        results = search.nearest(query, k, category=category, category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
+                                 depth=int(conf.get("SKETCH_RERANK_DEPTH")))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
     buf = io.BytesIO()

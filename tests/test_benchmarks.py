@@ -117,8 +117,8 @@ SAMPLE = {
                 "task": "sketch", "p_at_5": 0.4714, "queries": 999, "gallery": 5096, "source_hit_at_1": 0.006,
                 "source_hit_at_5": 0.023, "source_hit_at_10": 0.048, "pipeline": "direct",
                 "source": "synthetic XDoG drawings of the test split",
-                "modes": {"gan": {"p_at_5": 0.61}, "fusion": {"p_at_5": 0.7}}, "query_expansion": 3,
-                "without_expansion": {"p_at_5": 0.45, "source_hit_at_5": 0.03}}},
+                "modes": {"gan": {"p_at_5": 0.61}, "fusion": {"p_at_5": 0.7}}, "query_expansion": 0,
+                "category_boost": 0.05, "plain_similarity": {"p_at_5": 0.45, "source_hit_at_5": 0.03}}},
             "evaluate_recommend": {"status": "failed", "seconds": 1, "command": "python manage.py x",
                                    "error": "exit status 1\nCommandError: Index at least 50 products first"},
         }},
@@ -162,7 +162,7 @@ def test_render_markdown_table():
     assert "**0.835** (mAP@10 0.856)" in text
     assert "**0.471**; source product in top 1/5/10: 0.006 / 0.023 / 0.048" in text
     assert "gan 0.610" in text and "fusion 0.700" in text  # per-mode sketch results passed through
-    assert "query expansion 3" in text and "without query expansion 0.450, top 5 0.030" in text
+    assert "query expansion off, category boost 0.05" in text and "plain similarity 0.450, top 5 0.030" in text
     assert "**134 img/s** (121-148, n=3)" in text
     assert "p95 **60.0 / 700.0 ms**" in text and "1 errors" in text
     assert "500 of 5,096 products (--limit)" in text

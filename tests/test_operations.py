@@ -91,10 +91,12 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
     assert "tiny-gen" in html and 'id="fashion-ai-sketch-problem"' not in html  # the test generator's version
     from oscar_fashion_ai import embedding
 
-    assert embedding.get_sketch_embedder().version in html and "3 neighbours" in html  # encoder, query expansion
+    assert embedding.get_sketch_embedder().version in html  # the encoder
+    assert "+0.05 similarity among the 20 nearest" in html  # the default category re-ranking
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
-                           "SKETCH_PIPELINE": "fusion"}
+                           "SKETCH_PIPELINE": "fusion", "SKETCH_QUERY_EXPANSION": 3, "SKETCH_CATEGORY_BOOST": 0}
     html = admin.get(url).content.decode()
+    assert "3 neighbours" in html and "+0.05 similarity" not in html
     assert 'id="fashion-ai-sketch-problem"' in html and "could not be loaded" in html
     assert "direct (configured: fusion)" in html
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / "gone.safetensors"),

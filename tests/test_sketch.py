@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -133,11 +134,17 @@ def test_sketch_evaluation_synthetic_and_human(indexed, tmp_path, capsys):
     assert result["queries"] == sum(datasets.is_test(p.upc) for p in Product.objects.all())
     assert {"task", "p_at_5", "queries", "model_version", "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(result)
     assert result["sketch_encoder_version"] and result["sketch_encoder_version"] != result["model_version"]
-    assert result["query_expansion"] == 3 and result["without_expansion"]["queries"] == result["queries"]
-    call_command("fashion_evaluate", "--task", "sketch", "--expansion", "0", "--json")
+    assert result["query_expansion"] == 0 and result["category_boost"] == 0.05 and result["rerank_depth"] == 20
+    assert result["plain_similarity"]["queries"] == result["queries"]
+    call_command("fashion_evaluate", "--task", "sketch", "--category-boost", "0", "--json")
     plain = json.loads(capsys.readouterr().out)
-    assert plain["query_expansion"] == 0 and "without_expansion" not in plain
-    assert plain["p_at_5"] == result["without_expansion"]["p_at_5"]
+    assert plain["category_boost"] == 0 and "plain_similarity" not in plain
+    assert plain["p_at_5"] == result["plain_similarity"]["p_at_5"]
+    call_command("fashion_evaluate", "--task", "sketch", "--category-boost", "0", "--expansion", "3", "--json")
+    expanded = json.loads(capsys.readouterr().out)
+    assert expanded["query_expansion"] == 3 and expanded["plain_similarity"]["p_at_5"] == plain["p_at_5"]
+    with pytest.raises(CommandError, match="category-boost"):
+        call_command("fashion_evaluate", "--task", "sketch", "--category-boost", "-1")
     human = tmp_path / "human"
     (human / "sneaker").mkdir(parents=True)
     (human / "sneaker" / "1.png").write_bytes(drawing_png())
@@ -185,4 +192,5 @@ def test_write_card_records_the_ablation_in_the_generator_card(indexed, tiny_gen
     assert card["weights_sha256"] == weights.sha256(gen) and card["version"] == "tiny-gen"  # the rest is kept
     assert set(ablation["pipelines"]) == {"direct", "gan", "fusion"} and ablation["default"] == "direct"
     assert ablation["pipelines"]["direct"]["p_at_5"] == result["p_at_5"]
-    assert ablation["sketch_encoder"] == result["sketch_encoder_version"] and ablation["query_expansion"] == 3
+    assert ablation["sketch_encoder"] == result["sketch_encoder_version"] and ablation["query_expansion"] == 0
+    assert ablation["category_boost"] == 0.05 and ablation["direct_plain_similarity"]["queries"] == result["queries"]

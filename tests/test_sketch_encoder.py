@@ -138,7 +138,8 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
     CatalogImporter(stdout_progress=False).run(csv_dataset)
     call_command("fashion_reindex", "--all", "--sync", verbosity=0)
     url = reverse("fashion-ai:api-sketch")
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 0, "SKETCH_PIPELINE": "direct"}
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 0, "SKETCH_PIPELINE": "direct",
+                           "SKETCH_CATEGORY_BOOST": 0}
     plain = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
     # the same search by hand: the encoder's vector of the normalised drawing, nearest products
     encoder = embedding.get_sketch_embedder()
@@ -162,6 +163,97 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
     assert float(query @ vec) < 0.9999  # it moved
     assert [r["product_id"] for r in expanded["results"]] == [p.pk for p, _ in search.nearest(query, 5)]
     assert [r["score"] for r in expanded["results"]] != [r["score"] for r in plain["results"]]
+    # the category boost: the API orders results as search.nearest does with the configured boost and depth
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 0, "SKETCH_CATEGORY_BOOST": 0.5,
+                           "SKETCH_RERANK_DEPTH": 8}
+    boosted = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
+    assert [r["product_id"] for r in boosted["results"]] == [
+        p.pk for p, _ in search.nearest(vec, 5, category_boost=0.5, depth=8)]
+
+
+def _order_by_rule(scores, cats, boost):
+    first = cats[0]
+    return sorted(range(len(scores)), key=lambda i: (-(scores[i] + (boost if cats[i] & first else 0)), i))
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(data=st.lists(st.tuples(st.floats(-1, 1), st.frozensets(st.integers(0, 4), max_size=2)), min_size=0,
+                     max_size=12).map(lambda rows: sorted(rows, key=lambda r: -r[0])),
+       boost=st.floats(0, 1))
+def test_best_match_order_is_a_permutation_that_follows_the_best_match(data, boost):
+    scores, cats = [r[0] for r in data], [r[1] for r in data]
+    order = sketch_pipeline.best_match_order(scores, cats, boost)
+    assert sorted(order) == list(range(len(scores)))
+    if scores:
+        assert order[0] == 0  # the best match stays first
+        assert order == _order_by_rule(scores, cats, boost)
+    assert sketch_pipeline.best_match_order(scores, cats, 0) == list(range(len(scores)))
+
+
+def test_best_match_order_examples_and_bad_input():
+    # a shirt is the best match; a dress 0.02 closer than the next shirt moves below it at boost 0.05
+    assert sketch_pipeline.best_match_order([0.9, 0.8, 0.78, 0.5], ["shirt", "dress", "shirt", None], 0.05) == [
+        0, 2, 1, 3]
+    assert sketch_pipeline.best_match_order([0.9, 0.8, 0.7], [{1, 7}, {2}, {7}], 0.2) == [0, 2, 1]  # shared 7
+    assert sketch_pipeline.best_match_order([0.9, 0.8, 0.7], [set(), {2}, {2}], 1.0) == [0, 1, 2]  # no category
+    with pytest.raises(ValueError, match="0 or more"):
+        sketch_pipeline.best_match_order([0.9, 0.8], ["a", "b"], -0.1)
+    with pytest.raises(ValueError, match="2 scores but 1"):
+        sketch_pipeline.best_match_order([0.9, 0.8], ["a"], 0.1)
+
+
+def test_reranked_neighbours_matches_best_match_order_per_query():
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(30, 8)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    labels = np.array(list("abc") * 10)
+    queries = gallery[:4] + 0.3 * rng.normal(size=(4, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    plain = sketch_pipeline.reranked_neighbours(queries, gallery, labels, 5, 0.0, 12)
+    boosted = sketch_pipeline.reranked_neighbours(queries, gallery, labels, 5, 0.3, 12)
+    for q, row in zip(queries, boosted):
+        cand = np.argsort(-(gallery @ q), kind="stable")[:12]
+        expected = cand[sketch_pipeline.best_match_order(gallery[cand] @ q, list(labels[cand]), 0.3)][:5]
+        assert list(row) == list(expected)
+    assert (plain[:, 0] == boosted[:, 0]).all() and (plain != boosted).any()
+
+
+@pytest.mark.django_db
+def test_nearest_with_category_boost_puts_the_best_matchs_category_first(csv_dataset, tiny_weights):
+    """In the store's index: the depth nearest products, those sharing the best match's category first."""
+    from oscar.core.loading import get_model
+
+    from oscar_fashion_ai import search
+    from oscar_fashion_ai.catalog_import import CatalogImporter
+    from oscar_fashion_ai.models import ProductEmbedding
+
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    ProductCategory = get_model("catalogue", "ProductCategory")
+
+    def check(vector):
+        plain = search.nearest(vector, 8)
+        cats = search.product_categories([p for p, _ in plain])
+        assert all(cats)  # every imported product has its category
+        expected = [p for (p, _), c in zip(plain, cats) if c & cats[0]] + [
+            p for (p, _), c in zip(plain, cats) if not c & cats[0]]
+        boosted = search.nearest(vector, 5, category_boost=2.0, depth=8)
+        assert [p.pk for p, _ in boosted] == [p.pk for p in expected[:5]]
+        plain_scores = {p.pk: s for p, s in plain}
+        assert all(plain_scores[p.pk] == s for p, s in boosted)  # scores stay cosine similarities
+        return [p.pk for p, _ in plain[:5]], [p.pk for p, _ in boosted]
+
+    rows = list(ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED))
+    assert len(rows) == 12
+    for row in rows:
+        check(row.vector)
+    # move the second-nearest product of one query into the category of its eighth-nearest: it must move down
+    plain = search.nearest(rows[0].vector, 8)
+    second, eighth = plain[1][0], plain[7][0]
+    assert search.product_categories([second]) != search.product_categories([eighth])
+    ProductCategory.objects.filter(product=second).update(category=eighth.categories.first())
+    before, after = check(rows[0].vector)
+    assert second.pk in before and after.index(second.pk) > before.index(second.pk)
 
 
 def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights, tiny_sketch_encoder, capsys):
@@ -182,7 +274,13 @@ def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights
     assert set(enc["by_query_expansion"]) == {"0", "2"}
     assert enc["by_query_expansion"]["0"]["queries"] == first["image"]["queries"]
     assert {"p_at_5", "source_hit_at_1", "source_hit_at_5"} <= set(enc["by_query_expansion"]["2"])
+    assert set(enc["by_category_boost"]) == {"0.0", "0.05"}
+    assert enc["by_category_boost"]["0.0"] == enc["by_query_expansion"]["0"]  # boost 0 = plain similarity
     assert not enc["sketch_encoder"].startswith("/")  # no machine paths in results
+    compare_models.main(["--photo", str(tiny_weights), "--sketch", str(tiny_sketch_encoder), "--split", "test-a",
+                         "--source", str(csv_dataset)])
+    half = json.loads(capsys.readouterr().out)["photo_models"][0]
+    assert 0 < half["image"]["queries"] < first["image"]["queries"]
 
 
 def test_validation_split_is_held_out_and_measured(csv_dataset, tmp_path, tiny_weights):

@@ -71,10 +71,14 @@ def evaluate_sketch_files(embedder, generator, source: Path, pipelines=("direct"
     return out
 
 
-def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, source_index=None, k=10):
+def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, source_index=None, k=10,
+                     category_boost: float = 0.0, rerank_depth: int = 20):
     """Category P@5 of drawings against the photo gallery, and (when ``source_index`` is given) the share of
-    queries whose source product is in the top 1/5/10."""
-    idx = metrics.neighbours(query_vecs, gallery_vecs, k)
+    queries whose source product is in the top 1/5/10. With ``category_boost`` the results are ordered as the
+    store orders them (:func:`.sketch_pipeline.best_match_order` over the ``rerank_depth`` nearest)."""
+    from .sketch_pipeline import reranked_neighbours
+
+    idx = reranked_neighbours(query_vecs, gallery_vecs, gallery_labels, k, category_boost, rerank_depth)
     relevant = np.asarray(gallery_labels)[idx] == np.asarray(query_labels)[:, None]
     out = {"p_at_5": metrics.precision_at_k(relevant, 5),
            "p_at_5_se": metrics.standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,

@@ -22,7 +22,11 @@ class Command(BaseCommand):
                             help="sketch: style of the synthetic drawings (hed needs its weights, see ml/hed.py)")
         parser.add_argument("--expansion", type=int, default=None,
                             help="sketch: query expansion neighbours (default: FASHION_AI['SKETCH_QUERY_EXPANSION']; "
-                                 "0 = off). The JSON also has 'without_expansion'.")
+                                 "0 = off).")
+        parser.add_argument("--category-boost", type=float, default=None,
+                            help="sketch: score bonus for results sharing the best match's category (default: "
+                                 "FASHION_AI['SKETCH_CATEGORY_BOOST']; 0 = off). The JSON also has "
+                                 "'plain_similarity': the same drawings with neither expansion nor boost.")
         parser.add_argument("--write-card", action="store_true",
                             help="sketch, with --pipeline all: record the ablation in the generator's model card")
         parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
@@ -39,7 +43,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if task == "sketch":
             result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"],
-                                           options["drawings"], options["expansion"])
+                                           options["drawings"], options["expansion"], options["category_boost"])
             if options["write_card"]:
                 self._write_card(result)
             return self._print(result, json)
@@ -91,7 +95,7 @@ class Command(BaseCommand):
         return rows, vecs, labels
 
     def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured", drawings="xdog",
-                         expansion=None):
+                         expansion=None, category_boost=None):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
@@ -102,6 +106,10 @@ class Command(BaseCommand):
         expansion = int(conf.get("SKETCH_QUERY_EXPANSION") if expansion is None else expansion)
         if expansion < 0:
             raise CommandError("--expansion must be 0 (off) or a number of neighbours")
+        boost = float(conf.get("SKETCH_CATEGORY_BOOST") if category_boost is None else category_boost)
+        depth = int(conf.get("SKETCH_RERANK_DEPTH"))
+        if not 0 <= boost <= 1:
+            raise CommandError("--category-boost must be between 0 (off) and 1")
 
         generator = embedding.get_generator()
         sketch_embedder = embedding.get_sketch_embedder()
@@ -155,14 +163,16 @@ class Command(BaseCommand):
             plain[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
             if expansion > 0:
                 qv = sketch_pipeline.expand_query(qv, vecs[metrics.neighbours(qv, vecs, expansion)])
-            results[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
+            results[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources,
+                                                      category_boost=boost, rerank_depth=depth)
         main = configured if configured in results else names[0]
         encoder = sketch_embedder.version if sketch_embedder is not embedder else None
         out = {"task": "sketch", **results[main], "pipeline": main, "query_expansion": expansion,
+               "category_boost": boost, "rerank_depth": depth,
                "model_version": embedder.version, "sketch_encoder_version": encoder,
                "generator_version": generator.version if generator is not None else None, "source": kind}
-        if expansion > 0:
-            out["without_expansion"] = plain[main]
+        if expansion > 0 or boost > 0:
+            out["plain_similarity"] = plain[main]
         if pipeline == "all":
             out["ablation"] = results
             out["fusion_weight"] = weight
@@ -184,8 +194,9 @@ class Command(BaseCommand):
         card.setdefault("metrics", {})["retrieval_ablation"] = {
             "task": result["source"], "embedder": result["model_version"], "fusion_weight": result["fusion_weight"],
             "sketch_encoder": result["sketch_encoder_version"], "query_expansion": result["query_expansion"],
+            "category_boost": result["category_boost"], "rerank_depth": result["rerank_depth"],
             "pipelines": result["ablation"], "default": result["pipeline"],
-            "direct_without_expansion": result.get("without_expansion"),
+            "direct_plain_similarity": result.get("plain_similarity"),
             "command": "manage.py fashion_evaluate --task sketch --pipeline all --write-card",
             "machine": f"{platform.platform()}, {platform.machine()}",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -255,10 +266,11 @@ class Command(BaseCommand):
                               f"({result['queries']} queries, gallery "
                               f"{result['gallery']}, model {result['model_version']}, sketch encoder "
                               f"{result['sketch_encoder_version'] or 'none (photo model)'}, query expansion "
-                              f"{result['query_expansion'] or 'off'})")
-            if "without_expansion" in result:
-                r = result["without_expansion"]
-                self.stdout.write(f"  without query expansion: P@5 {r['p_at_5']:.4f}"
+                              f"{result['query_expansion'] or 'off'}, category boost "
+                              f"{result['category_boost'] or 'off'})")
+            if "plain_similarity" in result:
+                r = result["plain_similarity"]
+                self.stdout.write(f"  plain similarity (no expansion, no boost): P@5 {r['p_at_5']:.4f}"
                                   + "".join(f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
                                             if f"source_hit_at_{n}" in r))
             for name, r in result.get("ablation", {}).items():
