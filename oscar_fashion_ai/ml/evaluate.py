@@ -80,7 +80,7 @@ def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, sou
 
     idx = reranked_neighbours(query_vecs, gallery_vecs, gallery_labels, k, category_boost, rerank_depth)
     relevant = np.asarray(gallery_labels)[idx] == np.asarray(query_labels)[:, None]
-    out = {"p_at_5": metrics.precision_at_k(relevant, 5),
+    out = {"p_at_1": metrics.precision_at_k(relevant, 1), "p_at_5": metrics.precision_at_k(relevant, 5),
            "p_at_5_se": metrics.standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,
            "map_at_10": metrics.average_precision_at_k(relevant, 10),
            "queries": int(len(query_vecs)), "gallery": int(len(gallery_vecs))}
