@@ -13,7 +13,7 @@ class FashionAIConfig(OscarConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import receivers  # noqa: F401  (connects the signal receivers)
+        from . import checks, receivers  # noqa: F401  (registers the settings checks, connects the signal receivers)
 
     def get_urls(self):
         from . import views

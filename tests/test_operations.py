@@ -1,5 +1,7 @@
 """Reindex from the dashboard button, the admin action and the command: staff only, CSRF enforced."""
 
+import re
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -103,3 +105,18 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
                            "SKETCH_QUERY_EXPANSION": 0}
     html = admin.get(url).content.decode()
     assert "none: drawings are embedded by the photo model" in html
+
+
+@pytest.mark.parametrize("name, bad", [("SKETCH_CATEGORY_BOOST", -0.1), ("SKETCH_CATEGORY_BOOST", "0.05"),
+                                       ("SKETCH_RERANK_DEPTH", 0), ("SKETCH_RERANK_DEPTH", 2.5),
+                                       ("SKETCH_QUERY_EXPANSION", -1), ("SKETCH_FUSION_WEIGHT", 2),
+                                       ("MAX_K", True), ("SKETCH_PIPELINE", "magic")])
+def test_settings_checks_name_the_bad_value(settings, name, bad):
+    """`manage.py check` reports a bad search setting with what is allowed (a search would fail later)."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    call_command("check")  # the test settings pass
+    settings.FASHION_AI = {**settings.FASHION_AI, name: bad}
+    with pytest.raises(SystemCheckError, match=rf"FASHION_AI\['{name}'\] is {re.escape(repr(bad))}"):
+        call_command("check")
