@@ -1,4 +1,5 @@
-"""The HED port: architecture, weight mapping from the Keras .weights.h5 layout, thinning, and the 'hed' style."""
+"""The HED port (architecture, weight mapping from the Keras .weights.h5 layout, thinning, the 'hed' style, the float16
+copy) and the ImageNet start point: what a GPU study of drawings needs to carry."""
 
 import numpy as np
 import pytest
@@ -92,3 +93,16 @@ def test_export_to_float16_safetensors_gives_the_same_edges(tmp_path):
         hed.load(tmp_path / "broken.safetensors")
     with pytest.raises(SystemExit):
         hed.main(["export", str(tmp_path / "x.safetensors"), "--source", str(tmp_path / "missing.h5")])
+
+
+def test_imagenet_init_file_is_small_and_starts_from_the_imagenet_trunk(tmp_path):
+    """`python -m oscar_fashion_ai.ml.backbones imagenet-init OUT`: the clean start point for a --validation study."""
+    from oscar_fashion_ai.ml import backbones, weights
+
+    out = tmp_path / "init.safetensors"
+    backbones.main(["imagenet-init", str(out)])
+    state, meta = weights.load(out)
+    assert meta["init"] == "imagenet" and meta["backbone"] == "lite0" and out.stat().st_size < 11e6  # float16
+    reference = backbones.build("lite0", pretrained=True).state_dict()
+    key = next(k for k in reference if k.endswith("_conv_stem.weight"))
+    assert torch.allclose(state[key].float(), reference[key], atol=1e-3)  # the ImageNet stem, not a random one
