@@ -64,7 +64,8 @@ def test_sketch_widget_draw_and_search_without_reload(browser, live_server, csv_
     page = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
     page.goto(live_server.url + "/", wait_until="domcontentloaded")
     page.click("#fashion-ai-home-sketch")  # on a phone the header entries sit behind the menu button
-    page.wait_for_selector("#fashion-ai-canvas")
+    page.wait_for_selector("#fashion-ai-sketch[data-ready]")  # the script has run and enabled the button
+    assert page.locator("#fashion-ai-sketch-submit").is_enabled()
     page.evaluate("window.__marker = 'same page'")
     # Blank canvas: a friendly message, no results.
     page.click("#fashion-ai-sketch-submit")
@@ -97,7 +98,7 @@ def test_sketch_widget_with_touch_on_a_phone(browser, live_server, csv_dataset):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()
     page.goto(live_server.url + "/fashion-ai/search/sketch/", wait_until="domcontentloaded")
-    page.wait_for_selector("#fashion-ai-canvas")
+    page.wait_for_selector("#fashion-ai-sketch[data-ready]")  # the script has run and enabled the button
     page.evaluate("window.__kinds = new Set(); document.getElementById('fashion-ai-canvas')"
                   ".addEventListener('pointerdown', e => window.__kinds.add(e.pointerType))")
     box = page.locator("#fashion-ai-canvas").bounding_box()

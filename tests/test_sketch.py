@@ -194,3 +194,10 @@ def test_write_card_records_the_ablation_in_the_generator_card(indexed, tiny_gen
     assert ablation["pipelines"]["direct"]["p_at_5"] == result["p_at_5"]
     assert ablation["sketch_encoder"] == result["sketch_encoder_version"] and ablation["query_expansion"] == 0
     assert ablation["category_boost"] == 0.05 and ablation["direct_plain_similarity"]["queries"] == result["queries"]
+
+
+@pytest.mark.django_db
+def test_sketch_page_renders_the_search_button_disabled_until_its_script_runs(client):
+    """A tap before sketch.js has loaded (a slow phone) must not look like a search that silently did nothing."""
+    html = client.get(reverse("fashion-ai:sketch-search")).content.decode()
+    assert 'id="fashion-ai-sketch-submit" disabled' in html and "oscar_fashion_ai/sketch.js" in html

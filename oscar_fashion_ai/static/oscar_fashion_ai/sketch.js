@@ -105,7 +105,8 @@
       understood.hidden = false;
     }
   }
-  document.getElementById("fashion-ai-sketch-submit").addEventListener("click", function () {
+  var submit = document.getElementById("fashion-ai-sketch-submit");
+  submit.addEventListener("click", function () {
     status.textContent = "Searching…";
     var body = { sketch: canvas.toDataURL("image/png"), k: 12 };
     var category = document.getElementById("fashion-ai-category").value;
@@ -122,4 +123,7 @@
       render(res.data);
     }).catch(function () { status.textContent = "Search failed: please try again."; });
   });
+  // The button is rendered disabled: a tap before this script has run would otherwise do nothing at all.
+  submit.disabled = false;
+  root.dataset.ready = "1";
 })();
