@@ -66,10 +66,10 @@ for seed in $SEEDS; do
 done
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 
-# every candidate on the validation split, plain and with the category boost
+# every candidate under $RUNS (this call's seeds and any an earlier call left there) on the validation split,
+# plain and with the category boost
 args=()
-for seed in $SEEDS; do
-    dir=$RUNS/seed$seed
+for dir in "$RUNS"/seed*; do
     [ -f "$dir/refined/lite0-fashion-sketch.safetensors" ] || continue
     args+=(--photo "$dir/lite0-fashion.safetensors"
            --sketch "$dir/lite0-fashion-sketch.safetensors,$dir/refined/lite0-fashion-sketch.safetensors")
