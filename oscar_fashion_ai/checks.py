@@ -21,6 +21,22 @@ def _number(name, low, high, integer=False):
     return []
 
 
+def _rate(name):
+    from .ratelimit import parse_rate
+
+    value = conf.get(name)
+    if value is None:
+        return []
+    try:
+        count, _ = parse_rate(value)
+        if count < 1:
+            raise ValueError
+    except (KeyError, ValueError, TypeError):
+        return [checks.Error(f"FASHION_AI[{name!r}] is {value!r}; use e.g. '120/min' ('N/s', 'N/min', 'N/hour') "
+                             "or None to disable.", id="oscar_fashion_ai.E003")]
+    return []
+
+
 @checks.register()
 def check_search_settings(app_configs=None, **kwargs):
     from .ml.sketch_pipeline import PIPELINES
@@ -32,6 +48,12 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("SKETCH_QUERY_EXPANSION", 0, 100, integer=True)
     errors += _number("SKETCH_CATEGORY_BOOST", 0, 1)
     errors += _number("SKETCH_RERANK_DEPTH", 1, 1000, integer=True)
+    errors += _number("PREFERENCE_MAX_INTERESTS", 1, 20, integer=True)
+    errors += _number("PREFERENCE_INTEREST_SIMILARITY", -1, 1)
+    errors += _number("RECOMMENDATION_MIN_INTEREST_SHARE", 0, 1)
+    errors += _number("RECOMMENDATION_DIVERSITY", 0, 1)
+    errors += _number("RECOMMENDATION_CANDIDATES_PER_SLOT", 1, 50, integer=True)
+    errors += _rate("EVENT_RATE_LIMIT")
     pipeline = conf.get("SKETCH_PIPELINE")
     if pipeline not in PIPELINES:
         errors.append(checks.Error(f"FASHION_AI['SKETCH_PIPELINE'] is {pipeline!r}; use one of {', '.join(PIPELINES)}.",

@@ -86,6 +86,22 @@ DEFAULTS: dict[str, object] = {
     "RECOMMENDATION_CACHE_SECONDS": 60,
     # Number of products in the homepage's "Recommended for you".
     "HOMEPAGE_RECOMMENDATIONS": 12,
+    # Multi-interest profiles (README, "Personalised homepage"; docs/RECOMMENDATIONS.md). A shopper's events are
+    # grouped into at most PREFERENCE_MAX_INTERESTS interests (one per category engaged with; the two most alike
+    # are merged beyond the cap). Products without a category join the most similar interest when the cosine
+    # similarity is at least PREFERENCE_INTEREST_SIMILARITY (interests that become that alike are merged).
+    "PREFERENCE_MAX_INTERESTS": 4,
+    "PREFERENCE_INTEREST_SIMILARITY": 0.6,
+    # Slots go to interests in proportion to their decayed weight; every interest with at least this share of the
+    # profile's weight gets at least one.
+    "RECOMMENDATION_MIN_INTEREST_SHARE": 0.1,
+    # Maximal marginal relevance: 0 ranks each interest's candidates by similarity alone, higher values trade
+    # similarity for products unlike those already chosen (0 to 1).
+    "RECOMMENDATION_DIVERSITY": 0.0,
+    # Nearest products fetched per slot of an interest (the pool MMR and de-duplication choose from).
+    "RECOMMENDATION_CANDIDATES_PER_SLOT": 3,
+    # Per-client limit on POST /fashion-ai/api/events/ (headless shops recording product views; None disables).
+    "EVENT_RATE_LIMIT": "120/min",
 }
 
 

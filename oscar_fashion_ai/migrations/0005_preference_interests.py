@@ -1,0 +1,18 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """Multi-interest profiles. Existing profiles keep their single vector (used until their next update);
+    `fashion_rebuild_preferences --all` computes every profile's interests from its events."""
+
+    dependencies = [
+        ("oscar_fashion_ai", "0003_embedding_no_btree"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="customerpreference",
+            name="interests",
+            field=models.JSONField(blank=True, default=dict, verbose_name="interests"),
+        ),
+    ]
