@@ -118,7 +118,7 @@ class CustomerPreference(models.Model):
     event_count = models.PositiveIntegerField(_("events"), default=0)
     #: The multi-interest profile (``oscar_fashion_ai.ml.interests.Profile.to_json``): a few decayed interest
     #: vectors, each with the categories and recent products it came from. Empty until the next update or rebuild.
-    interests = models.JSONField(_("interests"), default=dict, blank=True)
+    interests = models.JSONField(_("interests"), default=dict, blank=True, null=True)
     date_updated = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
