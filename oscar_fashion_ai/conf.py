@@ -86,11 +86,13 @@ DEFAULTS: dict[str, object] = {
     "RECOMMENDATION_CACHE_SECONDS": 60,
     # Number of products in the homepage's "Recommended for you".
     "HOMEPAGE_RECOMMENDATIONS": 12,
-    # Multi-interest profiles (README, "Personalised homepage"; docs/RECOMMENDATIONS.md). A shopper's events are
-    # grouped into at most PREFERENCE_MAX_INTERESTS interests (one per category engaged with; the two most alike
-    # are merged beyond the cap). Products without a category join the most similar interest when the cosine
+    # Multi-interest profiles (README, "Personalised homepage"; docs/RECOMMENDATIONS.md). The defaults of these five
+    # were chosen on the validation shoppers of the CC0 simulation (`fashion_evaluate --task recommend --simulation
+    # cc0 --split validation --tune`; the best settings there are within one standard error of each other). A
+    # shopper's events are grouped into at most PREFERENCE_MAX_INTERESTS interests (one per category engaged with;
+    # the two most alike are merged beyond the cap). Products without a category join the most similar interest when the cosine
     # similarity is at least PREFERENCE_INTEREST_SIMILARITY (interests that become that alike are merged).
-    "PREFERENCE_MAX_INTERESTS": 4,
+    "PREFERENCE_MAX_INTERESTS": 2,
     "PREFERENCE_INTEREST_SIMILARITY": 0.6,
     # Slots go to interests in proportion to their decayed weight; every interest with at least this share of the
     # profile's weight gets at least one.

@@ -92,13 +92,19 @@ def shoppers_for(name, catalog, split, count, seed):
     return simulation.simulate_attributes(attributes, shoppers=count, seed=seed)
 
 
+def default_studio() -> Path:
+    from django.conf import settings
+
+    return (Path(getattr(settings, "BASE_DIR", Path.cwd())) / DEFAULT_STUDIO).resolve()
+
+
 def load(name, embedder, studio=None, seed=0):
     """(vectors, keys, catalog) of simulation ``name``."""
     if name == "cc0":
         vecs, categories, colours = cc0_catalog(embedder)
         tones = simulation.colour_tones(colours, seed=seed)
         return vecs, categories, (vecs, categories, tones)
-    vecs, attributes = studio_catalog(embedder, studio or DEFAULT_STUDIO)
+    vecs, attributes = studio_catalog(embedder, studio or default_studio())
     if len(vecs) < 50:
         raise EvaluationError("The studio catalog needs at least 50 readable images.")
     return vecs, attributes["label"], (vecs, attributes)
@@ -133,6 +139,9 @@ def run(embedder, simulations=("cc0", "studio"), split="test", shoppers=2000, po
     out = {"task": "recommend", "split": split, "seed": seed, "settings": params_dict(params),
            "model_version": embedder.version, "simulations": {}}
     for name in simulations:
+        if name == "studio" and studio is None and len(simulations) > 1 and not default_studio().exists():
+            out["simulations"][name] = {"skipped": f"no studio catalog at {DEFAULT_STUDIO} (pass --studio PATH)"}
+            continue
         vecs, keys, catalog = load(name, embedder, studio, seed)
         people = shoppers_for(name, catalog, split, shoppers, seed)
         pop = shoppers_for(name, catalog, "population", population, seed)
@@ -154,7 +163,10 @@ def run(embedder, simulations=("cc0", "studio"), split="test", shoppers=2000, po
     first = next(iter(out["simulations"].values()))
     if "models" in first:  # the previous output's top-level keys: the shop's model on the first simulation
         mine = first["models"]["multi_interest"]
+        pop = first["models"]["popularity"]["hit_rate_at_10"]
         out.update({"hit_rate_at_10": mine["hit_rate_at_10"], "ndcg_at_10": mine["ndcg_at_10"],
+                    "shoppers": first["shoppers"], "products": first["products"],
+                    "lift_over_popularity": mine["hit_rate_at_10"] / max(pop, 1e-9),
                     "baselines": {m: {"hit_rate_at_10": r["hit_rate_at_10"], "ndcg_at_10": r["ndcg_at_10"]}
                                   for m, r in first["models"].items() if m != "multi_interest"}})
     return out

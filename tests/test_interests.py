@@ -220,7 +220,8 @@ def test_one_event_is_enough_for_a_relevant_row(client, indexed):  # noqa: F811
     assert data["results"][0]["reason"]["text"].startswith("Because you looked at ")
 
 
-def test_rebuild_equals_incremental_and_the_command_recomputes(client, indexed):  # noqa: F811
+def test_rebuild_equals_incremental_and_the_command_recomputes(client, indexed, settings):  # noqa: F811
+    settings.FASHION_AI = {**settings.FASHION_AI, "PREFERENCE_MAX_INTERESTS": 3}
     products = category_products("Shirt")[:2] + category_products("Shoes")[:2] + category_products("Pants")[:1]
     owner = preferences.Owner(shopper_key="incremental")
     start = timezone.now() - timedelta(days=3)

@@ -266,6 +266,9 @@ class Command(BaseCommand):
         settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
         self.stdout.write(f"recommend, {result['split']} shoppers, model {result['model_version']} ({settings})")
         for name, sim in result["simulations"].items():
+            if "skipped" in sim:
+                self.stdout.write(f"\n{name}: skipped ({sim['skipped']})")
+                continue
             self.stdout.write(f"\n{name}: {sim['shoppers']} shoppers, {sim['products']} products, item-kNN and "
                               f"popularity learnt from {sim['population']} other shoppers")
             if "grid" in sim:
