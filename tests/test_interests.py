@@ -337,3 +337,14 @@ def test_headless_shop_with_django_oscar_api(indexed):  # noqa: F811
     cats = {Product.objects.get(pk=row["product_id"]).categories.get().name for row in data["results"]}
     assert cats == {"Shirt", "Shoes"}
     assert any(re.match(r"Because you added .+ to your basket", row["reason"]["text"]) for row in data["results"])
+
+
+def test_system_checks_name_bad_interest_settings(settings):
+    from oscar_fashion_ai.checks import check_search_settings
+
+    assert check_search_settings() == []
+    settings.FASHION_AI = {**settings.FASHION_AI, "PREFERENCE_MAX_INTERESTS": 0, "RECOMMENDATION_DIVERSITY": 1.5,
+                           "EVENT_RATE_LIMIT": "many"}
+    messages = " ".join(e.msg for e in check_search_settings())
+    assert "PREFERENCE_MAX_INTERESTS" in messages and "RECOMMENDATION_DIVERSITY" in messages
+    assert "EVENT_RATE_LIMIT" in messages and "120/min" in messages
