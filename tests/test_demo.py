@@ -80,7 +80,7 @@ def test_handle_list_is_pruned_and_repaired(tmp_path):
     so that its exit still stops PostgreSQL. Dead pids are dropped."""
     import json
 
-    from oscar_fashion_ai.embedded_db import prune_dead_handles
+    from shop.embedded_db import prune_dead_handles
 
     handles = tmp_path / ".handle_pids.json"
     handles.write_text("")  # truncated by a process interrupted while writing it
