@@ -189,7 +189,7 @@ def forget_profile(request):
     if owner is not None:
         preferences.forget(owner)
     messages.success(request, "Your style profile has been deleted.")
-    target = request.POST.get("next", "")
+    target = request.POST.get("next", "").strip()
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
                                            require_https=request.is_secure()):
         target = "/"
