@@ -123,6 +123,14 @@ def celery_worker_thread(transactional_db):
         yield worker
 
 
+def first_visit(client, product):
+    """A browser's first product view: it opens the shopper's session and records nothing (requests without a
+    session, e.g. bots that keep no cookies, never record events). The views after it are recorded."""
+    response = client.get(product.get_absolute_url())
+    assert response.status_code == 200
+    return response
+
+
 def rgb_close(a, b):
     return np.allclose(a, b, atol=1e-4)
 
