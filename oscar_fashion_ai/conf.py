@@ -10,14 +10,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-#: Default location of the CC0 clothing data set, relative to the project root.
-DEFAULT_DATASET = Path("..") / "shared" / "datasets" / "clothing-dataset"
-
 DEFAULTS: dict[str, object] = {
     # Catalog import ---------------------------------------------------------
-    # Where `fashion_load_catalog` reads from when --source is not given.
-    # None means: the FASHION_AI_DATASET environment variable, else
-    # ../shared/datasets/clothing-dataset when it exists.
+    # Where `fashion_load_catalog` and the training commands read from when --source is not given.
+    # None means: the FASHION_AI_DATASET environment variable (else --source is required).
     "DATASET_PATH": None,
     # Labels that are not product categories and are skipped on import.
     "IGNORED_LABELS": ("Not sure", "Skip", "Other"),
@@ -86,6 +82,17 @@ DEFAULTS: dict[str, object] = {
     "RECOMMENDATION_CACHE_SECONDS": 60,
     # Number of products in the homepage's "Recommended for you".
     "HOMEPAGE_RECOMMENDATIONS": 12,
+    # Personalisation on or off. False: no shopper events are recorded (no profiles, no tasks) and everyone sees
+    # the popular products. Either way a request without a session cookie (a first visit, a bot) records nothing.
+    "PERSONALISATION": True,
+    # Files the plugin writes ------------------------------------------------------
+    # Folder for trained models (the training commands' default --out) and the ONNX cache. None:
+    # <BASE_DIR>/var/fashion-ai, or ~/.cache/oscar-fashion-ai when the settings define no BASE_DIR.
+    # Keep it out of MEDIA_ROOT and STATIC_ROOT (nothing in it is meant to be served).
+    "DATA_DIR": None,
+    # ONNX exports of the models (made once, checked against the weights' checksum before each use). None:
+    # <DATA_DIR>/onnx. Must be writable by the web and worker processes' user, and by no one else.
+    "CACHE_DIR": None,
 }
 
 
@@ -98,15 +105,30 @@ def get(name: str):
 
 
 def dataset_path() -> Path | None:
-    """The default catalog/training source: setting, then env var, then the shared CC0 set."""
+    """The default catalog/training source: the setting, else the FASHION_AI_DATASET environment variable."""
     import os
 
     configured = get("DATASET_PATH") or os.environ.get("FASHION_AI_DATASET")
+    return Path(configured) if configured else None
+
+
+def data_dir() -> Path:
+    """``FASHION_AI["DATA_DIR"]``, else ``<BASE_DIR>/var/fashion-ai``, else the user's cache folder."""
+    import os
+
+    configured = get("DATA_DIR")
     if configured:
         return Path(configured)
-    base = Path(getattr(settings, "BASE_DIR", Path.cwd()))
-    candidate = (base / DEFAULT_DATASET).resolve()
-    return candidate if candidate.exists() else None
+    base = getattr(settings, "BASE_DIR", None)
+    if base:
+        return Path(base) / "var" / "fashion-ai"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "oscar-fashion-ai"
+
+
+def cache_dir() -> Path:
+    """Where the ONNX exports of the models are cached: ``FASHION_AI["CACHE_DIR"]``, else ``<DATA_DIR>/onnx``."""
+    configured = get("CACHE_DIR")
+    return Path(configured) if configured else data_dir() / "onnx"
 
 
 def from_environment(environ) -> dict:

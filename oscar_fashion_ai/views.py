@@ -6,6 +6,7 @@ import logging
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from oscar.core.loading import get_model
 
@@ -104,7 +105,8 @@ def photo_search(request):
 def _recommendations(request, k):
     from . import preferences
 
-    owner = preferences.owner_for_request(request)
+    # With personalisation off everyone gets the popular products (existing profiles are not read).
+    owner = preferences.owner_for_request(request) if conf.get("PERSONALISATION") else None
     return preferences.recommend(owner, k)
 
 
@@ -187,7 +189,11 @@ def forget_profile(request):
     if owner is not None:
         preferences.forget(owner)
     messages.success(request, "Your style profile has been deleted.")
-    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "/")
+    target = request.POST.get("next", "").strip()
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = "/"
+    return redirect(target)
 
 
 # --- Search by sketch -------------------------------------------------------------------------
