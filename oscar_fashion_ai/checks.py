@@ -33,7 +33,7 @@ def _rate(name):
             raise ValueError
     except (KeyError, ValueError, TypeError):
         return [checks.Error(f"FASHION_AI[{name!r}] is {value!r}; use e.g. '120/min' ('N/s', 'N/min', 'N/hour') "
-                             "or None to disable.", id="oscar_fashion_ai.E003")]
+                             "or None to disable.", id="oscar_fashion_ai.E006")]
     return []
 
 
@@ -58,4 +58,36 @@ def check_search_settings(app_configs=None, **kwargs):
     if pipeline not in PIPELINES:
         errors.append(checks.Error(f"FASHION_AI['SKETCH_PIPELINE'] is {pipeline!r}; use one of {', '.join(PIPELINES)}.",
                                    id="oscar_fashion_ai.E002"))
+    return errors
+
+
+@checks.register()
+def check_install_settings(app_configs=None, **kwargs):
+    """The switches and folders of ``FASHION_AI`` (see README, "Installing into your own Oscar shop")."""
+    from pathlib import PurePath
+
+    from django.conf import settings
+
+    errors = []
+    value = conf.get("PERSONALISATION")
+    if not isinstance(value, bool):
+        errors.append(checks.Error(f"FASHION_AI['PERSONALISATION'] is {value!r}; it must be True or False.",
+                                   hint="Default: True (see oscar_fashion_ai/conf.py).", id="oscar_fashion_ai.E003"))
+    for name in ("DATA_DIR", "CACHE_DIR"):
+        value = conf.get(name)
+        if value is not None and not isinstance(value, (str, PurePath)):
+            errors.append(checks.Error(f"FASHION_AI[{name!r}] is {value!r}; it must be a folder path or None.",
+                                       hint="Default: None (see oscar_fashion_ai/conf.py).",
+                                       id="oscar_fashion_ai.E004"))
+    if not errors:
+        from pathlib import Path
+
+        for name, folder in (("DATA_DIR", conf.data_dir()), ("CACHE_DIR", conf.cache_dir())):
+            for served in ("MEDIA_ROOT", "STATIC_ROOT"):
+                root = getattr(settings, served, None)
+                if root and Path(folder).resolve().is_relative_to(Path(root).resolve()):
+                    errors.append(checks.Error(
+                        f"FASHION_AI[{name!r}] ({folder}) is inside {served} ({root}): its files would be served "
+                        "to anyone.", hint="Use a folder outside MEDIA_ROOT and STATIC_ROOT.",
+                        id="oscar_fashion_ai.E005"))
     return errors

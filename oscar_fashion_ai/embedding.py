@@ -30,11 +30,12 @@ _sketch_key = None
 def get_embedder() -> Embedder:
     """The process-wide embedder, loaded on first use (workers load it once per child process)."""
     global _embedder, _embedder_key
-    key = (conf.get("EMBEDDER_WEIGHTS"), conf.get("TORCH_THREADS"))
+    key = (conf.get("EMBEDDER_WEIGHTS"), conf.get("TORCH_THREADS"), conf.cache_dir())
     if _embedder is None or _embedder_key != key:
         with _lock:
             if _embedder is None or _embedder_key != key:
-                _embedder = Embedder(conf.get("EMBEDDER_WEIGHTS"), threads=conf.get("TORCH_THREADS"))
+                _embedder = Embedder(conf.get("EMBEDDER_WEIGHTS"), threads=conf.get("TORCH_THREADS"),
+                                     cache_dir=conf.cache_dir())
                 _embedder_key = key
                 logger.info("Fashion AI: loaded embedder %s (%s)", _embedder.version, _embedder.runtime)
     return _embedder
@@ -51,7 +52,8 @@ def get_generator():
         with _lock:
             if _generator_key != key:
                 try:
-                    _generator = SketchGenerator(conf.get("SKETCH_GENERATOR_WEIGHTS"), threads=conf.get("TORCH_THREADS"))
+                    _generator = SketchGenerator(conf.get("SKETCH_GENERATOR_WEIGHTS"), threads=conf.get("TORCH_THREADS"),
+                                                 cache_dir=conf.cache_dir())
                     logger.info("Fashion AI: loaded sketch generator %s (%s)", _generator.version, _generator.runtime)
                 except GeneratorUnavailable as exc:
                     _generator = None
@@ -86,7 +88,7 @@ def get_sketch_embedder() -> Embedder:
                                          "%s; drawings are embedded by the photo model. Train one with "
                                          "`manage.py fashion_train_sketch_encoder`.", path, photo.version)
                         else:
-                            candidate = Embedder(path, threads=conf.get("TORCH_THREADS"))
+                            candidate = Embedder(path, threads=conf.get("TORCH_THREADS"), cache_dir=conf.cache_dir())
                             if candidate.info.dim != photo.info.dim:
                                 raise ModelUnavailable(f"{path} makes {candidate.info.dim}-d vectors, the photo "
                                                        f"model {photo.info.dim}-d")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +54,7 @@ def cc0_catalog(embedder):
 
 def studio_catalog(embedder, source: Path):
     """(vectors, attributes) of the studio catalog's images, embedded by ``embedder`` (cached on disk per model
-    and file list, in FASHION_AI_CACHE_DIR or the system temp folder)."""
+    and files, under ``FASHION_AI["DATA_DIR"]``/evaluation)."""
     source = Path(source)
     csv_path = source / "images.csv"
     if not csv_path.exists():
@@ -67,8 +65,12 @@ def studio_catalog(embedder, source: Path):
     if not rows or missing:
         raise EvaluationError(f"{csv_path} needs the columns image, {', '.join(ATTRIBUTES)}.")
     rows = [r for r in rows if (source / "images" / f"{r['image']}.jpg").exists()]
-    digest = hashlib.sha1(("\n".join(r["image"] for r in rows) + embedder.version).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("FASHION_AI_CACHE_DIR") or Path(tempfile.gettempdir()) / "oscar-fashion-ai")
+    listing = []
+    for r in rows:  # names, sizes and times: a changed file means a new cache entry
+        st = (source / "images" / f"{r['image']}.jpg").stat()
+        listing.append(f"{r['image']}:{st.st_size}:{st.st_mtime_ns}")
+    digest = hashlib.sha1(("\n".join(listing) + embedder.version).encode()).hexdigest()[:16]
+    cache = conf.data_dir() / "evaluation"
     cached = cache / f"studio-vectors-{digest}.npy"
     if cached.exists():
         vecs = np.load(cached)

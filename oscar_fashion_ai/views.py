@@ -6,6 +6,7 @@ import logging
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from oscar.core.loading import get_model
@@ -105,7 +106,8 @@ def photo_search(request):
 def _recommendations(request, k):
     from . import preferences
 
-    owner = preferences.owner_for_request(request)
+    # With personalisation off everyone gets the popular products (existing profiles are not read).
+    owner = preferences.owner_for_request(request) if conf.get("PERSONALISATION") else None
     return preferences.recommend(owner, k)
 
 
@@ -137,7 +139,9 @@ def api_record_event(request):
 
     JSON ``{"product_id": 12}`` or form field ``product_id``; optional ``"kind": "view"`` (the only kind accepted).
     CSRF applies as to any Django POST: send the ``csrftoken`` cookie's value as ``X-CSRFToken`` (the cookie is
-    set by ``GET /fashion-ai/api/recommendations/``). Returns 201 with ``{"recorded": true, ...}``."""
+    set by ``GET /fashion-ai/api/recommendations/``). Returns 201 with ``{"recorded": true, ...}``; with
+    ``PERSONALISATION`` off, 200 with ``{"recorded": false, ...}``. Unlike Oscar's product page, it records the
+    first view of a new session too: a cross-site or cookie-less client cannot pass the CSRF check."""
     from . import preferences
 
     limited = _rate_limited("events", request, "EVENT_RATE_LIMIT")
@@ -166,6 +170,9 @@ def api_record_event(request):
     Product = get_model("catalogue", "Product")
     if not Product.objects.filter(pk=product_id, is_public=True).exists():
         return error("No such product.", status=404)
+    if not conf.get("PERSONALISATION"):
+        return JsonResponse({"recorded": False, "product_id": product_id, "kind": kind,
+                             "reason": "Personalisation is off (FASHION_AI['PERSONALISATION'])."})
     owner = preferences.owner_for_request(request, create=True)
     if owner is None:
         return error("No session: enable Django's session middleware (or log in).")
@@ -239,7 +246,11 @@ def forget_profile(request):
     if owner is not None:
         preferences.forget(owner)
     messages.success(request, "Your style profile has been deleted.")
-    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "/")
+    target = request.POST.get("next", "").strip()
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = "/"
+    return redirect(target)
 
 
 # --- Search by sketch -------------------------------------------------------------------------

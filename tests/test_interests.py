@@ -17,6 +17,7 @@ from oscar_fashion_ai import preferences
 from oscar_fashion_ai.ml import interests as im
 from oscar_fashion_ai.ml import recommend_eval, simulation
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent
+from tests.conftest import first_visit
 from tests.test_preferences import category_products, indexed  # noqa: F401 (fixture)
 
 Product = get_model("catalogue", "Product")
@@ -182,6 +183,7 @@ def test_item_knn_learns_co_occurrence():
 # --- the shop ------------------------------------------------------------------------------------
 
 def _view(client, products):
+    first_visit(client, products[0])  # a new browser's first view opens its session and is not recorded
     for product in products:
         assert client.get(product.get_absolute_url()).status_code == 200
     return preferences.Owner(shopper_key=client.session[preferences.SESSION_KEY])
@@ -299,6 +301,12 @@ def test_view_events_endpoint_is_csrf_protected_and_validates(indexed):  # noqa:
     # A form post works too (same CSRF rules).
     r = shopper.post(url, {"product_id": product.pk, "csrfmiddlewaretoken": token})
     assert r.status_code == 201 and PreferenceEvent.objects.count() == 2
+
+
+def test_personalisation_off_records_nothing_from_the_endpoint(indexed, settings):  # noqa: F811
+    settings.FASHION_AI = {**settings.FASHION_AI, "PERSONALISATION": False}
+    r = Client().post(reverse("fashion-ai:api-events"), {"product_id": category_products("Shoes")[0].pk})
+    assert r.status_code == 200 and r.json()["recorded"] is False and not PreferenceEvent.objects.exists()
 
 
 def test_event_rate_limit(indexed, settings):  # noqa: F811

@@ -15,6 +15,7 @@ from oscar_fashion_ai import preferences
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.ml.preference import fold
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
+from tests.conftest import first_visit
 
 Product = get_model("catalogue", "Product")
 DAY = 86400.0
@@ -53,6 +54,7 @@ def category_products(name):
 
 def test_views_record_events_and_the_vector_follows(client, indexed, django_capture_on_commit_callbacks):
     shirts = category_products("Shirt")[:2]
+    first_visit(client, shirts[0])
     for product in shirts:
         assert client.get(product.get_absolute_url()).status_code == 200
     key = client.session[preferences.SESSION_KEY]
@@ -88,6 +90,7 @@ def test_homepage_recommends_the_viewed_category_and_api_matches(client, indexed
 
 def test_login_merges_the_anonymous_profile(client, indexed, django_user_model):
     shoe = category_products("Shoes")[0]
+    first_visit(client, shoe)
     client.get(shoe.get_absolute_url())
     key = client.session[preferences.SESSION_KEY]
     user = django_user_model.objects.create_user("s", "s@example.com", "pw")
@@ -136,6 +139,7 @@ def test_fallbacks_without_index_and_with_broker_down(client, indexed, settings)
         from django.test import Client
 
         shopper = Client()
+        first_visit(shopper, product)  # publishes nothing
         with pytest.MonkeyPatch.context():
             response = shopper.get(product.get_absolute_url())
         assert response.status_code == 200
@@ -181,6 +185,7 @@ def test_view_updates_the_vector_through_a_real_worker(client, csv_dataset, cele
     CatalogImporter(stdout_progress=False).run(csv_dataset)
     call_command("fashion_reindex", "--all", "--sync", verbosity=0)
     product = category_products("Pants")[0]
+    first_visit(client, product)
     client.get(product.get_absolute_url())
     key = client.session[preferences.SESSION_KEY]
     deadline = time.monotonic() + 30
