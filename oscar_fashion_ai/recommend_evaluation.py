@@ -2,7 +2,8 @@
 
 * ``cc0`` - the store's own index (the CC0 catalog in the demo): :func:`oscar_fashion_ai.ml.simulation.simulate`
   (favourite categories x a colour tone from the images).
-* ``studio`` - the studio catalog's files (``../shared/datasets/studio-catalog``), embedded by the configured model:
+* ``studio`` - the studio catalog's files (``--studio PATH`` or the ``FASHION_AI_STUDIO_DATASET`` environment
+  variable: a folder with ``images.csv`` and ``images/``), embedded by the configured model:
   :func:`oscar_fashion_ai.ml.simulation.simulate_attributes` (attribute-defined interests, drift, noise).
 
 Shoppers of a run come in three disjoint, seeded groups: the *population* (whose histories teach item-kNN and
@@ -22,7 +23,7 @@ from . import conf
 from .ml import interests as interest_model
 from .ml import recommend_eval, simulation
 
-DEFAULT_STUDIO = Path("..") / "shared" / "datasets" / "studio-catalog"
+STUDIO_ENV = "FASHION_AI_STUDIO_DATASET"
 ATTRIBUTES = ("label", "colour", "usage", "sub_category", "master_category")
 SPLIT_SEEDS = {"population": 3, "validation": 1, "test": 2}
 
@@ -94,10 +95,12 @@ def shoppers_for(name, catalog, split, count, seed):
     return simulation.simulate_attributes(attributes, shoppers=count, seed=seed)
 
 
-def default_studio() -> Path:
-    from django.conf import settings
+def default_studio() -> Path | None:
+    """The studio catalog when --studio is not given: the FASHION_AI_STUDIO_DATASET environment variable."""
+    import os
 
-    return (Path(getattr(settings, "BASE_DIR", Path.cwd())) / DEFAULT_STUDIO).resolve()
+    configured = os.environ.get(STUDIO_ENV)
+    return Path(configured) if configured else None
 
 
 def load(name, embedder, studio=None, seed=0):
@@ -106,7 +109,10 @@ def load(name, embedder, studio=None, seed=0):
         vecs, categories, colours = cc0_catalog(embedder)
         tones = simulation.colour_tones(colours, seed=seed)
         return vecs, categories, (vecs, categories, tones)
-    vecs, attributes = studio_catalog(embedder, studio or default_studio())
+    source = studio or default_studio()
+    if source is None:
+        raise EvaluationError(f"No studio catalog: pass --studio PATH or set {STUDIO_ENV}.")
+    vecs, attributes = studio_catalog(embedder, source)
     if len(vecs) < 50:
         raise EvaluationError("The studio catalog needs at least 50 readable images.")
     return vecs, attributes["label"], (vecs, attributes)
@@ -141,8 +147,8 @@ def run(embedder, simulations=("cc0", "studio"), split="test", shoppers=2000, po
     out = {"task": "recommend", "split": split, "seed": seed, "settings": params_dict(params),
            "model_version": embedder.version, "simulations": {}}
     for name in simulations:
-        if name == "studio" and studio is None and len(simulations) > 1 and not default_studio().exists():
-            out["simulations"][name] = {"skipped": f"no studio catalog at {DEFAULT_STUDIO} (pass --studio PATH)"}
+        if name == "studio" and studio is None and len(simulations) > 1 and default_studio() is None:
+            out["simulations"][name] = {"skipped": f"no studio catalog (pass --studio PATH or set {STUDIO_ENV})"}
             continue
         vecs, keys, catalog = load(name, embedder, studio, seed)
         people = shoppers_for(name, catalog, split, shoppers, seed)

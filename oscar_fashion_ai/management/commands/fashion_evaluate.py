@@ -39,7 +39,8 @@ class Command(BaseCommand):
         parser.add_argument("--population", type=int, default=1000,
                             help="recommend: other simulated shoppers whose histories teach item-kNN and popularity")
         parser.add_argument("--studio", type=Path, default=None,
-                            help="recommend: the studio catalog folder (default ../shared/datasets/studio-catalog)")
+                            help="recommend: the studio catalog folder (images.csv + images/; default: the "
+                                 "FASHION_AI_STUDIO_DATASET environment variable)")
         parser.add_argument("--tune", action="store_true",
                             help="recommend: score the settings grid of the multi-interest model instead (use "
                                  "with --split validation)")
