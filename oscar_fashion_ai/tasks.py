@@ -8,10 +8,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from . import conf
+from .builds import IndexChanged
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, IndexChanged)
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
