@@ -148,6 +148,7 @@ class AdaptationRun(models.Model):
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     date_created = models.DateTimeField(_("requested"), auto_now_add=True)
     date_started = models.DateTimeField(_("started"), null=True, blank=True)
+    date_updated = models.DateTimeField(_("last progress"), auto_now=True)
     date_finished = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:

@@ -106,3 +106,15 @@ def sweep():
 
     ids = index.products_needing_index("stale")
     enqueue_embedding(ids)
+
+
+@shared_task(name="oscar_fashion_ai.adapt_catalog", bind=True, acks_late=True, reject_on_worker_lost=True)
+def adapt_catalog(self, run_id):
+    """The dashboard's "Adapt to my catalog": train, measure and (if better) install a photo model, then reindex.
+    Goes to ``FASHION_AI["TRAINING_QUEUE"]``; a redelivered message resumes from the last checkpoint."""
+    from .adaptation import run_queued
+    from .models import AdaptationRun
+
+    if not AdaptationRun.objects.filter(pk=run_id).exists():  # published before the request's transaction committed
+        raise self.retry(countdown=2, max_retries=30)
+    return run_queued(run_id)

@@ -29,6 +29,7 @@ class Migration(migrations.Migration):
                 ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
                 ('date_created', models.DateTimeField(auto_now_add=True, verbose_name='requested')),
                 ('date_started', models.DateTimeField(blank=True, null=True, verbose_name='started')),
+                ('date_updated', models.DateTimeField(auto_now=True, verbose_name='last progress')),
                 ('date_finished', models.DateTimeField(blank=True, null=True, verbose_name='finished')),
             ],
             options={
