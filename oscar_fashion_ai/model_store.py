@@ -145,9 +145,7 @@ def activate_version(version: str | None, reason: str) -> dict:
                          f"{', '.join(v['version'] for v in versions() if v['installed']) or 'none'}.")
     previous = read_pointer() or {}
     history = list(previous.get("history", []))
-    was = previous.get("version") or PACKAGE
-    if previous:
-        history.insert(0, was)
+    history.insert(0, previous.get("version") or PACKAGE)  # no pointer yet: the package's model was in use
     data = {"version": version or PACKAGE, "file": f"{version}.safetensors" if version not in (None, PACKAGE) else None,
             "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason,
             "history": history[:HISTORY]}

@@ -102,8 +102,10 @@ def sweep():
     from django.core.management import call_command
 
     call_command("fashion_rebuild_preferences")
-    from . import index
+    from . import builds, index
 
+    if builds.state().building is not None and builds.complete():  # a switch postponed by busy tables
+        builds.try_activate()
     ids = index.products_needing_index("stale")
     enqueue_embedding(ids)
 
