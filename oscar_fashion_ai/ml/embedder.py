@@ -52,7 +52,7 @@ class Embedder:
             backbone = meta.get("backbone", "lite0")
             dim = int(meta.get("dim", 256))
             image_size = int(meta.get("image_size", 160))
-            model = backbones.build(backbone, dim=dim, image_size=image_size, pretrained=False)
+            model = backbones.build_from_meta(meta)
             model.load_state_dict(state, strict=True)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelUnavailable(f"Cannot load the embedding model from {path}: {exc}") from exc

@@ -123,8 +123,14 @@ def train(cfg: TrainConfig, records=None, on_epoch=None) -> dict:
     _log(cfg, f"{len(records)} images, {len(labels)} labels, {len(train_idx)} train / {val_mask.sum()} validation / "
               f"{test_mask.sum()} test; mode={mode}, device={device}")
 
+    activation = backbones.DEFAULT_ACTIVATION
+    if cfg.init_weights:  # the start point's own activation (files from before it was recorded: swish)
+        try:
+            activation = backbones.activation_of(weights.read_metadata(Path(cfg.init_weights)))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"Cannot start from {cfg.init_weights}: {exc}") from exc
     model = backbones.build(cfg.backbone, dim=cfg.dim, image_size=cfg.image_size, backbone_weights=cfg.backbone_weights,
-                            pretrained=cfg.init_weights is None)
+                            pretrained=cfg.init_weights is None, activation=activation)
     if cfg.init_weights:
         try:
             state, _ = weights.load(Path(cfg.init_weights))
@@ -288,7 +294,7 @@ def _finish(cfg, model, records, labels, train_idx, masks, mode, device, history
     model.cpu()
     out = Path(cfg.out)
     meta = {"backbone": cfg.backbone, "dim": cfg.dim, "image_size": cfg.image_size,
-            "preprocessing": preprocessing.PREPROCESSING_VERSION, "labels": json.dumps(labels)}
+            "preprocessing": preprocessing.PREPROCESSING_VERSION, "labels": json.dumps(labels)} | backbones.model_meta(model)
     digest = weights.save(model, out, meta, dtype=torch.float16 if cfg.half else None)
     wall = time.time() - started
     card = {
