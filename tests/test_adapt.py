@@ -37,7 +37,8 @@ def blind_weights(tmp_path_factory):
     with torch.no_grad():
         model.proj.weight.zero_()
     path = tmp_path_factory.mktemp("blind") / "blind.safetensors"
-    digest = weights.save(model, path, {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1"})
+    digest = weights.save(model, path, {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1"}
+                          | backbones.model_meta(model))
     path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest}))
     return path
 
@@ -298,5 +299,26 @@ def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(models
         assert wait_for(lambda: builds.state().active.version == run.installed_version, timeout=300)
     page = admin.get(reverse("fashion-ai-dashboard:fashion-ai-index")).content.decode()
     assert 'id="fashion-ai-adaptation-result"' in page and run.installed_version in page
+    assert 'id="fashion-ai-sketch-encoder-notice"' in page  # the sketch encoder belongs to another photo model
     assert "Installed" in page
     assert np.isfinite(run.result["candidate"]["p_at_5"])
+
+
+@pytest.mark.parametrize("name, bad", [("ADAPT_MAX_MINUTES", 0), ("ADAPT_MAX_MINUTES", "20"), ("TRAINING_QUEUE", ""),
+                                       ("TRAINING_QUEUE", None), ("MODELS_DIR", 3)])
+def test_adaptation_settings_are_checked(settings, name, bad):
+    from django.core.management.base import SystemCheckError
+
+    call_command("check")
+    settings.FASHION_AI = {**settings.FASHION_AI, name: bad}
+    with pytest.raises(SystemCheckError, match=rf"FASHION_AI\['{name}'\] is {bad!r}"):
+        call_command("check")
+
+
+def test_a_models_dir_that_is_a_file_is_refused(settings, tmp_path):
+    from django.core.management.base import SystemCheckError
+
+    (tmp_path / "models").write_text("not a folder")
+    settings.FASHION_AI = {**settings.FASHION_AI, "MODELS_DIR": str(tmp_path / "models")}
+    with pytest.raises(SystemCheckError, match="is a file, not a folder"):
+        call_command("check")

@@ -32,7 +32,8 @@ def other_weights(tmp_path_factory):
     torch.manual_seed(7)
     model = backbones.build("lite0", dim=128, image_size=64, pretrained=True)
     path = tmp_path_factory.mktemp("other-weights") / "other.safetensors"
-    digest = weights.save(model, path, {"backbone": "lite0", "dim": 128, "image_size": 64, "preprocessing": "p1"})
+    digest = weights.save(model, path, {"backbone": "lite0", "dim": 128, "image_size": 64, "preprocessing": "p1"}
+                          | backbones.model_meta(model))
     path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest}))
     return path
 
