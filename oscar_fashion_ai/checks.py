@@ -4,6 +4,8 @@ a bad value is reported with what is allowed, instead of failing a shopper's sea
 from __future__ import annotations
 
 from numbers import Real
+from os import PathLike
+from pathlib import Path
 
 from django.core import checks
 
@@ -32,6 +34,18 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("SKETCH_QUERY_EXPANSION", 0, 100, integer=True)
     errors += _number("SKETCH_CATEGORY_BOOST", 0, 1)
     errors += _number("SKETCH_RERANK_DEPTH", 1, 1000, integer=True)
+    errors += _number("ADAPT_MAX_MINUTES", 1, 10_000)
+    for name in ("QUEUE", "TRAINING_QUEUE"):
+        if not isinstance(conf.get(name), str) or not conf.get(name).strip():
+            errors.append(checks.Error(f"FASHION_AI[{name!r}] is {conf.get(name)!r}; it must be a Celery queue name.",
+                                       hint=f"Default: {conf.DEFAULTS[name]!r}.", id="oscar_fashion_ai.E003"))
+    models_dir = conf.get("MODELS_DIR")
+    if models_dir is not None and not isinstance(models_dir, (str, PathLike)):
+        errors.append(checks.Error(f"FASHION_AI['MODELS_DIR'] is {models_dir!r}; it must be a folder path or None.",
+                                   id="oscar_fashion_ai.E004"))
+    elif models_dir is not None and Path(models_dir).exists() and not Path(models_dir).is_dir():
+        errors.append(checks.Error(f"FASHION_AI['MODELS_DIR'] ({models_dir}) is a file, not a folder.",
+                                   id="oscar_fashion_ai.E004"))
     pipeline = conf.get("SKETCH_PIPELINE")
     if pipeline not in PIPELINES:
         errors.append(checks.Error(f"FASHION_AI['SKETCH_PIPELINE'] is {pipeline!r}; use one of {', '.join(PIPELINES)}.",

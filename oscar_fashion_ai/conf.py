@@ -42,6 +42,14 @@ DEFAULTS: dict[str, object] = {
     "SIMILAR_PRODUCTS": 8,
     # Celery queue the indexing tasks go to.
     "QUEUE": "celery",
+    # Folder of the shop's own models (fashion_adapt): photo models, every version kept, the ACTIVE.json pointer to
+    # the one in use, sketch encoders, training checkpoints. None: <DATA_DIR>/models. With
+    # EMBEDDER_WEIGHTS None the installed model is used before the package's. Web and workers must see the same folder.
+    "MODELS_DIR": None,
+    # Celery queue of the "Adapt to my catalog" training task (route it to a GPU worker with -Q <name>).
+    "TRAINING_QUEUE": "celery",
+    # fashion_adapt's default training budget in minutes (training stops after the epoch that passes it).
+    "ADAPT_MAX_MINUTES": 20.0,
     # Search by sketch / photo ---------------------------------------------------
     # Per-client rate limits ("N/s", "N/min", "N/hour"; None disables).
     "SKETCH_RATE_LIMIT": "30/min",

@@ -44,13 +44,13 @@ def ready_model():
     return info
 
 
-def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0):
+def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0, info=None):
     """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score).
 
-    With ``category_boost`` the ``max(k, depth)`` nearest are re-ordered so that those sharing a category with
-    the best match come first (:func:`oscar_fashion_ai.ml.sketch_pipeline.best_match_order`); scores stay the
-    cosine similarities."""
-    info = ready_model()
+    ``info``: the model that made ``vector`` (default: the model in use). With ``category_boost`` the
+    ``max(k, depth)`` nearest are re-ordered so that those sharing a category with the best match come first
+    (:func:`oscar_fashion_ai.ml.sketch_pipeline.best_match_order`); scores stay the cosine similarities."""
+    info = info or ready_model()
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
@@ -120,17 +120,29 @@ def similar_products(product, k: int):
     """Products that look like ``product`` (empty when it has no vector yet)."""
     from .models import ProductEmbedding
 
-    row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
-        "vector", "model_version").first()
-    if row is None or row.vector is None:
-        return []
-    return nearest(row.vector, k, exclude_ids=[product.pk])
+    for _ in range(2):  # twice when the index switched models between reading the row and searching
+        info = ready_model()
+        row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
+            "vector", "model_version").first()
+        if row is None or row.vector is None:
+            return []
+        if row.model_version == info.version:
+            found = nearest(row.vector, k, exclude_ids=[product.pk], info=info)
+            if found or ready_model().version == info.version:
+                return found
+    return []
 
 
 def search_by_image(rgb_image, k: int, category=None):
-    ready_model()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
-    vector = embedding.get_embedder().embed_images([rgb_image])[0]
-    return nearest(vector, k, category=category)
+    for _ in range(2):  # twice when the index switched models while the query was embedded
+        info = ready_model()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
+        embedder = embedding.get_embedder()
+        if embedder.version != info.version:
+            continue
+        found = nearest(embedder.embed_images([rgb_image])[0], k, category=category, info=info)
+        if found or ready_model().version == info.version:
+            return found
+    return []
 
 
 def result_dicts(results, request=None):

@@ -26,39 +26,57 @@ class Command(BaseCommand):
             raise CommandError(f"No category with slug {category!r}.")
         started = time.monotonic()
         if not sync:
-            ids = index.products_needing_index(scope, category)
             try:
-                count = index.request_reindex(scope=scope, requested_by="fashion_reindex", product_ids=ids
-                                              if scope == "all" else None, category_slug=category)
+                count = index.request_reindex(scope=scope, requested_by="fashion_reindex", category_slug=category)
             except index.BrokerUnavailable as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(self.style.SUCCESS(f"Queued {count} products ({scope}); a worker will index them."))
+            status = index.build_status()
+            if status is not None:
+                self.stdout.write(f"They get vectors of {status['version']}; search keeps using "
+                                  f"{status['serving'] or 'the model in use'} until every product is done.")
             return
         from tqdm import tqdm
 
-        from oscar_fashion_ai import embedding
+        from oscar_fashion_ai import builds, embedding
         from oscar_fashion_ai.models import IndexRun
 
         try:
             info = embedding.model_info()
+            ids, force, build = index.prepare_reindex(scope, category, requested_by="fashion_reindex --sync")
         except embedding.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
-        if embedding.ensure_dimensions(info.dim):
+        if build is None and embedding.ensure_dimensions(info.dim):
             self.stdout.write(f"Resized the index to {info.dim}-d vectors; every product will be reindexed.")
             scope = "all" if scope == "stale" else scope
-        ids = index.products_needing_index(scope, category)
+            ids, force = index.products_needing_index(scope, category), True
+        if build is not None:
+            self.stdout.write(f"Indexing with {build.version}; search keeps using "
+                              f"{builds.state().active.version if builds.state().active else 'the model in use'} "
+                              "until every product is done.")
+            info = embedding.embedder_for(build).info
         totals = {"indexed": 0, "skipped": 0, "failed": 0}
         batch = max(int(conf.get("BATCH_SIZE")), 1)
         with tqdm(total=len(ids), desc="Indexing", unit="product", disable=options["verbosity"] < 1) as bar:
             for start in range(0, len(ids), batch):
                 chunk = ids[start : start + batch]
-                for key, value in embedding.embed_products(chunk, force=(scope != "stale")).items():
+                for key, value in embedding.embed_products(chunk, force=force).items():
                     totals[key] += value
                 bar.update(len(chunk))
-        IndexRun.objects.create(requested_by="fashion_reindex --sync", scope=scope, products=len(ids))
+        IndexRun.objects.create(requested_by="fashion_reindex --sync",
+                                scope=scope if build is None else f"{scope} (new model)", products=len(ids))
         elapsed = time.monotonic() - started
         self.stdout.write(self.style.SUCCESS(
             f"{len(ids)} products in {elapsed:.1f} s: indexed {totals['indexed']}, unchanged {totals['skipped']}, "
             f"failed {totals['failed']} (model {info.version})."))
+        if build is not None:
+            if builds.state().building is not None and builds.complete():
+                builds.try_activate()
+            state = builds.state()
+            if state.active is not None and state.active.pk == build.pk:
+                self.stdout.write(self.style.SUCCESS(f"Search now uses {build.version}."))
+            else:
+                self.stdout.write("Some products are still pending: search keeps the model in use until they are "
+                                  "done (`fashion_reindex --stale`).")
         if totals["failed"]:
             self.stdout.write("Failures are listed on the dashboard's Fashion AI page and in the admin.")
