@@ -23,6 +23,22 @@ def _number(name, low, high, integer=False):
     return []
 
 
+def _rate(name):
+    from .ratelimit import parse_rate
+
+    value = conf.get(name)
+    if value is None:
+        return []
+    try:
+        count, _ = parse_rate(value)
+        if count < 1:
+            raise ValueError
+    except (KeyError, ValueError, TypeError):
+        return [checks.Error(f"FASHION_AI[{name!r}] is {value!r}; use e.g. '120/min' ('N/s', 'N/min', 'N/hour') "
+                             "or None to disable.", id="oscar_fashion_ai.E006")]
+    return []
+
+
 @checks.register()
 def check_search_settings(app_configs=None, **kwargs):
     from .ml.sketch_pipeline import PIPELINES
@@ -38,14 +54,20 @@ def check_search_settings(app_configs=None, **kwargs):
     for name in ("QUEUE", "TRAINING_QUEUE"):
         if not isinstance(conf.get(name), str) or not conf.get(name).strip():
             errors.append(checks.Error(f"FASHION_AI[{name!r}] is {conf.get(name)!r}; it must be a Celery queue name.",
-                                       hint=f"Default: {conf.DEFAULTS[name]!r}.", id="oscar_fashion_ai.E003"))
+                                       hint=f"Default: {conf.DEFAULTS[name]!r}.", id="oscar_fashion_ai.E006"))
     models_dir = conf.get("MODELS_DIR")
     if models_dir is not None and not isinstance(models_dir, (str, PathLike)):
         errors.append(checks.Error(f"FASHION_AI['MODELS_DIR'] is {models_dir!r}; it must be a folder path or None.",
-                                   id="oscar_fashion_ai.E004"))
+                                   id="oscar_fashion_ai.E007"))
     elif models_dir is not None and Path(models_dir).exists() and not Path(models_dir).is_dir():
         errors.append(checks.Error(f"FASHION_AI['MODELS_DIR'] ({models_dir}) is a file, not a folder.",
-                                   id="oscar_fashion_ai.E004"))
+                                   id="oscar_fashion_ai.E007"))
+    errors += _number("PREFERENCE_MAX_INTERESTS", 1, 20, integer=True)
+    errors += _number("PREFERENCE_INTEREST_SIMILARITY", -1, 1)
+    errors += _number("RECOMMENDATION_MIN_INTEREST_SHARE", 0, 1)
+    errors += _number("RECOMMENDATION_DIVERSITY", 0, 1)
+    errors += _number("RECOMMENDATION_CANDIDATES_PER_SLOT", 1, 50, integer=True)
+    errors += _rate("EVENT_RATE_LIMIT")
     pipeline = conf.get("SKETCH_PIPELINE")
     if pipeline not in PIPELINES:
         errors.append(checks.Error(f"FASHION_AI['SKETCH_PIPELINE'] is {pipeline!r}; use one of {', '.join(PIPELINES)}.",

@@ -93,6 +93,25 @@ DEFAULTS: dict[str, object] = {
     # Personalisation on or off. False: no shopper events are recorded (no profiles, no tasks) and everyone sees
     # the popular products. Either way a request without a session cookie (a first visit, a bot) records nothing.
     "PERSONALISATION": True,
+    # Multi-interest profiles (README, "Personalised homepage"; docs/RECOMMENDATIONS.md). The defaults of these five
+    # were chosen on the validation shoppers of the CC0 simulation (`fashion_evaluate --task recommend --simulation
+    # cc0 --split validation --tune`; the best settings there are within one standard error of each other). A
+    # shopper's events are grouped into at most PREFERENCE_MAX_INTERESTS interests (one per category engaged with;
+    # the two most alike are merged beyond the cap). Products without a category join the most similar interest
+    # when the cosine similarity is at least PREFERENCE_INTEREST_SIMILARITY (interests that become that alike
+    # merge).
+    "PREFERENCE_MAX_INTERESTS": 2,
+    "PREFERENCE_INTEREST_SIMILARITY": 0.6,
+    # Slots go to interests in proportion to their decayed weight; every interest with at least this share of the
+    # profile's weight gets at least one.
+    "RECOMMENDATION_MIN_INTEREST_SHARE": 0.1,
+    # Maximal marginal relevance: 0 ranks each interest's candidates by similarity alone, higher values trade
+    # similarity for products unlike those already chosen (0 to 1).
+    "RECOMMENDATION_DIVERSITY": 0.0,
+    # Nearest products fetched per slot of an interest (the pool MMR and de-duplication choose from).
+    "RECOMMENDATION_CANDIDATES_PER_SLOT": 3,
+    # Per-client limit on POST /fashion-ai/api/events/ (headless shops recording product views; None disables).
+    "EVENT_RATE_LIMIT": "120/min",
     # Files the plugin writes ------------------------------------------------------
     # Folder for trained models (the training commands' default --out) and the ONNX cache. None:
     # <BASE_DIR>/var/fashion-ai, or ~/.cache/oscar-fashion-ai when the settings define no BASE_DIR.

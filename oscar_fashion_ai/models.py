@@ -217,6 +217,9 @@ class CustomerPreference(models.Model):
     reference_time = models.DateTimeField(_("decay reference time"), null=True, blank=True)
     model_version = models.CharField(_("model version"), max_length=128, blank=True)
     event_count = models.PositiveIntegerField(_("events"), default=0)
+    #: The multi-interest profile (``oscar_fashion_ai.ml.interests.Profile.to_json``): a few decayed interest
+    #: vectors, each with the categories and recent products it came from. Empty until the next update or rebuild.
+    interests = models.JSONField(_("interests"), default=dict, blank=True, null=True)
     date_updated = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:

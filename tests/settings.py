@@ -14,3 +14,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 FASHION_AI = {"BATCH_SIZE": 8, "SKETCH_RATE_LIMIT": None, "PHOTO_RATE_LIMIT": None,
               "MODELS_DIR": tempfile.mkdtemp(prefix="fashion-ai-test-models-")}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# django-oscar-api (requirements-dev.txt), for the headless-shop test (tests/test_interests.py, tests/headless_urls.py).
+try:
+    import oscarapi  # noqa: F401
+except ImportError:
+    pass
+else:
+    INSTALLED_APPS = INSTALLED_APPS + ["rest_framework", "oscarapi"]  # noqa: F405

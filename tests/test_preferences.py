@@ -210,11 +210,36 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
             (root / label / f"{i}.jpg").write_bytes(make_image(label, i))
     CatalogImporter(stdout_progress=False).run(root)
     call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    # A tiny studio-like catalog for the second simulation (attributes in images.csv).
+    studio = tmp_path / "studio"
+    (studio / "images").mkdir(parents=True)
+    rows = ["image,label,colour,usage,sub_category,master_category,title"]
+    for n, label in enumerate(sorted(COLOURS) * 20):
+        (studio / "images" / f"{n}.jpg").write_bytes(make_image(label, 100 + n))
+        rows.append(f"{n},{label},{['Black', 'Blue'][n % 2]},{['Casual', 'Formal'][n % 3 % 2]},{label}s,Apparel,t{n}")
+    (studio / "images.csv").write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    call_command("fashion_evaluate", "--task", "recommend", "--shoppers", "40", "--json")
+    call_command("fashion_evaluate", "--task", "recommend", "--shoppers", "30", "--population", "30",
+                 "--studio", str(studio), "--json")
     result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines"}
-    assert 0 <= result["hit_rate_at_10"] <= 1 and set(result["baselines"]) == {"popularity", "random"}
+    assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines", "simulations", "settings"}
+    assert set(result["baselines"]) == {"mean_vector", "item_knn", "last_viewed", "popularity", "random"}
+    assert set(result["simulations"]) == {"cc0", "studio"}
+    for sim in result["simulations"].values():
+        assert 0 < sim["shoppers"] <= 30 and set(sim["models"]) == {"multi_interest", *result["baselines"]}
+        for r in sim["models"].values():
+            assert 0 <= r["hit_rate_at_10"] <= 1 and {"hit_rate_at_10_se", "ndcg_at_10_se", "coverage",
+                                                       "intra_list_diversity"} <= set(r)
+        assert sim["oracle"]["hit_rate_at_10"] >= 0 and "vs_best_baseline" in sim["comparison"]
+    call_command("fashion_evaluate", "--task", "recommend", "--simulation", "cc0", "--split", "validation",
+                 "--tune", "--shoppers", "10", "--population", "10")
+    assert "best:" in capsys.readouterr().out
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="validation"):
+        call_command("fashion_evaluate", "--task", "recommend", "--tune", "--simulation", "cc0")
+    with pytest.raises(CommandError, match="images.csv"):
+        call_command("fashion_evaluate", "--task", "recommend", "--simulation", "studio", "--studio", str(tmp_path))
 
 
 def test_diversity_caps_products_per_category(indexed, settings):
