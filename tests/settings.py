@@ -13,3 +13,6 @@ HAYSTACK_CONNECTIONS["default"]["PATH"] = tempfile.mkdtemp(prefix="fashion-ai-te
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 FASHION_AI = {"BATCH_SIZE": 8, "SKETCH_RATE_LIMIT": None, "PHOTO_RATE_LIMIT": None}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+# A second database alias, as a read replica would be: a test mirror of "default" (the same test database through
+# its own connection). Only tests that set FASHION_AI["SEARCH_DATABASE"] = "search" use it (tests/test_scale.py).
+DATABASES["search"] = {**DATABASES["default"], "ATOMIC_REQUESTS": False, "TEST": {"MIRROR": "default"}}  # noqa: F405
