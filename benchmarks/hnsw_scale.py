@@ -50,7 +50,7 @@ MODES = {
     "filter_relaxed": ("relaxed_order", True),
     "filter_strict": ("strict_order", True),
 }
-TABLE = "fashion_bench_vectors"  # with --keep: fashion_bench_vectors_<kind>_<rows>, one per size and kind
+TABLE = "fashion_bench_vectors"  # + _<kind>_<rows>[_part]: one scratch table per size and kind
 
 
 def int_list(text):
@@ -148,7 +148,16 @@ def build(args, rows, dim, data, cats, index_params, build_params):
             cur.execute("SET client_connection_check_interval = '5s'")
         cur.execute(f"SET statement_timeout = '{int(args.statement_timeout)}s'")
         cur.execute(f"DROP TABLE IF EXISTS {args.table}")
-        cur.execute(f"CREATE TABLE {args.table} (id integer PRIMARY KEY, category smallint NOT NULL, v vector({dim}))")
+        if args.partitions:
+            # One list partition per category, each with its own HNSW index (CREATE INDEX on the parent builds
+            # them all): a category filter then searches one small graph.
+            cur.execute(f"CREATE TABLE {args.table} (id integer, category smallint NOT NULL, v vector({dim}), "
+                        "PRIMARY KEY (id, category)) PARTITION BY LIST (category)")
+            for c in range(args.categories):
+                cur.execute(f"CREATE TABLE {args.table}_p{c} PARTITION OF {args.table} FOR VALUES IN ({c})")
+        else:
+            cur.execute(f"CREATE TABLE {args.table} (id integer PRIMARY KEY, category smallint NOT NULL, "
+                        f"v vector({dim}))")
         t = time.perf_counter()
         with cur.copy(f"COPY {args.table} (id, category, v) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int4", "int2", "vector"])
@@ -194,21 +203,24 @@ def measure_size(args, rows):
     data, cats, queries, query_cats, vectors = vectors_and_queries(args, rows)
     generate_s = time.perf_counter() - t
     dim = data.shape[1]
-    auto_index = hnsw.index_parameters(rows)
+    # A partitioned table has one graph per category: its parameters follow the partition's size.
+    graph_rows = rows // args.categories if args.partitions else rows
+    auto_index = hnsw.index_parameters(graph_rows)
     index_params = {"m": auto_index["m"] if args.m == "auto" else int(args.m),
                     "ef_construction": (auto_index["ef_construction"] if args.ef_construction == "auto"
                                         else int(args.ef_construction))}
-    auto_build = hnsw.build_parameters(rows, dim, index_params["m"], half=args.index_type == "halfvec")
+    auto_build = hnsw.build_parameters(graph_rows, dim, index_params["m"], half=args.index_type == "halfvec")
     build_params = {
         "maintenance_work_mem": (auto_build["maintenance_work_mem"] if args.maintenance_work_mem == "auto"
                                  else args.maintenance_work_mem),
         "max_parallel_maintenance_workers": (auto_build["max_parallel_maintenance_workers"]
                                              if args.build_workers == "auto" else int(args.build_workers)),
     }
-    args.table = f"{TABLE}_{vectors['kind']}_{rows}" if (args.keep or args.reuse) else TABLE
+    args.table = f"{TABLE}_{vectors['kind']}_{rows}" + ("_part" if args.partitions else "")
     args.index = f"{args.table}_v_idx"
     args.fingerprint = {"vectors": vectors["kind"], "rows": rows, "dim": dim, "clusters": args.clusters,
                         "noise": args.noise, "categories": args.categories, "index_type": args.index_type,
+                        "partitions": args.partitions,
                         **index_params}
 
     connection.ensure_connection()
@@ -224,8 +236,13 @@ def measure_size(args, rows):
     if not reused:
         info.update(build(args, rows, dim, data, cats, index_params, build_params))
     with raw.cursor() as cur:
-        cur.execute(f"SELECT pg_relation_size('{args.index}'), "
-                    f"pg_total_relation_size('{args.table}') - pg_relation_size('{args.index}')")
+        # (Sums over the partitions of a partitioned table; pg_partition_tree lists nothing for a plain one.)
+        def size(rel, total=False):
+            fn = "pg_total_relation_size" if total else "pg_relation_size"
+            return (f"coalesce((SELECT sum({fn}(relid)) FROM pg_partition_tree('{rel}') WHERE relid <> '{rel}'::regclass), "
+                    f"{fn}('{rel}'))::bigint")
+
+        cur.execute(f"SELECT {size(args.index)}, {size(args.table, True)} - {size(args.index)}")
         index_bytes, table_bytes = cur.fetchone()
         cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         pgvector_version = cur.fetchone()[0]
@@ -256,7 +273,7 @@ def measure_size(args, rows):
             scan, filtered = MODES[mode]
             truth = exact["filtered" if filtered else "unfiltered"]
             for ef in args.ef_values:
-                auto = hnsw.query_parameters(rows, k, filtered)
+                auto = hnsw.query_parameters(graph_rows, k, filtered and not args.partitions)
                 gucs = {"hnsw.ef_search": auto["hnsw.ef_search"] if ef == "auto" else int(ef),
                         "hnsw.iterative_scan": scan}
                 if scan != "off":
@@ -300,7 +317,8 @@ def measure_size(args, rows):
                     "mode": mode, "iterative_scan": scan, "category_filter": filtered,
                     "ef_search": gucs["hnsw.ef_search"], "ef_search_choice": "auto" if ef == "auto" else "fixed",
                     "max_scan_tuples": gucs.get("hnsw.max_scan_tuples"),
-                    "uses_index": args.index in plan,
+                    "uses_index": (args.index in plan) or (bool(args.partitions) and "Index Scan using" in plan),
+                    "partitions_scanned": plan.count("Index Scan using") if args.partitions else None,
                     "query_p50_ms": spread(p50s), "query_p95_ms": spread(p95s), "recall_at_10": spread(recalls),
                     "mean_rows_returned": spread(returned), "min_rows_returned": min(fewest),
                 })
@@ -316,7 +334,7 @@ def measure_size(args, rows):
         "queries": args.queries, "k": k,
         "index": f"hnsw m={index_params['m']} ef_construction={index_params['ef_construction']} cosine"
                  + (" halfvec" if args.index_type == "halfvec" else ""),
-        "index_type": args.index_type, "m": index_params["m"], "ef_construction": index_params["ef_construction"],
+        "index_type": args.index_type, "partitions": args.partitions, "m": index_params["m"], "ef_construction": index_params["ef_construction"],
         "index_choice": {"m": args.m, "ef_construction": args.ef_construction},
         "pgvector": pgvector_version, "shared_buffers": shared_buffers,
         "maintenance_work_mem": build_params["maintenance_work_mem"],
@@ -368,6 +386,8 @@ def main():
     parser.add_argument("--m", default="auto", help="HNSW m (auto: the plugin's choice for --rows)")
     parser.add_argument("--ef-construction", default="auto", help="HNSW ef_construction (auto: the plugin's)")
     parser.add_argument("--index-type", choices=["vector", "halfvec"], default="vector")
+    parser.add_argument("--partitions", action="store_true",
+                        help="Partition the table by category (one list partition and HNSW index per category).")
     parser.add_argument("--ef-search", default="auto", help="comma-separated hnsw.ef_search values and/or auto")
     parser.add_argument("--max-scan-tuples", default="auto", help="hnsw.max_scan_tuples of iterative scans")
     parser.add_argument("--modes", default="unfiltered", help=f"comma-separated, from {', '.join(MODES)}")
@@ -399,12 +419,14 @@ def main():
         f"--{k.replace('_', '-')} {v}" for k, v in [
             ("rows", args.rows), ("vectors", args.vectors), ("queries", args.queries),
             ("m", args.m), ("ef_construction", args.ef_construction), ("index_type", args.index_type),
-            ("ef_search", args.ef_search), ("modes", args.modes), ("runs", args.runs)]))
+            ("ef_search", args.ef_search), ("modes", args.modes), ("runs", args.runs)])
+        + (" --partitions" if args.partitions else ""))
     if len(results) == 1:
         payload = {"command": command, **results[0]}
     else:
         payload = {"command": command, "rows": sizes, "sizes": results, "p95_ratios": ratios(results)}
-    name = args.name or f"hnsw_scale_{'_'.join(map(str, sizes))}" + ("_real" if args.vectors == "real" else "")
+    name = args.name or (f"hnsw_scale_{'_'.join(map(str, sizes))}" + ("_real" if args.vectors == "real" else "")
+                         + ("_partitioned" if args.partitions else ""))
     write(name, payload)
 
 
