@@ -106,6 +106,10 @@ def vectors_and_queries(args, rows):
         query_idx = rng.choice(rows, args.queries, replace=False)
         queries = data[query_idx] + rng.normal(scale=0.05, size=(args.queries, args.dim)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        wrng = np.random.default_rng(7)  # warm-up queries: the same kind, never measured
+        warm = data[wrng.choice(rows, args.warmup)] + wrng.normal(scale=0.05, size=(args.warmup, args.dim))
+        args.warm_queries = (warm / np.linalg.norm(warm, axis=1, keepdims=True)).astype(np.float32)
+        args.warm_cats = wrng.integers(0, args.categories, args.warmup).astype(np.int16)
         return data, cats, queries, cats[query_idx], {"kind": "synthetic", "clusters": args.clusters}
     import real_vectors
 
@@ -113,6 +117,8 @@ def vectors_and_queries(args, rows):
     data, cats, grower, rng = real_vectors.make_real(rows, args.categories, base, noise=args.noise)
     queries = grower.sample(args.queries, np.random.default_rng(12345))
     query_cats = np.random.default_rng(54321).integers(0, args.categories, args.queries).astype(np.int16)
+    args.warm_queries = grower.sample(args.warmup, np.random.default_rng(7))
+    args.warm_cats = np.random.default_rng(8).integers(0, args.categories, args.warmup).astype(np.int16)
     return data, cats, queries, query_cats, {"kind": "real", **grower.describe(),
                                                "embeddings": os.path.relpath(base["path"], real_vectors.ROOT)}
 
@@ -282,13 +288,13 @@ def measure_size(args, rows):
                 set_sql = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in gucs)
                 set_params = [x for kv in gucs.items() for x in (kv[0], str(kv[1]))]
 
-                def query(qi):
+                def query(qi, vectors=queries, categories=query_cats):
                     with raw.transaction():
                         cur.execute(set_sql, set_params)
                         if filtered:
-                            cur.execute(filter_sql, (int(query_cats[qi]), queries[qi]))
+                            cur.execute(filter_sql, (int(categories[qi]), vectors[qi]))
                         else:
-                            cur.execute(plain_sql, (queries[qi],))
+                            cur.execute(plain_sql, (vectors[qi],))
                         return [r[0] for r in cur.fetchall()]
 
                 with raw.transaction():
@@ -296,8 +302,8 @@ def measure_size(args, rows):
                     params = (int(query_cats[0]), queries[0]) if filtered else (queries[0],)
                     cur.execute("EXPLAIN " + (filter_sql if filtered else plain_sql), params)
                     plan = "\n".join(r[0] for r in cur.fetchall())
-                for qi in range(min(args.warmup, args.queries)):
-                    query(qi)
+                for qi in range(args.warmup):
+                    query(qi, args.warm_queries, args.warm_cats)
                 p50s, p95s, recalls, returned, fewest = [], [], [], [], []
                 for _ in range(args.runs):
                     latencies, hits, count, least = [], 0, 0, k
@@ -392,7 +398,8 @@ def main():
     parser.add_argument("--max-scan-tuples", default="auto", help="hnsw.max_scan_tuples of iterative scans")
     parser.add_argument("--modes", default="unfiltered", help=f"comma-separated, from {', '.join(MODES)}")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=20, help="warm-up queries per configuration")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="warm-up queries per configuration (other vectors of the same kind, not measured)")
     parser.add_argument("--maintenance-work-mem", default="auto",
                         help="for the index build (auto: the plugin's estimate of the in-memory graph)")
     parser.add_argument("--build-workers", default="auto",
