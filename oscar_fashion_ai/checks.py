@@ -105,3 +105,95 @@ def check_install_settings(app_configs=None, **kwargs):
                         "to anyone.", hint="Use a folder outside MEDIA_ROOT and STATIC_ROOT.",
                         id="oscar_fashion_ai.E005"))
     return errors
+# --- scale: HNSW parameters and the search database (README "Scaling") ------------------------------------------
+
+@checks.register()
+def check_scale_settings(app_configs=None, **kwargs):
+    from django.conf import settings
+
+    from .hnsw import MAX_EF_SEARCH, MAX_M, parse_size
+
+    errors = []
+    for name, low, high in (("HNSW_M", 2, MAX_M), ("HNSW_EF_CONSTRUCTION", 4, 1000),
+                            ("HNSW_EF_SEARCH", 1, MAX_EF_SEARCH), ("HNSW_MAX_SCAN_TUPLES", 1, 2**31 - 1),
+                            ("HNSW_BUILD_WORKERS", 0, 1024)):
+        if conf.get(name) is not None:
+            errors += _number(name, low, high, integer=True)
+    m, ef_construction = conf.get("HNSW_M"), conf.get("HNSW_EF_CONSTRUCTION")
+    if not errors and m is not None and ef_construction is not None and ef_construction < 2 * m:
+        errors.append(checks.Error(
+            f"FASHION_AI['HNSW_EF_CONSTRUCTION'] is {ef_construction!r}; pgvector needs at least 2 x HNSW_M "
+            f"({2 * m}).", id="oscar_fashion_ai.E010"))
+    memory = conf.get("HNSW_BUILD_MEMORY")
+    if memory is not None:
+        try:
+            if parse_size(memory) < 2**20:
+                raise ValueError
+        except ValueError:
+            errors.append(checks.Error(
+                f"FASHION_AI['HNSW_BUILD_MEMORY'] is {memory!r}; use a PostgreSQL memory size of at least 1MB such "
+                "as '2GB' or '512MB', or None to estimate it from the catalog size.", id="oscar_fashion_ai.E011"))
+    alias = conf.get("SEARCH_DATABASE")
+    if alias is not None:
+        if alias not in settings.DATABASES:
+            errors.append(checks.Error(
+                f"FASHION_AI['SEARCH_DATABASE'] is {alias!r}, which is not in DATABASES ({', '.join(settings.DATABASES)}).",
+                hint="Add the replica to DATABASES, or set SEARCH_DATABASE to None to search the default database.",
+                id="oscar_fashion_ai.E012"))
+        elif "oscar_fashion_ai.routers.SearchRouter" not in [
+                r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__name__}"
+                for r in getattr(settings, "DATABASE_ROUTERS", [])]:
+            errors.append(checks.Warning(
+                f"FASHION_AI['SEARCH_DATABASE'] is {alias!r} but oscar_fashion_ai.routers.SearchRouter is not in "
+                "DATABASE_ROUTERS: only the nearest-neighbour queries go there, not the reads around them.",
+                id="oscar_fashion_ai.W010"))
+    return errors
+
+
+@checks.register(checks.Tags.database)
+def check_index_for_catalog_size(app_configs=None, databases=None, **kwargs):
+    """With ``manage.py check --database default``: the live HNSW index and ef_search against the catalog's band."""
+    from django.db import DEFAULT_DB_ALIAS, DatabaseError
+
+    from . import hnsw
+
+    if not databases or DEFAULT_DB_ALIAS not in databases:
+        return []
+    try:
+        rows = hnsw.catalog_size(DEFAULT_DB_ALIAS, max_age=0)
+        live = hnsw.live_index_parameters(DEFAULT_DB_ALIAS)
+    except DatabaseError:
+        return []  # not migrated yet: migrate's own checks say so
+    if live is None:
+        return []
+    band = hnsw.band_for(rows)
+    wanted = hnsw.index_parameters(rows)
+    problems = []
+    if live["m"] < wanted["m"] or live["ef_construction"] < wanted["ef_construction"]:
+        problems.append(checks.Warning(
+            f"The HNSW index has m={live['m']}, ef_construction={live['ef_construction']}; a catalog of about "
+            f"{rows:,} vectors needs m={wanted['m']}, ef_construction={wanted['ef_construction']} to keep its recall.",
+            hint="Run `manage.py fashion_reindex --tune-index` (rebuilds concurrently; search keeps working).",
+            id="oscar_fashion_ai.W011"))
+    try:
+        from django.db import connections
+
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size(to_regclass(%s)), current_setting('shared_buffers')",
+                           [hnsw.INDEX_NAME])
+            size, shared_buffers = cursor.fetchone()
+    except DatabaseError:
+        size, shared_buffers = None, None
+    if size and shared_buffers and size > hnsw.parse_size(shared_buffers):
+        problems.append(checks.Warning(
+            f"The HNSW index ({size / 2**20:,.0f} MiB) is larger than shared_buffers ({shared_buffers}): searches read "
+            "index pages from outside PostgreSQL's buffer cache, which made them up to 2x slower at 1M vectors.",
+            hint="Set shared_buffers above the index size on the database (and its replicas) and restart it "
+                 "(docs/SCALING.md).", id="oscar_fashion_ai.W013"))
+    ef = conf.get("HNSW_EF_SEARCH")
+    if ef is not None and ef < band.ef_search:
+        problems.append(checks.Warning(
+            f"FASHION_AI['HNSW_EF_SEARCH'] is {ef}; a catalog of about {rows:,} vectors needs {band.ef_search} to keep "
+            "recall@10 at 0.95 (README, 'Scaling').", hint="Set it to None to follow the catalog size.",
+            id="oscar_fashion_ai.W012"))
+    return problems

@@ -120,6 +120,24 @@ DEFAULTS: dict[str, object] = {
     # ONNX exports of the models (made once, checked against the weights' checksum before each use). None:
     # <DATA_DIR>/onnx. Must be writable by the web and worker processes' user, and by no one else.
     "CACHE_DIR": None,
+    # Scale (HNSW parameters and the search database; README "Scaling", docs/SCALING.md) ------------------
+    # Database alias the search reads go to (nearest-neighbour queries and what a search reads with them), e.g. a
+    # read replica; None = "default". Add "oscar_fashion_ai.routers.SearchRouter" to DATABASE_ROUTERS.
+    "SEARCH_DATABASE": None,
+    # HNSW graph parameters used when the index is (re)built (`fashion_reindex --tune-index`, `--all --sync`,
+    # a dimension change). None = chosen from the catalog size by the measured bands in oscar_fashion_ai.hnsw.
+    "HNSW_M": None,
+    "HNSW_EF_CONSTRUCTION": None,
+    # hnsw.ef_search of a 10-result query without a category filter. None = chosen from the catalog size (the
+    # bands of oscar_fashion_ai.hnsw); either way it is raised for more results and for filtered queries.
+    "HNSW_EF_SEARCH": None,
+    # hnsw.max_scan_tuples: how far an iterative scan may walk the graph to fill a filtered query. None = chosen
+    # from the catalog size.
+    "HNSW_MAX_SCAN_TUPLES": None,
+    # Index builds: maintenance_work_mem (e.g. "2GB"; None = an estimate of the in-memory graph) and
+    # max_parallel_maintenance_workers (None = the server's setting).
+    "HNSW_BUILD_MEMORY": None,
+    "HNSW_BUILD_WORKERS": None,
 }
 
 

@@ -235,9 +235,11 @@ def ensure_dimensions(dim: int) -> bool:
         cursor.execute("DROP INDEX IF EXISTS fashion_ai_embedding_hnsw")
         cursor.execute(f"UPDATE {table} SET vector = NULL, status = 'pending'")
         cursor.execute(f"ALTER TABLE {table} ALTER COLUMN vector TYPE vector({int(dim)})")
-        cursor.execute(
+        from . import hnsw
+
+        cursor.execute(  # graph parameters for the catalog size (oscar_fashion_ai.hnsw)
             f"CREATE INDEX fashion_ai_embedding_hnsw ON {table} USING hnsw (vector vector_cosine_ops) "
-            "WITH (m = 16, ef_construction = 64)"
+            + hnsw.with_clause(hnsw.catalog_size(max_age=0))
         )
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     logger.warning("Fashion AI: resized the vector index to %d dimensions", dim)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import numpy as np
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Exists, OuterRef
 from oscar.core.loading import get_model
 from pgvector.django import CosineDistance
 
-from . import conf, embedding
+from . import conf, embedding, hnsw, routers
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,27 @@ def ready_model():
     return info
 
 
+def search_alias() -> str:
+    """The database alias search reads go to (``FASHION_AI["SEARCH_DATABASE"]``, e.g. a read replica)."""
+    return conf.get("SEARCH_DATABASE") or DEFAULT_DB_ALIAS
+
+
+@contextmanager
+def search_session(limit: int, filtered: bool = False):
+    """Where and how the queries of one search run; evaluate the querysets inside the block.
+
+    The block's reads go to the search database (:func:`search_alias`; :class:`oscar_fashion_ai.routers.SearchRouter`
+    routes them), inside one transaction on it whose HNSW parameters (``hnsw.ef_search``, ``hnsw.iterative_scan``,
+    ``hnsw.max_scan_tuples``) fit the catalog size, the number of rows wanted and the filter
+    (:func:`oscar_fashion_ai.hnsw.query_parameters`), set with ``set_config(..., true)`` (``SET LOCAL``): they end
+    with the transaction, so a pooled connection never keeps them. Yields the alias."""
+    alias = search_alias()
+    params = hnsw.query_parameters(hnsw.catalog_size(alias), limit, filtered)
+    with routers.search_reads(alias), transaction.atomic(using=alias):
+        hnsw.set_local(connections[alias], params)
+        yield alias
+
+
 def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0, info=None):
     """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score).
 
@@ -54,14 +77,17 @@ def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
-    rows = list(nearest_queryset(vector, info.version, exclude_ids, category)[:max(k, depth if category_boost else 0)])
-    found = [(row.product, 1.0 - float(row.distance)) for row in rows]
-    if category_boost and len(found) > 1:
-        from .ml.sketch_pipeline import best_match_order
+    limit = max(k, depth if category_boost else 0)
+    with search_session(limit, filtered=category is not None) as alias:
+        rows = list(nearest_queryset(vector, info.version, exclude_ids, category).using(alias)[:limit])
+        # An iterative scan in relaxed order may return rows slightly out of order: sort them.
+        found = sorted(((row.product, 1.0 - float(row.distance)) for row in rows), key=lambda item: -item[1])
+        if category_boost and len(found) > 1:
+            from .ml.sketch_pipeline import best_match_order
 
-        order = best_match_order([score for _, score in found], product_categories([p for p, _ in found]),
-                                 category_boost)
-        found = [found[i] for i in order]
+            order = best_match_order([score for _, score in found], product_categories([p for p, _ in found]),
+                                     category_boost)
+            found = [found[i] for i in order]
     return found[:k]
 
 
@@ -79,7 +105,7 @@ def product_categories(products) -> list[set]:
 def nearest_queryset(vector, version, exclude_ids=(), category=None):
     """``ORDER BY vector <=> query`` over current rows; the availability filters are EXISTS subqueries
     (no joins that multiply rows, no DISTINCT), so PostgreSQL can walk the HNSW index and filter as it goes
-    (``hnsw.iterative_scan`` is enabled on the connection, see settings)."""
+    (``hnsw.iterative_scan``; evaluate it inside :func:`search_session`, which sets the HNSW parameters)."""
     from .models import ProductEmbedding
 
     StockRecord = get_model("partner", "StockRecord")
@@ -110,7 +136,9 @@ def expanded_query(vector, n: int, category=None):
         return np.asarray(vector, dtype=np.float32)
     info = ready_model()
     vector = np.asarray(vector, dtype=np.float32)
-    found = list(nearest_queryset(vector, info.version, (), category).values_list("vector", flat=True)[:n])
+    with search_session(n, filtered=category is not None) as alias:
+        found = list(nearest_queryset(vector, info.version, (), category).using(alias).values_list(
+            "vector", flat=True)[:n])
     if not found:
         return vector
     return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
@@ -122,8 +150,9 @@ def similar_products(product, k: int):
 
     for _ in range(2):  # twice when the index switched models between reading the row and searching
         info = ready_model()
-        row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
-            "vector", "model_version").first()
+        with routers.search_reads(search_alias()):
+            row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
+                "vector", "model_version").first()
         if row is None or row.vector is None:
             return []
         if row.model_version == info.version:

@@ -22,3 +22,6 @@ except ImportError:
     pass
 else:
     INSTALLED_APPS = INSTALLED_APPS + ["rest_framework", "oscarapi"]  # noqa: F405
+# A second database alias, as a read replica would be: a test mirror of "default" (the same test database through
+# its own connection). Only tests that set FASHION_AI["SEARCH_DATABASE"] = "search" use it (tests/test_scale.py).
+DATABASES["search"] = {**DATABASES["default"], "ATOMIC_REQUESTS": False, "TEST": {"MIRROR": "default"}}  # noqa: F405

@@ -17,10 +17,38 @@ class Command(BaseCommand):
                            help="Products whose last attempt failed.")
         parser.add_argument("--category", help="Only products in the category with this slug.")
         parser.add_argument("--sync", action="store_true", help="Embed in this process; no broker or worker needed.")
+        parser.add_argument("--tune-index", action="store_true",
+                            help="Only rebuild the HNSW index (concurrently: search keeps working) if its m / "
+                                 "ef_construction are not the ones for the catalog size (see README, 'Scaling'); "
+                                 "embeds nothing. --all --sync does this at its end.")
+        parser.add_argument("--rebuild-index", action="store_true",
+                            help="Like --tune-index, but rebuild even when the parameters already match.")
         parser.set_defaults(scope="stale")
 
-    def handle(self, *args, scope, category=None, sync=False, **options):
+    def tune(self, force=False):
+        from oscar_fashion_ai import hnsw
+
+        try:
+            result = hnsw.tune_index(force=force)
+        except LookupError as exc:
+            raise CommandError(str(exc)) from exc
+        before, after = result["before"], result["after"]
+        if result["rebuilt"]:
+            self.stdout.write(self.style.SUCCESS(
+                f"Rebuilt the HNSW index for {result['rows']:,} vectors in {result['seconds']:.1f} s: "
+                f"m {before['m']} -> {after['m']}, ef_construction {before['ef_construction']} -> "
+                f"{after['ef_construction']} (maintenance_work_mem {result['maintenance_work_mem']})."))
+        else:
+            self.stdout.write(f"The HNSW index already has m {after['m']}, ef_construction "
+                              f"{after['ef_construction']}, the parameters for {result['rows']:,} vectors.")
+        return result
+
+    def handle(self, *args, scope, category=None, sync=False, tune_index=False, rebuild_index=False, **options):
         from oscar.core.loading import get_model
+
+        if tune_index or rebuild_index:
+            self.tune(force=rebuild_index)
+            return
 
         if category and not get_model("catalogue", "Category").objects.filter(slug=category).exists():
             raise CommandError(f"No category with slug {category!r}.")
@@ -80,3 +108,8 @@ class Command(BaseCommand):
                                   "done (`fashion_reindex --stale`).")
         if totals["failed"]:
             self.stdout.write("Failures are listed on the dashboard's Fashion AI page and in the admin.")
+        if scope == "all" and not category:
+            from oscar_fashion_ai import hnsw
+
+            hnsw.forget_catalog_size()
+            self.tune()
