@@ -37,3 +37,12 @@ def check_search_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(f"FASHION_AI['SKETCH_PIPELINE'] is {pipeline!r}; use one of {', '.join(PIPELINES)}.",
                                    id="oscar_fashion_ai.E002"))
     return errors
+
+
+@checks.register()
+def check_photo_search_settings(app_configs=None, **kwargs):
+    errors = _number("PHOTO_MIN_SIMILARITY", 0, 1) + _number("SKETCH_MIN_SIMILARITY", 0, 1)
+    if not isinstance(conf.get("PHOTO_AUTO_CROP"), bool):
+        errors.append(checks.Error(f"FASHION_AI['PHOTO_AUTO_CROP'] is {conf.get('PHOTO_AUTO_CROP')!r}; use True or "
+                                   "False.", id="oscar_fashion_ai.E019"))
+    return errors
