@@ -1,6 +1,6 @@
 """Search by photo with a second garment or a busy background in the frame: whole image vs preset crop.
 
-    python benchmarks/photo_crop.py [--source PATH] [--limit N] [--threads 2] [--latency-images 100]
+    python benchmarks/photo_crop.py [--source PATH] [--validation-limit 500] [--threads 2] [--latency-images 100]
 
 Queries are built in memory from the CC0 clothing photos (nothing is written but the result file):
 
@@ -389,7 +389,9 @@ def cutoff_table(garment_top1, empty_top1, thresholds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=None)
-    parser.add_argument("--limit", type=int, default=0, help="at most N queries per split (0 = all)")
+    parser.add_argument("--limit", type=int, default=0, help="at most N queries per split (0 = all; for a smoke run)")
+    parser.add_argument("--validation-limit", type=int, default=500,
+                        help="at most N validation queries for the choice (0 = all; they are in a fixed order)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-images", type=int, default=100)
     parser.add_argument("--cutoff-queries", type=int, default=300)
@@ -406,6 +408,8 @@ def main(argv=None):
         by_label_others[label] = [r for r in records if r.label != label]
     validation = [r for r in records if datasets.is_validation(r.source_id)]
     test = [r for r in records if datasets.is_test(r.source_id)]
+    if args.validation_limit:
+        validation = validation[: args.validation_limit]
     if args.limit:
         validation, test = validation[: args.limit], test[: args.limit]
     methods = [RELEASE] + candidates()
@@ -434,7 +438,8 @@ def main(argv=None):
 
     (RESULTS / args.out).parent.mkdir(parents=True, exist_ok=True)
     write(args.out, {
-        "command": "python benchmarks/photo_crop.py" + (f" --limit {args.limit}" if args.limit else ""),
+        "command": "python benchmarks/photo_crop.py" + (f" --limit {args.limit}" if args.limit else "")
+                   + (f" --validation-limit {args.validation_limit}" if args.validation_limit != 500 else ""),
         "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
         "gallery": len(gallery.labels),
         "recipe": {"beside": "query centred in a frame 1.5-1.8x its width, a photo of another category 60-90 % "

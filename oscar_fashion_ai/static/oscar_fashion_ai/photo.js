@@ -41,6 +41,7 @@
       state.box = { x: 0, y: 0, w: state.w, h: state.h };
       drop.hidden = true;
       cropPanel.hidden = false;
+      fit();
       render();
       search();
     };
@@ -59,6 +60,7 @@
     drop.hidden = false;
     inputs.forEach(function (input) { if (input) input.value = ""; });
     state.file = null;
+    state.shown = false;
     drop.focus();
   });
 
@@ -85,7 +87,7 @@
     return types && Array.prototype.indexOf.call(types, "Files") >= 0;
   }
   var dragDepth = 0;
-  function highlight(on) { (state.shown ? stage : drop).classList.toggle("fashion-ai-dragover", on); }
+  function highlight(on) { (cropPanel.hidden ? drop : stage).classList.toggle("fashion-ai-dragover", on); }
   document.addEventListener("dragenter", function (e) { if (hasFiles(e)) { dragDepth++; highlight(true); } });
   document.addEventListener("dragleave", function () { if (dragDepth > 0 && --dragDepth === 0) highlight(false); });
   document.addEventListener("dragover", function (e) {
@@ -126,7 +128,15 @@
     var x = Math.max(0, Math.round(b.x)), y = Math.max(0, Math.round(b.y));
     return [x, y, Math.min(state.w - x, Math.round(b.w)), Math.min(state.h - y, Math.round(b.h))];
   }
-  window.addEventListener("resize", render);
+  /* Shows the photo as large as the column allows (small photos too, so the box is easy to handle) and at most
+     70 % of the window's height. */
+  function fit() {
+    if (!state.w) return;
+    var avail = cropPanel.clientWidth || cropPanel.parentNode.clientWidth;
+    var width = Math.min(avail, window.innerHeight * 0.7 * state.w / state.h);
+    img.style.width = Math.max(1, Math.floor(width)) + "px";
+  }
+  window.addEventListener("resize", function () { fit(); render(); });
 
   function clampBox(b) {
     var min = Math.min(MIN_SIDE, state.w, state.h);
