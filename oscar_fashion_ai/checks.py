@@ -197,3 +197,12 @@ def check_index_for_catalog_size(app_configs=None, databases=None, **kwargs):
             "recall@10 at 0.95 (README, 'Scaling').", hint="Set it to None to follow the catalog size.",
             id="oscar_fashion_ai.W012"))
     return problems
+
+
+@checks.register()
+def check_photo_search_settings(app_configs=None, **kwargs):
+    errors = _number("PHOTO_MIN_SIMILARITY", 0, 1) + _number("SKETCH_MIN_SIMILARITY", 0, 1)
+    if not isinstance(conf.get("PHOTO_AUTO_CROP"), bool):
+        errors.append(checks.Error(f"FASHION_AI['PHOTO_AUTO_CROP'] is {conf.get('PHOTO_AUTO_CROP')!r}; use True or "
+                                   "False.", id="oscar_fashion_ai.E019"))
+    return errors

@@ -77,6 +77,16 @@ DEFAULTS: dict[str, object] = {
     "SKETCH_RERANK_DEPTH": 20,
     # Weights file for the sketch-to-photo generator; None uses the generator shipped in the package.
     "SKETCH_GENERATOR_WEIGHTS": None,
+    # Search by photo without a box from the shopper: preset the crop box to the most likely garment region
+    # (oscar_fashion_ai.ml.crop, chosen by benchmarks/photo_crop.py; docs/PHOTO_SEARCH.md). False searches the whole
+    # photo, as before.
+    "PHOTO_AUTO_CROP": True,
+    # Results less similar than this (cosine similarity, 0..1) are not shown as matches: when none reaches it, the
+    # page says "nothing close" and shows the nearest few. 0 turns it off. It depends on the model: the default was
+    # measured for the shipped one (benchmarks/photo_crop.py). SKETCH_MIN_SIMILARITY does the same for drawings
+    # (off: not measured for drawings).
+    "PHOTO_MIN_SIMILARITY": 0.0,
+    "SKETCH_MIN_SIMILARITY": 0.0,
     # Personalisation ----------------------------------------------------------
     # Weight of each kind of event in the preference vector.
     "PREFERENCE_WEIGHTS": {"view": 1.0, "basket": 3.0, "order": 5.0},

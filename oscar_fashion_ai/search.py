@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -67,7 +68,8 @@ def search_session(limit: int, filtered: bool = False):
         yield alias
 
 
-def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0, info=None):
+def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0,
+            price_range=None, info=None):
     """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score).
 
     ``info``: the model that made ``vector`` (default: the model in use). With ``category_boost`` the
@@ -78,8 +80,8 @@ def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
     limit = max(k, depth if category_boost else 0)
-    with search_session(limit, filtered=category is not None) as alias:
-        rows = list(nearest_queryset(vector, info.version, exclude_ids, category).using(alias)[:limit])
+    with search_session(limit, filtered=category is not None or price_range is not None) as alias:
+        rows = list(nearest_queryset(vector, info.version, exclude_ids, category, price_range).using(alias)[:limit])
         # An iterative scan in relaxed order may return rows slightly out of order: sort them.
         found = sorted(((row.product, 1.0 - float(row.distance)) for row in rows), key=lambda item: -item[1])
         if category_boost and len(found) > 1:
@@ -102,18 +104,25 @@ def product_categories(products) -> list[set]:
     return [by_owner.get(owner, set()) for owner in owners]
 
 
-def nearest_queryset(vector, version, exclude_ids=(), category=None):
+def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range=None):
     """``ORDER BY vector <=> query`` over current rows; the availability filters are EXISTS subqueries
     (no joins that multiply rows, no DISTINCT), so PostgreSQL can walk the HNSW index and filter as it goes
-    (``hnsw.iterative_scan``; evaluate it inside :func:`search_session`, which sets the HNSW parameters)."""
+    (``hnsw.iterative_scan``; evaluate it inside :func:`search_session`, which sets the HNSW parameters).
+    ``price_range`` (low, high; either may be None) keeps products with an in-stock record priced within it."""
     from .models import ProductEmbedding
 
     StockRecord = get_model("partner", "StockRecord")
     ProductCategory = get_model("catalogue", "ProductCategory")
+    stock = StockRecord.objects.filter(product_id=OuterRef("product_id"), num_in_stock__gt=0)
+    low, high = price_range or (None, None)
+    if low is not None:
+        stock = stock.filter(price__gte=low)
+    if high is not None:
+        stock = stock.filter(price__lte=high)
     qs = (
         ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED, model_version=version,
                                         product__is_public=True)
-        .filter(Exists(StockRecord.objects.filter(product_id=OuterRef("product_id"), num_in_stock__gt=0)))
+        .filter(Exists(stock))
         .annotate(distance=CosineDistance("vector", vector))
         .order_by("distance")
         .select_related("product")
@@ -127,7 +136,7 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None):
     return qs
 
 
-def expanded_query(vector, n: int, category=None):
+def expanded_query(vector, n: int, category=None, price_range=None):
     """The query vector expanded with its ``n`` nearest product vectors (search by sketch, see
     :func:`oscar_fashion_ai.ml.sketch_pipeline.expand_query`); the vector itself when ``n`` is 0."""
     from .ml.sketch_pipeline import expand_query
@@ -136,15 +145,15 @@ def expanded_query(vector, n: int, category=None):
         return np.asarray(vector, dtype=np.float32)
     info = ready_model()
     vector = np.asarray(vector, dtype=np.float32)
-    with search_session(n, filtered=category is not None) as alias:
-        found = list(nearest_queryset(vector, info.version, (), category).using(alias).values_list(
+    with search_session(n, filtered=category is not None or price_range is not None) as alias:
+        found = list(nearest_queryset(vector, info.version, (), category, price_range).using(alias).values_list(
             "vector", flat=True)[:n])
     if not found:
         return vector
     return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
 
 
-def similar_products(product, k: int):
+def similar_products(product, k: int, category=None, price_range=None):
     """Products that look like ``product`` (empty when it has no vector yet)."""
     from .models import ProductEmbedding
 
@@ -156,10 +165,18 @@ def similar_products(product, k: int):
         if row is None or row.vector is None:
             return []
         if row.model_version == info.version:
-            found = nearest(row.vector, k, exclude_ids=[product.pk], info=info)
+            found = nearest(row.vector, k, exclude_ids=[product.pk], category=category, price_range=price_range,
+                            info=info)
             if found or ready_model().version == info.version:
                 return found
     return []
+
+
+def has_vector(product) -> bool:
+    from .models import ProductEmbedding
+
+    return ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED,
+                                           vector__isnull=False).exists()
 
 
 def search_by_image(rgb_image, k: int, category=None):
@@ -198,3 +215,71 @@ def category_by_slug(slug):
     if category is None:
         raise ValueError(f"Unknown category {slug!r}.")
     return category
+
+
+# --- search by photo: the crop box, filters, the minimum similarity -------------------------------------------
+
+#: How many products "nothing close, here are the nearest" shows when no result reaches the minimum similarity.
+NEAREST_WHEN_NOTHING_CLOSE = 4
+MAX_PRICE = Decimal("1000000000")
+
+
+def parse_price(value, name: str):
+    """A user-supplied price bound (``None`` when empty). Raises ValueError with a user-facing message."""
+    if value in (None, ""):
+        return None
+    try:
+        price = Decimal(str(value).strip().replace(",", "."))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{name} must be a price such as 25 or 19.99.") from None
+    if not price.is_finite() or price < 0 or price > MAX_PRICE:
+        raise ValueError(f"{name} must be a price from 0 to {MAX_PRICE:,}.")
+    return price
+
+
+def filters_from(params) -> dict:
+    """``category`` (slug), ``price_min`` and ``price_max`` from request parameters (a QueryDict or a dict) as
+    keyword arguments of :func:`nearest`. Raises ValueError with a user-facing message."""
+    get = params.get if hasattr(params, "get") else (lambda key: None)
+    category = get("category")
+    if category is not None and not isinstance(category, str):
+        raise ValueError("category must be a category slug.")
+    low, high = parse_price(get("price_min"), "price_min"), parse_price(get("price_max"), "price_max")
+    if low is not None and high is not None and low > high:
+        raise ValueError("price_min must not be larger than price_max.")
+    return {"category": category_by_slug(category),
+            "price_range": (low, high) if low is not None or high is not None else None}
+
+
+def photo_vector(photo, auto_crop: bool = True):
+    """The search vector of an uploaded photo (:class:`oscar_fashion_ai.uploads.Photo`), the box it stands for
+    (pixels of ``photo.size``) and where the box came from: ``"request"`` (the shopper's box, cropped and
+    embedded), ``"preset"`` (:class:`oscar_fashion_ai.ml.crop.GarmentLocator`) or ``"whole"``."""
+    from .ml import crop
+
+    ready_model()
+    embedder = embedding.get_embedder()
+    width, height = photo.size
+    if photo.box is not None and not photo.box.covers(width, height):
+        vector = embedder.embed_images([crop.crop_image(photo.image, photo.box, photo.size)])[0]
+        return vector, photo.box, "request"
+    if photo.box is None and auto_crop:
+        located = crop.GarmentLocator(embedder).locate(photo.image)
+        sx, sy = width / photo.image.width, height / photo.image.height
+        x, y, w, h = located.box.scaled(sx, sy)
+        left, top = max(0, int(round(x))), max(0, int(round(y)))
+        box = crop.Box(left, top, max(1, min(width, int(round(x + w))) - left),
+                       max(1, min(height, int(round(y + h))) - top))
+        return located.vector, box, "preset"
+    return embedder.embed_images([photo.image])[0], crop.Box(0, 0, width, height), "whole"
+
+
+def apply_min_similarity(results, minimum: float):
+    """(shown results, nothing_close): the results at or above ``minimum`` similarity; when none is, the few
+    nearest, flagged, so that a weak match is never presented as a match."""
+    if not minimum:
+        return list(results), False
+    close = [(product, score) for product, score in results if score >= minimum]
+    if close or not results:
+        return close, False
+    return list(results)[:NEAREST_WHEN_NOTHING_CLOSE], True
