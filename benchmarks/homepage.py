@@ -1,6 +1,11 @@
 """Personalised homepage: server time (cached and uncached profile) and freshness after a view.
 
     python benchmarks/homepage.py [--requests 200] [--runs 3]
+    python benchmarks/homepage.py --compare PATH [--requests 100] [--runs 5]
+
+With ``--compare PATH`` (a checkout of the previous release, e.g. ``git worktree add ../release main``) it
+measures only the server times, of both code bases side by side against the same database: each run measures
+the previous release and then this one, in fresh processes, and the result holds both and their ratios.
 
 Runs against the demo database (full catalog imported and indexed). Server time is measured in-process
 with Django's test client (the full middleware/view/template stack, no network). Freshness starts a real
@@ -8,20 +13,57 @@ Celery worker, views a product as a new shopper, and polls the homepage until it
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from _common import ROOT, django_setup, percentile, spread, write
+
+
+def side_by_side(args):
+    """Previous release and this code base, alternating, each in a fresh process on the same database."""
+    sides = {"previous_release": Path(args.compare).resolve(), "current": ROOT}
+    found = {name: {"cached": [], "uncached": []} for name in sides}
+    for _ in range(args.runs):
+        for name, code in sides.items():
+            out = subprocess.run([sys.executable, __file__, "--code", str(code), "--requests", str(args.requests),
+                                  "--runs", "1"], cwd=code, env=dict(os.environ), capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            if not Path(result["code"]).resolve().is_relative_to(code):
+                raise SystemExit(f"{name}: measured {result['code']}, not the code in {code}")
+            found[name]["cached"] += result["cached"]
+            found[name]["uncached"] += result["uncached"]
+    summary = {name: {"server_time_p95_ms_cached_profile": spread(v["cached"]),
+                      "server_time_p95_ms_uncached": spread(v["uncached"])} for name, v in found.items()}
+    ratio = {key: summary["current"][key]["median"] / summary["previous_release"][key]["median"]
+             for key in ("server_time_p95_ms_cached_profile", "server_time_p95_ms_uncached")}
+    write("homepage_side_by_side", {
+        "command": f"python benchmarks/homepage.py --compare PREVIOUS_RELEASE --requests {args.requests} "
+                   f"--runs {args.runs}",
+        **summary, "ratio_current_to_previous": ratio,
+        "targets": {"server_time_p95_ms_cached_profile": "<= 1.2x", "server_time_p95_ms_uncached": "<= 1.5x"},
+        "note": "in-process Django test client, each side in fresh processes, alternating; logged-in shopper with "
+                "20 viewed products; p95 of each run's requests, median over runs",
+    })
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compare", default=None, help="a checkout of the previous release (side-by-side mode)")
+    parser.add_argument("--code", default=None, help=argparse.SUPPRESS)  # internal: the code base to measure
     args = parser.parse_args()
+    if args.compare:
+        return side_by_side(args)
+    if args.code:
+        sys.path.insert(0, str(Path(args.code).resolve()))
     django_setup()
     from django.contrib.auth import get_user_model
     from django.core.cache import cache
@@ -61,6 +103,11 @@ def main():
     measure(False)  # warm-up (model load, templates, connections)
     cached = [percentile(measure(False), 95) for _ in range(args.runs)]
     uncached = [percentile(measure(True), 95) for _ in range(args.runs)]
+    if args.code:  # one side of the side-by-side comparison: print and go
+        CustomerPreference.objects.filter(user=user).delete()
+        user.delete()
+        print(json.dumps({"cached": cached, "uncached": uncached, "code": preferences.__file__}))
+        return
 
     # Freshness through a real worker.
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "shop", "worker", "--loglevel=WARNING",

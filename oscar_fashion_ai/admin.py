@@ -19,22 +19,33 @@ def reindex_selected(modeladmin, request, queryset):
     modeladmin.message_user(request, _("Queued %d products for reindexing.") % count, level=messages.SUCCESS)
 
 
-def _extend_product_admin():
+def add_reindex_action(site=None):
+    """Add "Reindex selected products" to the product admin registered by the shop's catalogue app.
+
+    Nothing is (re-)registered: the action is added to the registered ``ModelAdmin`` itself, so the result does
+    not depend on the order of INSTALLED_APPS. When this module is imported before the catalogue app's admin
+    module (the plugin listed first), that module is imported here first, so its ``register`` runs as it would
+    have; Django's autodiscovery later finds it already imported. Without a registered product admin (a shop
+    that removed it) this does nothing. Returns the product ``ModelAdmin`` or None.
+    """
+    from importlib import import_module
+    from importlib.util import find_spec
+
+    site = site or admin.site
     Product = get_model("catalogue", "Product")
-    base = type(admin.site._registry[Product]) if admin.site.is_registered(Product) else admin.ModelAdmin
-    if getattr(base, "_fashion_ai", False):
-        return
+    catalogue = Product._meta.app_config.name
+    if not site.is_registered(Product) and find_spec(f"{catalogue}.admin") is not None:
+        import_module(f"{catalogue}.admin")
+    model_admin = site._registry.get(Product)
+    if model_admin is None:
+        return None
+    actions = list(model_admin.actions or [])
+    if reindex_selected not in actions:
+        model_admin.actions = [*actions, reindex_selected]
+    return model_admin
 
-    class FashionAIProductAdmin(base):
-        _fashion_ai = True
-        actions = [*(base.actions or []), reindex_selected]
 
-    if admin.site.is_registered(Product):
-        admin.site.unregister(Product)
-    admin.site.register(Product, FashionAIProductAdmin)
-
-
-_extend_product_admin()
+add_reindex_action()
 
 
 @admin.register(ProductEmbedding)

@@ -25,6 +25,7 @@ class FashionAIConfig(OscarConfig):
             path("api/search/sketch/", views.api_sketch, name="api-sketch"),
             path("profile/forget/", views.forget_profile, name="forget-profile"),
             path("api/recommendations/", views.api_recommendations, name="api-recommendations"),
+            path("api/events/", views.api_record_event, name="api-events"),
             path("api/health/", views.health, name="api-health"),
             path("api/products/<int:pk>/similar/", views.api_similar, name="api-similar"),
             path("api/search/photo/", views.api_photo, name="api-photo"),

@@ -10,14 +10,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-#: Default location of the CC0 clothing data set, relative to the project root.
-DEFAULT_DATASET = Path("..") / "shared" / "datasets" / "clothing-dataset"
-
 DEFAULTS: dict[str, object] = {
     # Catalog import ---------------------------------------------------------
-    # Where `fashion_load_catalog` reads from when --source is not given.
-    # None means: the FASHION_AI_DATASET environment variable, else
-    # ../shared/datasets/clothing-dataset when it exists.
+    # Where `fashion_load_catalog` and the training commands read from when --source is not given.
+    # None means: the FASHION_AI_DATASET environment variable (else --source is required).
     "DATASET_PATH": None,
     # Labels that are not product categories and are skipped on import.
     "IGNORED_LABELS": ("Not sure", "Skip", "Other"),
@@ -46,6 +42,14 @@ DEFAULTS: dict[str, object] = {
     "SIMILAR_PRODUCTS": 8,
     # Celery queue the indexing tasks go to.
     "QUEUE": "celery",
+    # Folder of the shop's own models (fashion_adapt): photo models, every version kept, the ACTIVE.json pointer to
+    # the one in use, sketch encoders, training checkpoints. None: <DATA_DIR>/models. With
+    # EMBEDDER_WEIGHTS None the installed model is used before the package's. Web and workers must see the same folder.
+    "MODELS_DIR": None,
+    # Celery queue of the "Adapt to my catalog" training task (route it to a GPU worker with -Q <name>).
+    "TRAINING_QUEUE": "celery",
+    # fashion_adapt's default training budget in minutes (training stops after the epoch that passes it).
+    "ADAPT_MAX_MINUTES": 20.0,
     # Search by sketch / photo ---------------------------------------------------
     # Per-client rate limits ("N/s", "N/min", "N/hour"; None disables).
     "SKETCH_RATE_LIMIT": "30/min",
@@ -96,6 +100,54 @@ DEFAULTS: dict[str, object] = {
     "RECOMMENDATION_CACHE_SECONDS": 60,
     # Number of products in the homepage's "Recommended for you".
     "HOMEPAGE_RECOMMENDATIONS": 12,
+    # Personalisation on or off. False: no shopper events are recorded (no profiles, no tasks) and everyone sees
+    # the popular products. Either way a request without a session cookie (a first visit, a bot) records nothing.
+    "PERSONALISATION": True,
+    # Multi-interest profiles (README, "Personalised homepage"; docs/RECOMMENDATIONS.md). The defaults of these five
+    # were chosen on the validation shoppers of the CC0 simulation (`fashion_evaluate --task recommend --simulation
+    # cc0 --split validation --tune`; the best settings there are within one standard error of each other). A
+    # shopper's events are grouped into at most PREFERENCE_MAX_INTERESTS interests (one per category engaged with;
+    # the two most alike are merged beyond the cap). Products without a category join the most similar interest
+    # when the cosine similarity is at least PREFERENCE_INTEREST_SIMILARITY (interests that become that alike
+    # merge).
+    "PREFERENCE_MAX_INTERESTS": 2,
+    "PREFERENCE_INTEREST_SIMILARITY": 0.6,
+    # Slots go to interests in proportion to their decayed weight; every interest with at least this share of the
+    # profile's weight gets at least one.
+    "RECOMMENDATION_MIN_INTEREST_SHARE": 0.1,
+    # Maximal marginal relevance: 0 ranks each interest's candidates by similarity alone, higher values trade
+    # similarity for products unlike those already chosen (0 to 1).
+    "RECOMMENDATION_DIVERSITY": 0.0,
+    # Nearest products fetched per slot of an interest (the pool MMR and de-duplication choose from).
+    "RECOMMENDATION_CANDIDATES_PER_SLOT": 3,
+    # Per-client limit on POST /fashion-ai/api/events/ (headless shops recording product views; None disables).
+    "EVENT_RATE_LIMIT": "120/min",
+    # Files the plugin writes ------------------------------------------------------
+    # Folder for trained models (the training commands' default --out) and the ONNX cache. None:
+    # <BASE_DIR>/var/fashion-ai, or ~/.cache/oscar-fashion-ai when the settings define no BASE_DIR.
+    # Keep it out of MEDIA_ROOT and STATIC_ROOT (nothing in it is meant to be served).
+    "DATA_DIR": None,
+    # ONNX exports of the models (made once, checked against the weights' checksum before each use). None:
+    # <DATA_DIR>/onnx. Must be writable by the web and worker processes' user, and by no one else.
+    "CACHE_DIR": None,
+    # Scale (HNSW parameters and the search database; README "Scaling", docs/SCALING.md) ------------------
+    # Database alias the search reads go to (nearest-neighbour queries and what a search reads with them), e.g. a
+    # read replica; None = "default". Add "oscar_fashion_ai.routers.SearchRouter" to DATABASE_ROUTERS.
+    "SEARCH_DATABASE": None,
+    # HNSW graph parameters used when the index is (re)built (`fashion_reindex --tune-index`, `--all --sync`,
+    # a dimension change). None = chosen from the catalog size by the measured bands in oscar_fashion_ai.hnsw.
+    "HNSW_M": None,
+    "HNSW_EF_CONSTRUCTION": None,
+    # hnsw.ef_search of a 10-result query without a category filter. None = chosen from the catalog size (the
+    # bands of oscar_fashion_ai.hnsw); either way it is raised for more results and for filtered queries.
+    "HNSW_EF_SEARCH": None,
+    # hnsw.max_scan_tuples: how far an iterative scan may walk the graph to fill a filtered query. None = chosen
+    # from the catalog size.
+    "HNSW_MAX_SCAN_TUPLES": None,
+    # Index builds: maintenance_work_mem (e.g. "2GB"; None = an estimate of the in-memory graph) and
+    # max_parallel_maintenance_workers (None = the server's setting).
+    "HNSW_BUILD_MEMORY": None,
+    "HNSW_BUILD_WORKERS": None,
 }
 
 
@@ -108,15 +160,30 @@ def get(name: str):
 
 
 def dataset_path() -> Path | None:
-    """The default catalog/training source: setting, then env var, then the shared CC0 set."""
+    """The default catalog/training source: the setting, else the FASHION_AI_DATASET environment variable."""
     import os
 
     configured = get("DATASET_PATH") or os.environ.get("FASHION_AI_DATASET")
+    return Path(configured) if configured else None
+
+
+def data_dir() -> Path:
+    """``FASHION_AI["DATA_DIR"]``, else ``<BASE_DIR>/var/fashion-ai``, else the user's cache folder."""
+    import os
+
+    configured = get("DATA_DIR")
     if configured:
         return Path(configured)
-    base = Path(getattr(settings, "BASE_DIR", Path.cwd()))
-    candidate = (base / DEFAULT_DATASET).resolve()
-    return candidate if candidate.exists() else None
+    base = getattr(settings, "BASE_DIR", None)
+    if base:
+        return Path(base) / "var" / "fashion-ai"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "oscar-fashion-ai"
+
+
+def cache_dir() -> Path:
+    """Where the ONNX exports of the models are cached: ``FASHION_AI["CACHE_DIR"]``, else ``<DATA_DIR>/onnx``."""
+    configured = get("CACHE_DIR")
+    return Path(configured) if configured else data_dir() / "onnx"
 
 
 def from_environment(environ) -> dict:

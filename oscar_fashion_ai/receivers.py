@@ -62,9 +62,21 @@ from oscar.apps.basket.signals import basket_addition  # noqa: E402
 from oscar.apps.catalogue.signals import product_viewed  # noqa: E402
 from oscar.apps.order.signals import order_placed  # noqa: E402
 
-from . import preferences  # noqa: E402
+from . import conf, preferences  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+
+def _shopper(request):
+    """Whose event this request is, or None when nothing is to be recorded: personalisation is off, or the
+    request came without a session that already holds a shopper key (a first visit, a bot without cookies).
+    A browser seen for the first time is given a key, so its next views count."""
+    if request is None or not conf.get("PERSONALISATION"):
+        return None
+    owner = preferences.owner_for_request(request)
+    if owner is None:
+        preferences.owner_for_request(request, create=True)
+    return owner
 
 
 def _safely(fn):
@@ -83,7 +95,7 @@ def _safely(fn):
 @receiver(product_viewed, dispatch_uid="fashion_ai_product_viewed")
 @_safely
 def on_product_viewed(sender, product, user=None, request=None, **kwargs):
-    owner = preferences.owner_for_request(request, create=True) if request is not None else None
+    owner = _shopper(request)
     if owner is not None:
         preferences.record_event(owner, product.pk, "view")
 
@@ -91,7 +103,7 @@ def on_product_viewed(sender, product, user=None, request=None, **kwargs):
 @receiver(basket_addition, dispatch_uid="fashion_ai_basket_addition")
 @_safely
 def on_basket_addition(sender, product, user=None, request=None, **kwargs):
-    owner = preferences.owner_for_request(request, create=True) if request is not None else None
+    owner = _shopper(request)
     if owner is not None:
         preferences.record_event(owner, product.pk, "basket")
 
@@ -99,6 +111,8 @@ def on_basket_addition(sender, product, user=None, request=None, **kwargs):
 @receiver(order_placed, dispatch_uid="fashion_ai_order_placed")
 @_safely
 def on_order_placed(sender, order, user=None, **kwargs):
+    if not conf.get("PERSONALISATION"):
+        return
     user = user or getattr(order, "user", None)
     if user is None or not user.is_authenticated:
         return  # guest orders carry no shopper identity

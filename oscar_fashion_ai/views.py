@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from oscar.core.loading import get_model
 
@@ -176,21 +178,78 @@ def more_like_this(request, pk):
 def _recommendations(request, k):
     from . import preferences
 
-    owner = preferences.owner_for_request(request)
+    # With personalisation off everyone gets the popular products (existing profiles are not read).
+    owner = preferences.owner_for_request(request) if conf.get("PERSONALISATION") else None
     return preferences.recommend(owner, k)
 
 
 @require_GET
+@ensure_csrf_cookie  # headless clients read the csrftoken cookie from here to POST /api/events/
 def api_recommendations(request):
     try:
         k = search.clamp_k(request.GET.get("k"))
     except ValueError as exc:
         return error(str(exc))
     results, source = _recommendations(request, k)
-    response = JsonResponse({"results": search.result_dicts(results, request), "source": source,
-                             "model_version": _model_version()})
+    rows = search.result_dicts(results, request)
+    for row, (product, _) in zip(rows, results):  # why each product is there ("because you looked at ...")
+        row["reason"] = getattr(product, "fashion_reason", None)
+    response = JsonResponse({"results": rows, "source": source, "model_version": _model_version()})
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+#: Kinds a client may record itself. Basket additions and orders come from Oscar's own signals (which
+#: django-oscar-api fires too); only product views have no signal in a headless shop.
+CLIENT_EVENT_KINDS = ("view",)
+
+
+@require_POST
+def api_record_event(request):
+    """Record that the current shopper (session or user) viewed a product: for headless shops whose storefront
+    does not render Oscar's product page (django-oscar-api sends no ``product_viewed``).
+
+    JSON ``{"product_id": 12}`` or form field ``product_id``; optional ``"kind": "view"`` (the only kind accepted).
+    CSRF applies as to any Django POST: send the ``csrftoken`` cookie's value as ``X-CSRFToken`` (the cookie is
+    set by ``GET /fashion-ai/api/recommendations/``). Returns 201 with ``{"recorded": true, ...}``; with
+    ``PERSONALISATION`` off, 200 with ``{"recorded": false, ...}``. Unlike Oscar's product page, it records the
+    first view of a new session too: a cross-site or cookie-less client cannot pass the CSRF check."""
+    from . import preferences
+
+    limited = _rate_limited("events", request, "EVENT_RATE_LIMIT")
+    if limited:
+        return limited
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return error("The body is not valid JSON.")
+        if not isinstance(data, dict):
+            return error('Send a JSON object such as {"product_id": 12}.')
+    else:
+        data = request.POST
+    kind = data.get("kind") or "view"
+    if kind not in CLIENT_EVENT_KINDS:
+        return error(f"kind must be one of {', '.join(CLIENT_EVENT_KINDS)}; basket additions and orders are "
+                     "recorded from Oscar's signals.")
+    raw = data.get("product_id")
+    if isinstance(raw, bool) or raw in (None, ""):
+        return error("product_id is required.")
+    try:
+        product_id = int(str(raw).strip())
+    except (TypeError, ValueError):
+        return error("product_id must be a whole number.")
+    Product = get_model("catalogue", "Product")
+    if not Product.objects.filter(pk=product_id, is_public=True).exists():
+        return error("No such product.", status=404)
+    if not conf.get("PERSONALISATION"):
+        return JsonResponse({"recorded": False, "product_id": product_id, "kind": kind,
+                             "reason": "Personalisation is off (FASHION_AI['PERSONALISATION'])."})
+    owner = preferences.owner_for_request(request, create=True)
+    if owner is None:
+        return error("No session: enable Django's session middleware (or log in).")
+    preferences.record_event(owner, product_id, kind)
+    return JsonResponse({"recorded": True, "product_id": product_id, "kind": kind}, status=201)
 
 
 @require_GET
@@ -259,7 +318,11 @@ def forget_profile(request):
     if owner is not None:
         preferences.forget(owner)
     messages.success(request, "Your style profile has been deleted.")
-    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "/")
+    target = request.POST.get("next", "").strip()
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = "/"
+    return redirect(target)
 
 
 # --- Search by sketch -------------------------------------------------------------------------

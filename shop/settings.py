@@ -10,7 +10,8 @@ import oscar
 from django.urls import reverse_lazy
 from oscar.defaults import *  # noqa: F401,F403  (Oscar's documented way to get its defaults)
 
-from oscar_fashion_ai import embedded_db
+import oscar_fashion_ai
+from shop import embedded_db
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FASHION_VAR_DIR", BASE_DIR / "var"))
@@ -36,6 +37,10 @@ if os.environ.get("DATABASE_URL"):
 else:
     DATABASES = {"default": embedded_db.database_settings(VAR_DIR / "pgdata", _PG_OPTIONS)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Search traffic can go to a read replica: SEARCH_DATABASE_URL adds it as "search" (see README, "Scaling").
+DATABASE_ROUTERS = ["oscar_fashion_ai.routers.SearchRouter"]
+if os.environ.get("SEARCH_DATABASE_URL"):
+    DATABASES["search"] = embedded_db.from_url(os.environ["SEARCH_DATABASE_URL"], _PG_OPTIONS)
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 INSTALLED_APPS = oscar.INSTALLED_APPS + [
@@ -44,6 +49,8 @@ INSTALLED_APPS = oscar.INSTALLED_APPS + [
     # The plugin: the storefront/API app and its Oscar dashboard app.
     "oscar_fashion_ai.apps.FashionAIConfig",
     "oscar_fashion_ai.dashboard.apps.FashionAIDashboardConfig",
+    # The demo project itself (the fashion_demo command).
+    "shop",
 ]
 
 SITE_ID = 1
@@ -67,7 +74,7 @@ WSGI_APPLICATION = "shop.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates", oscar_fashion_ai.TEMPLATE_DIR],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -164,18 +171,28 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = 1
 
 # The plugin's settings: every key and its default lives in oscar_fashion_ai/conf.py.
 # Any key can also come from the environment as FASHION_AI_<KEY> (e.g. FASHION_AI_TORCH_THREADS=2).
-FASHION_AI = {}
+# The demo's data: the CC0 clothing data set next to the repository (unless FASHION_AI_DATASET says otherwise), and
+# the plugin's files (trained models, ONNX cache) under var/.
+FASHION_AI = {"DATA_DIR": str(VAR_DIR / "fashion-ai")}
+_DEMO_DATASET = (BASE_DIR / ".." / "shared" / "datasets" / "clothing-dataset").resolve()
 if os.environ.get("FASHION_AI_DATASET"):
     FASHION_AI["DATASET_PATH"] = os.environ["FASHION_AI_DATASET"]
+elif _DEMO_DATASET.exists():
+    FASHION_AI["DATASET_PATH"] = str(_DEMO_DATASET)
 from oscar_fashion_ai.conf import from_environment  # noqa: E402
 
 FASHION_AI.update(from_environment(os.environ))
+if "search" in DATABASES:
+    FASHION_AI.setdefault("SEARCH_DATABASE", "search")
 
+# One handler, on the root logger: the plugin's loggers only set a level and propagate. (A handler of their own
+# printed every line twice in a Celery worker, which puts its own handler on the root logger.)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "oscar_fashion_ai": {"handlers": ["console"], "level": os.environ.get("FASHION_AI_LOG_LEVEL", "INFO")},
+        "oscar_fashion_ai": {"level": os.environ.get("FASHION_AI_LOG_LEVEL", "INFO")},
     },
 }

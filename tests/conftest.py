@@ -100,12 +100,14 @@ def tiny_sketch_encoder(tmp_path_factory, tiny_weights):
 
 @pytest.fixture(autouse=True)
 def _fashion_settings(settings, tiny_weights, tiny_generator, tiny_sketch_encoder, tmp_path_factory):
-    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights),
-                           "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator),
-                           "SKETCH_ENCODER_WEIGHTS": str(tiny_sketch_encoder)}
     import os
 
+    # One ONNX cache for the whole run (the subprocess workers get it through the environment).
     os.environ.setdefault("FASHION_AI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights),
+                           "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator),
+                           "SKETCH_ENCODER_WEIGHTS": str(tiny_sketch_encoder),
+                           "CACHE_DIR": os.environ["FASHION_AI_CACHE_DIR"]}
 
 
 @pytest.fixture
@@ -119,6 +121,14 @@ def celery_worker_thread(transactional_db):
     app.control.purge()
     with start_worker(app, pool="solo", loglevel="WARNING", perform_ping_check=True, shutdown_timeout=30) as worker:
         yield worker
+
+
+def first_visit(client, product):
+    """A browser's first product view: it opens the shopper's session and records nothing (requests without a
+    session, e.g. bots that keep no cookies, never record events). The views after it are recorded."""
+    response = client.get(product.get_absolute_url())
+    assert response.status_code == 200
+    return response
 
 
 def rgb_close(a, b):

@@ -15,6 +15,7 @@ from oscar_fashion_ai import preferences
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.ml.preference import fold
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
+from tests.conftest import first_visit
 
 Product = get_model("catalogue", "Product")
 DAY = 86400.0
@@ -53,6 +54,7 @@ def category_products(name):
 
 def test_views_record_events_and_the_vector_follows(client, indexed, django_capture_on_commit_callbacks):
     shirts = category_products("Shirt")[:2]
+    first_visit(client, shirts[0])
     for product in shirts:
         assert client.get(product.get_absolute_url()).status_code == 200
     key = client.session[preferences.SESSION_KEY]
@@ -88,6 +90,7 @@ def test_homepage_recommends_the_viewed_category_and_api_matches(client, indexed
 
 def test_login_merges_the_anonymous_profile(client, indexed, django_user_model):
     shoe = category_products("Shoes")[0]
+    first_visit(client, shoe)
     client.get(shoe.get_absolute_url())
     key = client.session[preferences.SESSION_KEY]
     user = django_user_model.objects.create_user("s", "s@example.com", "pw")
@@ -136,6 +139,7 @@ def test_fallbacks_without_index_and_with_broker_down(client, indexed, settings)
         from django.test import Client
 
         shopper = Client()
+        first_visit(shopper, product)  # publishes nothing
         with pytest.MonkeyPatch.context():
             response = shopper.get(product.get_absolute_url())
         assert response.status_code == 200
@@ -181,6 +185,7 @@ def test_view_updates_the_vector_through_a_real_worker(client, csv_dataset, cele
     CatalogImporter(stdout_progress=False).run(csv_dataset)
     call_command("fashion_reindex", "--all", "--sync", verbosity=0)
     product = category_products("Pants")[0]
+    first_visit(client, product)
     client.get(product.get_absolute_url())
     key = client.session[preferences.SESSION_KEY]
     deadline = time.monotonic() + 30
@@ -205,11 +210,36 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
             (root / label / f"{i}.jpg").write_bytes(make_image(label, i))
     CatalogImporter(stdout_progress=False).run(root)
     call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    # A tiny studio-like catalog for the second simulation (attributes in images.csv).
+    studio = tmp_path / "studio"
+    (studio / "images").mkdir(parents=True)
+    rows = ["image,label,colour,usage,sub_category,master_category,title"]
+    for n, label in enumerate(sorted(COLOURS) * 20):
+        (studio / "images" / f"{n}.jpg").write_bytes(make_image(label, 100 + n))
+        rows.append(f"{n},{label},{['Black', 'Blue'][n % 2]},{['Casual', 'Formal'][n % 3 % 2]},{label}s,Apparel,t{n}")
+    (studio / "images.csv").write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    call_command("fashion_evaluate", "--task", "recommend", "--shoppers", "40", "--json")
+    call_command("fashion_evaluate", "--task", "recommend", "--shoppers", "30", "--population", "30",
+                 "--studio", str(studio), "--json")
     result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines"}
-    assert 0 <= result["hit_rate_at_10"] <= 1 and set(result["baselines"]) == {"popularity", "random"}
+    assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines", "simulations", "settings"}
+    assert set(result["baselines"]) == {"mean_vector", "item_knn", "last_viewed", "popularity", "random"}
+    assert set(result["simulations"]) == {"cc0", "studio"}
+    for sim in result["simulations"].values():
+        assert 0 < sim["shoppers"] <= 30 and set(sim["models"]) == {"multi_interest", *result["baselines"]}
+        for r in sim["models"].values():
+            assert 0 <= r["hit_rate_at_10"] <= 1 and {"hit_rate_at_10_se", "ndcg_at_10_se", "coverage",
+                                                       "intra_list_diversity"} <= set(r)
+        assert sim["oracle"]["hit_rate_at_10"] >= 0 and "vs_best_baseline" in sim["comparison"]
+    call_command("fashion_evaluate", "--task", "recommend", "--simulation", "cc0", "--split", "validation",
+                 "--tune", "--shoppers", "10", "--population", "10")
+    assert "best:" in capsys.readouterr().out
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="validation"):
+        call_command("fashion_evaluate", "--task", "recommend", "--tune", "--simulation", "cc0")
+    with pytest.raises(CommandError, match="images.csv"):
+        call_command("fashion_evaluate", "--task", "recommend", "--simulation", "studio", "--studio", str(tmp_path))
 
 
 def test_diversity_caps_products_per_category(indexed, settings):

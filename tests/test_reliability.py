@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw
 from oscar_fashion_ai import embedding, preferences, receivers, tasks
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
+from tests.conftest import first_visit
 
 Product = get_model("catalogue", "Product")
 ProductImage = get_model("catalogue", "ProductImage")
@@ -113,6 +114,7 @@ def test_broker_down_shopping_and_checkout_work_and_events_are_applied_later(cat
     shoes = list(Product.objects.filter(categories__name="Shoes").order_by("pk"))
     app.control.purge()
     client = Client()
+    first_visit(client, shoes[1])
     with dead_broker(), caplog.at_level(logging.ERROR, logger="oscar_fashion_ai"):
         client.get(shoes[1].get_absolute_url())  # anonymous browsing first, merged into the account at login
         assert client.login(username="ada@example.com", password="pw")

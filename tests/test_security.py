@@ -26,7 +26,7 @@ from oscar.core.loading import get_model
 from oscar_fashion_ai import preferences
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import IndexRun, PreferenceEvent, ProductEmbedding
-from tests.conftest import make_image
+from tests.conftest import first_visit, make_image
 from tests.hostile import bomb_png, diff_counts, encode, png_claiming, row_counts, strip_png
 
 Product = get_model("catalogue", "Product")
@@ -459,6 +459,7 @@ def test_csrf_is_enforced_on_every_plugin_post(indexed, name, kind):
         return {"data": {}}
 
     c = Client(enforce_csrf_checks=True)
+    first_visit(c, indexed[0])
     c.get(indexed[0].get_absolute_url())  # a shopper with a profile event, so "forget" has something to delete
     c.get(reverse("fashion-ai:photo-search"))
     token = c.cookies["csrftoken"].value

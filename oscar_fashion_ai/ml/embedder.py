@@ -8,8 +8,6 @@ with ONNX Runtime, which is an order of magnitude faster than eager PyTorch for 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +50,7 @@ class Embedder:
             backbone = meta.get("backbone", "lite0")
             dim = int(meta.get("dim", 256))
             image_size = int(meta.get("image_size", 160))
-            model = backbones.build(backbone, dim=dim, image_size=image_size, pretrained=False)
+            model = backbones.build_from_meta(meta)
             model.load_state_dict(state, strict=True)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelUnavailable(f"Cannot load the embedding model from {path}: {exc}") from exc
@@ -92,30 +90,18 @@ class Embedder:
 
     def _onnx_session(self, cache_dir, threads, part: str = ""):
         """An ONNX Runtime session for the whole model (``part=""``: images -> vectors) or for its trunk
-        (``part="trunk"``: images of any size -> feature maps), exported once into the cache folder."""
-        import onnxruntime as ort
+        (``part="trunk"``: images of any size -> feature maps), exported once into the checked cache folder."""
+        from . import onnx_cache
 
-        cache = Path(cache_dir or os.environ.get("FASHION_AI_CACHE_DIR") or Path(tempfile.gettempdir()) / "oscar-fashion-ai")
-        cache.mkdir(parents=True, exist_ok=True)
-        onnx_path = cache / f"{self.info.version}{'.' + part if part else ''}.onnx"
-        if not onnx_path.exists():
-            tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp")
-            dummy = torch.zeros(2, 3, self.info.image_size, self.info.image_size)
-            if part == "trunk":
-                module, output = self.model.trunk, "features"
-                axes = {"images": {0: "batch", 2: "height", 3: "width"}, output: {0: "batch", 2: "rows", 3: "cols"}}
-            else:
-                module, output = self.model, "vectors"
-                axes = {"images": {0: "batch"}, output: {0: "batch"}}
-            with torch.inference_mode():
-                torch.onnx.export(module, (dummy,), str(tmp), input_names=["images"], output_names=[output],
-                                  dynamic_axes=axes, opset_version=17, dynamo=False)
-            tmp.replace(onnx_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads) if threads else 0
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        dummy = torch.zeros(2, 3, self.info.image_size, self.info.image_size)
+        if part == "trunk":
+            module, output = self.model.trunk, "features"
+            axes = {"images": {0: "batch", 2: "height", 3: "width"}, output: {0: "batch", 2: "rows", 3: "cols"}}
+        else:
+            module, output, axes = self.model, "vectors", None
+        return onnx_cache.session(module, name=self.info.version + (f".{part}" if part else ""),
+                                  source_sha256=self.sha256, example=dummy, input_names=["images"],
+                                  output_names=[output], cache_dir=cache_dir, threads=threads, dynamic_axes=axes)
 
     def load_image(self, source, max_pixels: int = 40_000_000, max_bytes: int | None = None):
         """Decode an image exactly as this model's preprocessing expects (raises InvalidImage)."""

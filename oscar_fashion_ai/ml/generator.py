@@ -8,8 +8,6 @@ against their model card.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -57,24 +55,12 @@ class SketchGenerator:
                 logger.warning("ONNX Runtime unavailable for the generator (%s); using eager PyTorch", exc)
 
     def _onnx_session(self, cache_dir, threads):
-        import onnxruntime as ort
+        from . import onnx_cache
 
-        cache = Path(cache_dir or os.environ.get("FASHION_AI_CACHE_DIR") or Path(tempfile.gettempdir()) / "oscar-fashion-ai")
-        cache.mkdir(parents=True, exist_ok=True)
-        onnx_path = cache / f"{self.version}.onnx"
-        if not onnx_path.exists():
-            tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp")
-            dummy = torch.zeros(1, 1, self.image_size, self.image_size)
-            with torch.inference_mode():
-                torch.onnx.export(self.model, (dummy,), str(tmp), input_names=["drawings"], output_names=["photos"],
-                                  dynamic_axes={"drawings": {0: "batch"}, "photos": {0: "batch"}}, opset_version=17,
-                                  dynamo=False)
-            tmp.replace(onnx_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads) if threads else 0
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        dummy = torch.zeros(1, 1, self.image_size, self.image_size)
+        return onnx_cache.session(self.model, name=self.version, source_sha256=weights.sha256(self.path),
+                                  example=dummy, input_names=["drawings"], output_names=["photos"],
+                                  cache_dir=cache_dir, threads=threads)
 
     @property
     def runtime(self) -> str:

@@ -70,8 +70,7 @@ def _load_net(path, device, like: dict | None = None):
     the photo model's metadata, whose backbone and dimension it must share)."""
     try:
         state, meta = weights.load(Path(path))
-        net = backbones.build(meta.get("backbone", "lite0"), dim=int(meta.get("dim", 256)),
-                              image_size=int(meta.get("image_size", 160)), pretrained=False)
+        net = backbones.build_from_meta(meta)
         net.load_state_dict(state, strict=True)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise ValueError(f"Cannot load the embedding network {path}: {exc}") from exc
@@ -222,7 +221,8 @@ def write_encoder(net, out: Path, photo_weights: Path, meta: dict, half: bool, c
     net = net.to(memory_format=torch.contiguous_format).cpu()
     digest = weights.save(net, out, {"backbone": backbone, "dim": dim, "image_size": size,
                                      "preprocessing": preprocessing.PREPROCESSING_VERSION,
-                                     "labels": meta.get("labels", "[]"), "role": ROLE, "pairs_with": photo_sha},
+                                     "labels": meta.get("labels", "[]"), "role": ROLE, "pairs_with": photo_sha}
+                           | backbones.model_meta(net),
                           dtype=torch.float16 if half else None)
     card = {"model": card.pop("model"), "version": version_string(backbone, dim, size, digest),
             "weights_file": out.name, "weights_sha256": digest, "weights_bytes": out.stat().st_size,

@@ -29,7 +29,20 @@ class Command(BaseCommand):
                                  "'plain_similarity': the same drawings with neither expansion nor boost.")
         parser.add_argument("--write-card", action="store_true",
                             help="sketch, with --pipeline all: record the ablation in the generator's model card")
-        parser.add_argument("--shoppers", type=int, default=500, help="recommend: number of simulated shoppers")
+        parser.add_argument("--shoppers", type=int, default=2000,
+                            help="recommend: simulated shoppers evaluated (per simulation)")
+        parser.add_argument("--simulation", choices=["cc0", "studio", "both"], default="both",
+                            help="recommend: cc0 = the store's index with favourite categories x colour tone; studio "
+                                 "= the studio catalog's files with attribute-defined interests, drift and noise")
+        parser.add_argument("--split", choices=["validation", "test"], default="test",
+                            help="recommend: which seeded group of shoppers (settings are chosen on validation)")
+        parser.add_argument("--population", type=int, default=1000,
+                            help="recommend: other simulated shoppers whose histories teach item-kNN and popularity")
+        parser.add_argument("--studio", type=Path, default=None,
+                            help="recommend: the studio catalog folder (default ../shared/datasets/studio-catalog)")
+        parser.add_argument("--tune", action="store_true",
+                            help="recommend: score the settings grid of the multi-interest model instead (use "
+                                 "with --split validation)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source", type=Path, default=None)
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
@@ -48,7 +61,21 @@ class Command(BaseCommand):
                 self._write_card(result)
             return self._print(result, json)
         if task == "recommend":
-            return self._print(self._evaluate_recommend(embedder, options["shoppers"], options["seed"]), json)
+            from oscar_fashion_ai import recommend_evaluation
+
+            sims = ("cc0", "studio") if options["simulation"] == "both" else (options["simulation"],)
+            if options["tune"] and options["split"] != "validation":
+                raise CommandError("--tune chooses settings: run it on --split validation.")
+            if options["shoppers"] < 2 or options["population"] < 1:
+                raise CommandError("--shoppers must be at least 2 and --population at least 1.")
+            try:
+                result = recommend_evaluation.run(
+                    embedder, sims, split=options["split"], shoppers=options["shoppers"],
+                    population=options["population"], seed=options["seed"], studio=options["studio"],
+                    tune=options["tune"])
+            except recommend_evaluation.EvaluationError as exc:
+                raise CommandError(str(exc)) from exc
+            return self._print(result, json)
         if source is not None:
             from oscar_fashion_ai.ml.datasets import SourceError
             from oscar_fashion_ai.ml.evaluate import evaluate_image_retrieval
@@ -203,57 +230,6 @@ class Command(BaseCommand):
         }
         card_path.write_text(json_module.dumps(card, indent=2) + "\n")
 
-    def _evaluate_recommend(self, embedder, shoppers, seed):
-        """Replay simulated shoppers over the real catalog index (see oscar_fashion_ai/ml/simulation.py)."""
-        from PIL import Image
-
-        from oscar_fashion_ai import conf
-        from oscar_fashion_ai.ml import simulation
-        from oscar_fashion_ai.ml.preference import fold
-        from oscar_fashion_ai.models import ProductEmbedding
-
-        rows = list(ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
-                    .select_related("image").prefetch_related("product__categories").order_by("product_id"))
-        rows = [r for r in rows if r.product.categories.all() and r.image is not None]
-        if len(rows) < 50:
-            raise CommandError("Index at least 50 products first (`fashion_reindex`).")
-        vecs = np.asarray([r.vector for r in rows], dtype=np.float32)
-        categories = np.array([r.product.categories.all()[0].name for r in rows])
-        colours = []
-        for r in rows:
-            with r.image.original.open("rb") as fh, Image.open(fh) as img:
-                img.draft("RGB", (32, 32))
-                colours.append(np.asarray(img.convert("RGB").resize((16, 16))).reshape(-1, 3).mean(0))
-        tones = simulation.colour_tones(np.asarray(colours, dtype=np.float32), seed=seed)
-        people = simulation.simulate(categories, tones, shoppers=shoppers, seed=seed)
-        weights = conf.get("PREFERENCE_WEIGHTS")
-        half_life = float(conf.get("PREFERENCE_HALF_LIFE_DAYS")) * 86400
-        popularity = np.zeros(len(rows))
-        for person in people:
-            for i, kind, _ in person.history:
-                popularity[i] += weights[kind]
-        rng = np.random.default_rng(seed + 1)
-        scores = {"preference": [], "popularity": [], "random": []}
-        for person in people:
-            seen = np.array(sorted({i for i, _, _ in person.history}))
-            events = [(-age * 86400, weights[kind], vecs[i]) for i, kind, age in person.history]
-            pref, _, _ = fold(None, 0.0, None, events, half_life)
-            rankings = {
-                "preference": np.argsort(-(vecs @ (pref / np.linalg.norm(pref)))),
-                "popularity": np.argsort(-popularity, kind="stable"),
-                "random": rng.permutation(len(rows)),
-            }
-            for name, ranked in rankings.items():
-                ranked = ranked[~np.isin(ranked, seen)]
-                scores[name].append(simulation.ranking_metrics(ranked, person.held_out, 10))
-        summary = {name: {"hit_rate_at_10": float(np.mean([h for h, _ in s])),
-                          "ndcg_at_10": float(np.mean([n for _, n in s]))} for name, s in scores.items()}
-        return {"task": "recommend", **summary["preference"],
-                "baselines": {"popularity": summary["popularity"], "random": summary["random"]},
-                "lift_over_popularity": summary["preference"]["hit_rate_at_10"]
-                / max(summary["popularity"]["hit_rate_at_10"], 1e-9),
-                "shoppers": shoppers, "products": len(rows), "model_version": embedder.version, "seed": seed}
-
     def _print(self, result, as_json):
         if as_json:
             self.stdout.write(json.dumps(result))
@@ -279,15 +255,44 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {name:7s} P@5 {r['p_at_5']:.4f}{hits}")
             return
         if result["task"] == "recommend":
-            b = result["baselines"]
-            self.stdout.write(
-                f"recommend ({result['shoppers']} simulated shoppers, {result['products']} products): "
-                f"HitRate@10 {result['hit_rate_at_10']:.3f}, NDCG@10 {result['ndcg_at_10']:.3f}; popularity "
-                f"{b['popularity']['hit_rate_at_10']:.3f}/{b['popularity']['ndcg_at_10']:.3f}; random "
-                f"{b['random']['hit_rate_at_10']:.3f}/{b['random']['ndcg_at_10']:.3f}")
-            return
+            return self._print_recommend(result)
         self.stdout.write(
             f"{result['task']} retrieval on {result['source']}: P@5 {result['p_at_5']:.4f} "
             f"(standard error {result.get('p_at_5_se', 0):.4f}), "
             f"mAP@10 {result['map_at_10']:.4f} ({result['queries']} queries, gallery {result['gallery']}, "
             f"model {result['model_version']})")
+
+    def _print_recommend(self, result):
+        settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
+        self.stdout.write(f"recommend, {result['split']} shoppers, model {result['model_version']} ({settings})")
+        for name, sim in result["simulations"].items():
+            if "skipped" in sim:
+                self.stdout.write(f"\n{name}: skipped ({sim['skipped']})")
+                continue
+            self.stdout.write(f"\n{name}: {sim['shoppers']} shoppers, {sim['products']} products, item-kNN and "
+                              f"popularity learnt from {sim['population']} other shoppers")
+            if "grid" in sim:
+                self.stdout.write("  max_int diversity min_share   HR@10 (se)       NDCG@10  coverage  ILD")
+                for row in sim["grid"]:
+                    self.stdout.write(
+                        f"  {row['PREFERENCE_MAX_INTERESTS']:7d} {row['RECOMMENDATION_DIVERSITY']:9.2f} "
+                        f"{row['RECOMMENDATION_MIN_INTEREST_SHARE']:9.2f}   {row['hit_rate_at_10']:.4f} "
+                        f"({row['hit_rate_at_10_se']:.4f})  {row['ndcg_at_10']:.4f}   {row['coverage']:.3f}   "
+                        f"{row['intra_list_diversity']:.3f}")
+                self.stdout.write(f"  best: {sim['best']}")
+                continue
+            self.stdout.write("  model            HR@10 (se)        NDCG@10 (se)      coverage (se)    ILD (se)")
+            rows = list(sim["models"].items()) + [("oracle (ceiling)", sim["oracle"])]
+            for model, r in rows:
+                self.stdout.write(
+                    f"  {model:16s} {r['hit_rate_at_10']:.4f} ({r['hit_rate_at_10_se']:.4f})  "
+                    f"{r['ndcg_at_10']:.4f} ({r['ndcg_at_10_se']:.4f})  {r['coverage']:.3f} ({r['coverage_se']:.3f})  "
+                    f"{r['intra_list_diversity']:.3f} ({r['intra_list_diversity_se']:.3f})")
+            c = sim["comparison"]
+            best = c["vs_best_baseline"]
+            line = (f"  multi_interest / best baseline ({c['best_baseline']}): {best['ratio']:.2f}x "
+                    f"(difference {best['difference']:+.4f} +- {best['difference_se']:.4f})")
+            if "vs_mean_vector" in c:
+                m = c["vs_mean_vector"]
+                line += f"; / mean_vector: {m['ratio']:.2f}x ({m['difference']:+.4f} +- {m['difference_se']:.4f})"
+            self.stdout.write(line)

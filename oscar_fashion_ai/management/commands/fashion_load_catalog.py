@@ -12,7 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--source", type=Path, help="Data set folder (default: FASHION_AI DATASET_PATH, "
-                            "FASHION_AI_DATASET, or ../shared/datasets/clothing-dataset).")
+                            "else the FASHION_AI_DATASET environment variable).")
         parser.add_argument("--limit", type=int, default=None, help="Import at most N products.")
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 

@@ -19,12 +19,10 @@ class Command(BaseCommand):
                             help=f"Write to the package default ({PACKAGE_WEIGHTS.name}).")
 
     def handle(self, *args, **o):
-        from django.conf import settings
-
         source = o["source"] or conf.dataset_path()
         if source is None:
             raise CommandError("No --source and no default data set (set FASHION_AI_DATASET).")
-        out = PACKAGE_WEIGHTS if o["install"] else (o["out"] or Path(settings.BASE_DIR) / "var" / "models" / "embedder.safetensors")
+        out = PACKAGE_WEIGHTS if o["install"] else (o["out"] or conf.data_dir() / "models" / "embedder.safetensors")
         if not 1 <= o["dim"] <= backbones.MAX_DIM:
             raise CommandError(f"--dim must be between 1 and {backbones.MAX_DIM}")
 

@@ -20,12 +20,10 @@ class Command(BaseCommand):
                             help=f"Write to the package default ({PACKAGE_GENERATOR.name}).")
 
     def handle(self, *args, **o):
-        from django.conf import settings
-
         source = o["source"] or conf.dataset_path()
         if source is None:
             raise CommandError("No --source and no default data set (set FASHION_AI_DATASET).")
-        out = PACKAGE_GENERATOR if o["install"] else (o["out"] or Path(settings.BASE_DIR) / "var" / "models" / "sketch-gan.safetensors")
+        out = PACKAGE_GENERATOR if o["install"] else (o["out"] or conf.data_dir() / "models" / "sketch-gan.safetensors")
         if o["image_size"] < 32 or o["image_size"] & (o["image_size"] - 1):
             raise CommandError("--image-size must be a power of two, at least 32")
 

