@@ -132,6 +132,17 @@ def backend_cpu_seconds(pid):
         return None
 
 
+def postmaster_children_cpu(cur):
+    """CPU time (s) of the server's exited children (parallel build workers), when it runs on this machine."""
+    try:
+        cur.execute("SELECT current_setting('data_directory')")
+        pid = int(open(os.path.join(cur.fetchone()[0], "postmaster.pid")).readline())
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def backend_memory(cur):
     """Peak resident memory (VmHWM, MiB) of this connection's server process, when it runs on this machine."""
     cur.execute("SELECT pg_backend_pid()")
@@ -186,10 +197,17 @@ def build(args, rows, dim, data, cats, index_params, build_params):
         cur.execute("SHOW max_parallel_maintenance_workers")
         info["max_parallel_maintenance_workers"] = int(cur.fetchone()[0])
         column = f"(v::halfvec({dim})) halfvec_cosine_ops" if args.index_type == "halfvec" else "v vector_cosine_ops"
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+        cpu = (backend_cpu_seconds(pid), postmaster_children_cpu(cur))
         t = time.perf_counter()
         cur.execute(f"CREATE INDEX {args.index} ON {args.table} USING hnsw ({column}) "
                     f"WITH (m = {int(index_params['m'])}, ef_construction = {int(index_params['ef_construction'])})")
         info["index_build_s"] = round(time.perf_counter() - t, 1)
+        after = (backend_cpu_seconds(pid), postmaster_children_cpu(cur))
+        # CPU seconds of the build: the leader plus its parallel workers (reaped children of the postmaster).
+        info["index_build_cpu_s"] = (None if None in cpu or None in after
+                                     else round(after[0] - cpu[0] + after[1] - cpu[1], 1))
         info["build_backend_peak_mib"] = backend_memory(cur)
         cur.execute(f"ANALYZE {args.table}")
         from psycopg import sql
