@@ -123,6 +123,26 @@ def vectors_and_queries(args, rows):
                                                "embeddings": os.path.relpath(base["path"], real_vectors.ROOT)}
 
 
+def backend_cpu_seconds(pid):
+    """CPU time (user + system, s) the server process ``pid`` has used, when it runs on this machine."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def postmaster_children_cpu(cur):
+    """CPU time (s) of the server's exited children (parallel build workers), when it runs on this machine."""
+    try:
+        cur.execute("SELECT current_setting('data_directory')")
+        pid = int(open(os.path.join(cur.fetchone()[0], "postmaster.pid")).readline())
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def backend_memory(cur):
     """Peak resident memory (VmHWM, MiB) of this connection's server process, when it runs on this machine."""
     cur.execute("SELECT pg_backend_pid()")
@@ -177,10 +197,17 @@ def build(args, rows, dim, data, cats, index_params, build_params):
         cur.execute("SHOW max_parallel_maintenance_workers")
         info["max_parallel_maintenance_workers"] = int(cur.fetchone()[0])
         column = f"(v::halfvec({dim})) halfvec_cosine_ops" if args.index_type == "halfvec" else "v vector_cosine_ops"
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+        cpu = (backend_cpu_seconds(pid), postmaster_children_cpu(cur))
         t = time.perf_counter()
         cur.execute(f"CREATE INDEX {args.index} ON {args.table} USING hnsw ({column}) "
                     f"WITH (m = {int(index_params['m'])}, ef_construction = {int(index_params['ef_construction'])})")
         info["index_build_s"] = round(time.perf_counter() - t, 1)
+        after = (backend_cpu_seconds(pid), postmaster_children_cpu(cur))
+        # CPU seconds of the build: the leader plus its parallel workers (reaped children of the postmaster).
+        info["index_build_cpu_s"] = (None if None in cpu or None in after
+                                     else round(after[0] - cpu[0] + after[1] - cpu[1], 1))
         info["build_backend_peak_mib"] = backend_memory(cur)
         cur.execute(f"ANALYZE {args.table}")
         from psycopg import sql
@@ -317,6 +344,8 @@ def measure_size(args, rows):
     configs = []
     raw.autocommit = True
     with raw.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend_pid = cur.fetchone()[0]
         for mode in args.mode_list:
             scan, filtered = MODES[mode]
             truth = exact["filtered" if filtered else "unfiltered"]
@@ -347,6 +376,7 @@ def measure_size(args, rows):
                 for qi in range(args.warmup):
                     query(qi, args.warm_queries, args.warm_cats)
                 p50s, p95s, recalls, returned, fewest = [], [], [], [], []
+                cpu_before = backend_cpu_seconds(backend_pid)
                 for _ in range(args.runs):
                     latencies, hits, count, least = [], 0, 0, k
                     for qi in range(args.queries):
@@ -361,6 +391,9 @@ def measure_size(args, rows):
                     recalls.append(hits / (k * args.queries))
                     returned.append(count / args.queries)
                     fewest.append(least)
+                cpu_after = backend_cpu_seconds(backend_pid)
+                cpu_ms = (None if cpu_before is None or cpu_after is None
+                          else round((cpu_after - cpu_before) * 1000 / (args.runs * args.queries), 3))
                 configs.append({
                     "mode": mode, "iterative_scan": scan, "category_filter": filtered,
                     "ef_search": gucs["hnsw.ef_search"], "ef_search_choice": "auto" if ef == "auto" else "fixed",
@@ -369,11 +402,15 @@ def measure_size(args, rows):
                     "partitions_scanned": plan.count("Index Scan using") if args.partitions else None,
                     "query_p50_ms": spread(p50s), "query_p95_ms": spread(p95s), "recall_at_10": spread(recalls),
                     "mean_rows_returned": spread(returned), "min_rows_returned": min(fewest),
+                    # Server CPU per query (the backend's user + system time over the measured queries): what one
+                    # core spends, whatever else runs on the machine.
+                    "server_cpu_ms_per_query": cpu_ms,
                 })
                 c = configs[-1]
                 print(f"rows {rows} {vectors['kind']} {mode} ef_search {c['ef_search']} ({c['ef_search_choice']}): "
                       f"p95 {c['query_p95_ms']['median']:.2f} ms, recall@{k} {c['recall_at_10']['median']:.3f}, "
-                      f"min rows {c['min_rows_returned']}", flush=True)
+                      f"min rows {c['min_rows_returned']}, server CPU {c['server_cpu_ms_per_query']} ms/query",
+                      flush=True)
         if not args.keep:
             cur.execute(f"DROP TABLE {args.table}")
     raw.autocommit = False

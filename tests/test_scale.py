@@ -33,7 +33,7 @@ def test_bands_cover_every_size_and_grow_with_it():
 
 def test_the_measured_choices_for_10k_100k_and_1m():
     # The bands README "Scaling" and docs/SCALING.md document (chosen with benchmarks/hnsw_scale.py).
-    expected = {10_000: (16, 64, 100, 200), 100_000: (24, 100, 100, 200), 1_000_000: (24, 100, 400, 400)}
+    expected = {10_000: (16, 64, 100, 200), 100_000: (24, 100, 100, 400), 1_000_000: (24, 100, 400, 400)}
     for rows, (m, ef_construction, ef, ef_filtered) in expected.items():
         assert hnsw.index_parameters(rows) == {"m": m, "ef_construction": ef_construction}
         assert hnsw.query_parameters(rows, 10)["hnsw.ef_search"] == ef
@@ -51,7 +51,7 @@ def test_ef_search_grows_with_k_and_filters_and_stays_within_pgvector_limits():
             assert ef >= min(hnsw.EF_PER_ROW * k, hnsw.MAX_EF_SEARCH) and ef >= plain["hnsw.ef_search"]
         assert hnsw.query_parameters(rows, 10_000)["hnsw.ef_search"] == hnsw.MAX_EF_SEARCH
     assert hnsw.query_parameters(100_000, 100)["hnsw.ef_search"] == 400  # 4 x k beyond the band's 100
-    assert hnsw.query_parameters(100_000, 10, filtered=True)["hnsw.ef_search"] == 200
+    assert hnsw.query_parameters(100_000, 10, filtered=True)["hnsw.ef_search"] == 400
 
 
 def test_settings_override_the_bands(settings):
