@@ -2,6 +2,7 @@
 
     python benchmarks/http_latency.py [--concurrency 1,4,16] [--runs 3] [--per-client 10] [--min-requests 40]
                                       [--endpoints sketch,photo,similar,homepage] [--server-workers 2]
+                                      [--compare-root OTHER_CHECKOUT [--compare-label release]] [--out NAME]
 
 Starts gunicorn (`shop.wsgi`, sync workers, one inference thread each) on a free port of 127.0.0.1 with
 DEBUG off and the search rate limits disabled, waits for /fashion-ai/api/health/, warms every worker up,
@@ -31,6 +32,7 @@ import threading
 import time
 import uuid
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 from _common import ROOT, dataset_path, django_setup, percentile, spread, write
 
@@ -43,14 +45,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, workers: int, log_path) -> subprocess.Popen:
+def start_server(port: int, workers: int, log_path, root=ROOT) -> subprocess.Popen:
+    """gunicorn serving the code under ``root`` (another checkout for --compare-root) on this checkout's database,
+    media and search index (``FASHION_VAR_DIR``)."""
     env = dict(os.environ, DJANGO_DEBUG="0", FASHION_AI_SKETCH_RATE_LIMIT="", FASHION_AI_PHOTO_RATE_LIMIT="",
-               FASHION_AI_TORCH_THREADS=os.environ.get("FASHION_AI_TORCH_THREADS", "1"))
+               FASHION_AI_TORCH_THREADS=os.environ.get("FASHION_AI_TORCH_THREADS", "1"),
+               FASHION_VAR_DIR=os.environ.get("FASHION_VAR_DIR", str(ROOT / "var")))
     log = open(log_path, "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--timeout", "120", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop_server(proc: subprocess.Popen):
@@ -204,7 +209,14 @@ def main():
     parser.add_argument("--server-workers", type=int, default=2)
     parser.add_argument("--round-timeout", type=float, default=120)
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+    parser.add_argument("--compare-root", type=Path, default=None,
+                        help="another checkout (e.g. a `git worktree` of the current release) served side by side on "
+                             "the same database: each round runs on both servers in turn, and the ratios are reported")
+    parser.add_argument("--compare-label", default="release")
+    parser.add_argument("--out", default="http_latency", help="result file name under benchmarks/results")
     args = parser.parse_args()
+    if args.compare_root is not None:
+        return compare(args)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     unknown = set(endpoints) - set(ENDPOINTS)
@@ -248,7 +260,7 @@ def main():
             results[name] = {"warmup_errors": len(warm_errors), "levels": per_level}
     finally:
         stop_server(proc)
-    write("http_latency", {
+    write(args.out, {
         "command": f"python benchmarks/http_latency.py --concurrency {args.concurrency} --endpoints {args.endpoints} "
                    f"--runs {args.runs} --per-client {args.per_client} --min-requests {args.min_requests} "
                    f"--server-workers {args.server_workers}",
@@ -256,6 +268,84 @@ def main():
         "address": f"127.0.0.1:{port}",
         "server_startup_s": round(startup_s, 1), "endpoints": results,
         "note": "closed-loop clients (threads + http.client) on the same machine as the server",
+    })
+
+
+def compare(args):
+    """Two servers (this checkout and --compare-root) on one database; for each endpoint and level, rounds alternate
+    between them (``this, other, this, other, ...``) so both see the same machine load."""
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    unknown = set(endpoints) - set(ENDPOINTS)
+    if unknown:
+        raise SystemExit(f"unknown endpoint(s) {', '.join(sorted(unknown))}")
+    django_setup()
+    from _common import RESULTS
+
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
+    other_root = args.compare_root.resolve()
+    label = "this checkout"
+    servers = {}
+    try:
+        for name, root in ((label, ROOT), (args.compare_label, other_root)):
+            port = free_port()
+            log = RESULTS / "logs" / f"http_latency.{'this' if root == ROOT else 'other'}.server.log"
+            servers[name] = (port, start_server(port, args.server_workers, log, root=root))
+        for port, proc in servers.values():
+            wait_ready(port, proc)
+        requests = {}
+        for name, (port, _) in servers.items():
+            cookie, token = csrf_cookie(port)
+            requests[name] = build_requests(endpoints, cookie, token, args.queries)
+        results = {}
+        for endpoint in endpoints:
+            for name, (port, _) in servers.items():
+                run_round(port, requests[name][endpoint], 4, max(args.warmup, 1), args.round_timeout)
+            per_level = {}
+            for c in levels:
+                total = max(args.min_requests, args.per_client * c)
+                rows = {name: {"p50": [], "p95": [], "rps": [], "ok": 0, "errors": []} for name in servers}
+                for run in range(args.runs):
+                    order = list(servers.items())
+                    for name, (port, _) in (order if run % 2 == 0 else order[::-1]):  # who goes first alternates
+                        latencies, errs, wall = run_round(port, requests[name][endpoint], c, total, args.round_timeout)
+                        row = rows[name]
+                        row["errors"] += errs
+                        row["ok"] += len(latencies)
+                        if latencies:
+                            row["p50"].append(percentile(latencies, 50))
+                            row["p95"].append(percentile(latencies, 95))
+                            row["rps"].append(len(latencies) / wall)
+                level = {}
+                for name, row in rows.items():
+                    if not row["p50"]:
+                        raise SystemExit(f"{endpoint} at concurrency {c} on {name}: every request failed "
+                                         f"({row['errors'][:3]})")
+                    level[name] = {"p50_ms": spread(row["p50"]), "p95_ms": spread(row["p95"]),
+                                   "requests_per_s": spread(row["rps"]), "ok": row["ok"], "errors": len(row["errors"]),
+                                   "error_kinds": sorted(set(row["errors"]))[:5]}
+                ratio = level[label]["p95_ms"]["median"] / level[args.compare_label]["p95_ms"]["median"]
+                level["p95_ratio"] = round(ratio, 3)
+                per_level[str(c)] = level
+                print(f"{endpoint} c={c}: p95 {level[label]['p95_ms']['median']:.1f} ms ({label}) vs "
+                      f"{level[args.compare_label]['p95_ms']['median']:.1f} ms ({args.compare_label}): "
+                      f"x{ratio:.2f}", flush=True)
+            results[endpoint] = per_level
+    finally:
+        for _, proc in servers.values():
+            stop_server(proc)
+    commit = subprocess.run(["git", "-C", str(other_root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    write(args.out, {
+        "command": f"python benchmarks/http_latency.py --compare-root <worktree of {args.compare_label}> "
+                   f"--concurrency {args.concurrency} --endpoints {args.endpoints} --runs {args.runs} "
+                   f"--per-client {args.per_client} --min-requests {args.min_requests} "
+                   f"--server-workers {args.server_workers}",
+        "servers": f"gunicorn shop.wsgi, {args.server_workers} sync workers each, DEBUG off, rate limits off, "
+                   f"one database; rounds alternate between the two",
+        "compared": {label: "this checkout", args.compare_label: f"commit {commit}"},
+        "endpoints": results,
+        "note": "closed-loop clients (threads + http.client) on the same machine as both servers",
     })
 
 

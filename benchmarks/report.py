@@ -19,6 +19,7 @@ README_TARGETS = {
     "embed": ">= 100 img/s",
     "reindex": "<= 180 s",
     "hnsw": "p95 <= 20 ms at recall@10 >= 0.95",
+    "hnsw_1m": "recall@10 >= 0.95 at p95 <= 4x the 100k p95; filtered (1 of 20) recall@10 >= 0.90 with 10 rows",
     "homepage": "p95 <= 50 ms",
     "freshness": "<= 2 s",
 }
@@ -77,15 +78,38 @@ def result(report: dict, name: str) -> dict | None:
     return entry.get("result") if entry and entry.get("status") == "ok" else None
 
 
+def vector_kind(res: dict) -> str:
+    """"synthetic" or "real" (results from before --vectors are synthetic)."""
+    return (res.get("vectors") or {}).get("kind", "synthetic")
+
+
 def scale_results(report: dict) -> list[dict]:
-    """hnsw_scale results of every size that succeeded, smallest first."""
+    """hnsw_scale results of every size that succeeded (a multi-size result counts once per size), by vector kind
+    (synthetic first) and size."""
     stage = report.get("stages", {}).get("scale", {})
-    out = [j["result"] for j in stage.get("jobs", {}).values() if j.get("status") == "ok" and j.get("result")]
-    return sorted(out, key=lambda r: r["rows"])
+    out = []
+    for j in stage.get("jobs", {}).values():
+        if j.get("status") == "ok" and j.get("result"):
+            out += j["result"].get("sizes") or [j["result"]]
+    return sorted(out, key=lambda r: (vector_kind(r) != "synthetic", r["rows"]))
 
 
-def config(res: dict, mode: str, ef: int) -> dict | None:
-    return next((c for c in res.get("configs", []) if c["mode"] == mode and c["ef_search"] == ef), None)
+def config(res: dict, mode: str, ef) -> dict | None:
+    """The configuration of ``mode`` at ``ef`` (a number, or "auto": the plugin's choice)."""
+    if ef == "auto":
+        return next((c for c in res.get("configs", []) if c["mode"] == mode
+                     and c.get("ef_search_choice") == "auto"), None)
+    return next((c for c in res.get("configs", []) if c["mode"] == mode and c["ef_search"] == ef
+                 and c.get("ef_search_choice", "fixed") == "fixed"), None)
+
+
+def p95_ratio(res: dict, scale: list[dict], reference_rows: int = 100_000) -> float | None:
+    """p95 of the plugin's own choice (unfiltered) at this size over the same at ``reference_rows``, same vectors."""
+    ref = next((r for r in scale if r["rows"] == reference_rows and vector_kind(r) == vector_kind(res)), None)
+    mine, theirs = config(res, "unfiltered", "auto"), config(ref, "unfiltered", "auto") if ref else None
+    if not mine or not theirs:
+        return None
+    return mine["query_p95_ms"]["median"] / theirs["query_p95_ms"]["median"]
 
 
 def nested_p_at_5(obj, path=()):
@@ -223,27 +247,48 @@ HTTP_LABELS = {
 
 
 def scale_rows(report) -> list[str]:
+    scale = scale_results(report)
     rows = []
-    for res in scale_results(report):
-        plain = config(res, "unfiltered", 100) or next(iter(res.get("configs", [])), None)
+    for res in scale:
+        plain = (config(res, "unfiltered", "auto") or config(res, "unfiltered", 100)
+                 or next(iter(res.get("configs", [])), None))
         if plain is None:
             continue
+        auto = plain.get("ef_search_choice") == "auto"
         ef = plain["ef_search"]
         measured = (f"**p95 {num(plain['query_p95_ms']['median'])} ms** (p50 {num(plain['query_p50_ms']['median'])} "
-                    f"ms), recall@10 {num(plain['recall_at_10']['median'], 3)}")
-        filt = config(res, "filter_relaxed", ef)
+                    f"ms), recall@10 **{num(plain['recall_at_10']['median'], 3)}**")
+        ratio = p95_ratio(res, scale)
+        if ratio is not None and res["rows"] > 100_000:
+            measured += f", {num(ratio, 1)}x the p95 at 100,000"
+        filt = config(res, "filter_relaxed", "auto" if auto else ef)
         if filt:
-            measured += (f"; category filter (1 of {res.get('categories')}, iterative_scan relaxed_order) p95 "
-                         f"{num(filt['query_p95_ms']['median'])} ms, recall@10 {num(filt['recall_at_10']['median'], 3)}")
-        off = config(res, "filter_off", ef)
+            measured += (f"; category filter (1 of {res.get('categories')}, iterative_scan relaxed_order, ef_search "
+                         f"{filt['ef_search']}) p95 {num(filt['query_p95_ms']['median'])} ms, recall@10 "
+                         f"**{num(filt['recall_at_10']['median'], 3)}**, at least {filt.get('min_rows_returned', '-')} "
+                         "rows per query")
+        off = config(res, "filter_off", "auto" if auto else ef)
         if off:
             measured += (f"; same filter, iterative_scan off: recall@10 {num(off['recall_at_10']['median'], 3)} "
                          f"({num(off['mean_rows_returned']['median'])} rows per query)")
         measured += f"; index build {num(res.get('index_build_s'), 0)} s, index {mib(res.get('index_bytes'))}"
+        if res.get("build_backend_peak_mib"):
+            measured += (f", build memory {num(res['build_backend_peak_mib'], 0)} MiB peak (maintenance_work_mem "
+                         f"{res.get('maintenance_work_mem')})")
+        if res.get("load_average_1min") is not None:
+            measured += f"; load average {num(res['load_average_1min'])}"
+        kind = vector_kind(res)
+        vectors = ("synthetic clustered" if kind == "synthetic"
+                   else "real embeddings of both data sets, grown (benchmarks/real_vectors.py)")
+        target = README_TARGETS["hnsw"]
+        if res["rows"] >= 1_000_000:
+            target = README_TARGETS["hnsw_1m"]
+        command = f"`python benchmarks/hnsw_scale.py --rows {res['rows']}" + ("" if kind == "synthetic"
+                                                                             else " --vectors real") + "`"
         rows.append(_row(
-            f"similar-products query, {num(res['rows'])} vectors ({res.get('dim')}-d, synthetic clustered), "
-            f"HNSW m=16/ef_construction=64, ef_search={ef}", README_TARGETS["hnsw"], measured,
-            f"`python benchmarks/hnsw_scale.py --rows {res['rows']}`"))
+            f"similar-products query, {num(res['rows'])} vectors ({res.get('dim')}-d, {vectors}), HNSW "
+            f"m={res.get('m', 16)}/ef_construction={res.get('ef_construction', 64)}, ef_search={ef}"
+            + (" (the plugin's choice for this size)" if auto else ""), target, measured, command))
     return rows
 
 
@@ -273,22 +318,28 @@ def render_markdown(report: dict) -> str:
 
     scale = scale_results(report)
     if scale:
-        lines.append("### HNSW scale (synthetic vectors in pgvector)")
+        lines.append("### HNSW scale (pgvector)")
         lines.append("")
-        lines.append("| rows | load s | index build s | index size | table size | parallel maintenance workers |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| vectors | rows | index | load s | index build s | index size | table size | build memory "
+                     "(peak / maintenance_work_mem) | parallel maintenance workers | load average |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for res in scale:
-            lines.append(f"| {num(res['rows'])} | {num(res.get('load_s'))} | {num(res.get('index_build_s'))} | "
+            lines.append(f"| {vector_kind(res)} | {num(res['rows'])} | m={res.get('m', 16)}, ef_construction="
+                         f"{res.get('ef_construction', 64)}{', halfvec' if res.get('index_type') == 'halfvec' else ''}"
+                         f" | {num(res.get('load_s'))} | {num(res.get('index_build_s'))} | "
                          f"{mib(res.get('index_bytes'))} | {mib(res.get('table_bytes'))} | "
-                         f"{res.get('max_parallel_maintenance_workers', '-')} |")
+                         f"{num(res.get('build_backend_peak_mib'), 0)} MiB / {res.get('maintenance_work_mem', '-')} | "
+                         f"{res.get('max_parallel_maintenance_workers', '-')} | {num(res.get('load_average_1min'))} |")
         lines.append("")
-        lines.append("| rows | query | ef_search | p50 ms | p95 ms | recall@10 | rows returned |")
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("| vectors | rows | query | ef_search | p50 ms | p95 ms | recall@10 | rows returned (mean / min) |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for res in scale:
             for c in res.get("configs", []):
-                lines.append(f"| {num(res['rows'])} | {MODE_LABELS.get(c['mode'], c['mode'])} | {c['ef_search']} | "
-                             f"{num(c['query_p50_ms']['median'], 2)} | {fmt_spread(c['query_p95_ms'], 2)} | "
-                             f"{fmt_spread(c['recall_at_10'], 3)} | {num(c['mean_rows_returned']['median'])} |")
+                ef = f"{c['ef_search']} (auto)" if c.get("ef_search_choice") == "auto" else c["ef_search"]
+                lines.append(f"| {vector_kind(res)} | {num(res['rows'])} | {MODE_LABELS.get(c['mode'], c['mode'])} | "
+                             f"{ef} | {num(c['query_p50_ms']['median'], 2)} | {fmt_spread(c['query_p95_ms'], 2)} | "
+                             f"{fmt_spread(c['recall_at_10'], 3)} | {num(c['mean_rows_returned']['median'])} / "
+                             f"{c.get('min_rows_returned', '-')} |")
         lines.append("")
     http = result(report, "http_latency")
     if http:
@@ -342,11 +393,14 @@ def plot_series(report: dict) -> dict:
     scale = scale_results(report)
     latency, recall = {}, {}
     for res in scale:
+        prefix = "" if vector_kind(res) == "synthetic" else f"{vector_kind(res)}, "
         for c in res.get("configs", []):
-            label = f"{MODE_LABELS.get(c['mode'], c['mode'])}, ef_search {c['ef_search']}"
+            auto = c.get("ef_search_choice") == "auto"
+            label = f"{prefix}{MODE_LABELS.get(c['mode'], c['mode'])}, ef_search {'auto' if auto else c['ef_search']}"
             latency.setdefault(label, []).append((res["rows"], c["query_p95_ms"]["median"]))
-            label = f"{num(res['rows'])} rows, {MODE_LABELS.get(c['mode'], c['mode'])}"
-            recall.setdefault(label, []).append((c["ef_search"], c["recall_at_10"]["median"]))
+            if not auto:
+                label = f"{prefix}{num(res['rows'])} rows, {MODE_LABELS.get(c['mode'], c['mode'])}"
+                recall.setdefault(label, []).append((c["ef_search"], c["recall_at_10"]["median"]))
     http_series = {}
     http = result(report, "http_latency")
     for endpoint, data in (http or {}).get("endpoints", {}).items():

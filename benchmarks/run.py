@@ -1,7 +1,8 @@
 """Every number of README's Results table in one reproducible report.
 
     python benchmarks/run.py [--quick] [--gpu] [--out DIR] [--only quality,speed,scale | --skip ...]
-                             [--sizes 10000,100000,1000000] [--ef-search 40,100,200]
+                             [--sizes 10000,100000,1000000] [--ef-search auto,40,100,200,400]
+                             [--vectors synthetic,real]
 
 Needs the demo database with the CC0 catalog imported and indexed (`manage.py fashion_load_catalog`, then
 `manage.py fashion_reindex --all --sync` or a running worker) and Redis at CELERY_BROKER_URL (the reindex
@@ -12,8 +13,9 @@ and homepage-freshness jobs start their own Celery workers). Each measurement ru
            clients: sketch and photo search, similar-products API, homepage), homepage.py (server time and
            freshness), reindex_worker.py (full catalog through a real Celery worker; last of the speed jobs
            because it clears the vectors while it reindexes)
-  scale    hnsw_scale.py per size: HNSW build time, index size, recall@10 and p95 latency, without and with a
-           category filter (iterative_scan off / relaxed_order), for each ef_search
+  scale    hnsw_scale.py per size and vector kind (synthetic clusters; real embeddings of both data sets, grown):
+           HNSW build time and memory, index size, recall@10 and p95 latency, without and with a category filter
+           (iterative_scan off / relaxed_order), for each ef_search (auto: the plugin's choice for the size)
 
 Writes to --out (default benchmarks/results/; --quick: benchmarks/results/quick/): each job's JSON,
 logs/<job>.log, report.json, report.md (the Results table, pasteable into README) and PNG plots. A failing job is recorded in the report and the other
@@ -113,13 +115,16 @@ def plan(args) -> list[Job]:
         jobs.append(Job("speed", "reindex_worker", [py, str(BENCH / "reindex_worker.py"), *p["reindex"]], 1800))
     if "scale" in args.stages:
         sizes = [int(s) for s in (args.sizes or p["sizes"]).split(",") if s.strip()]
-        for rows in sizes:
-            # The HNSW build took 405 s for 1M vectors on the 2-core machine (busy); about 4x margin per size.
-            timeout = int(300 + rows * 0.0015)
-            jobs.append(Job("scale", f"hnsw_scale_{rows}",
-                            [py, str(BENCH / "hnsw_scale.py"), "--rows", str(rows), "--ef-search", args.ef_search,
-                             "--modes", "unfiltered,filter_off,filter_relaxed", *p["scale"],
-                             "--statement-timeout", str(timeout - 60), "--name", f"hnsw_scale_{rows}"], timeout))
+        for kind in args.vectors:
+            for rows in sizes:
+                # The HNSW build (m=24, ef_construction=100) took 777 s for 1M vectors on the 2-core machine
+                # while other work ran; about 4x margin per size.
+                timeout = int(300 + rows * 0.003)
+                name = f"hnsw_scale_{rows}" + ("" if kind == "synthetic" else f"_{kind}")
+                jobs.append(Job("scale", name,
+                                [py, str(BENCH / "hnsw_scale.py"), "--rows", str(rows), "--vectors", kind,
+                                 "--ef-search", args.ef_search, "--modes", "unfiltered,filter_off,filter_relaxed",
+                                 *p["scale"], "--statement-timeout", str(timeout - 60), "--name", name], timeout))
     return jobs
 
 
@@ -225,7 +230,11 @@ def parse_args(argv=None):
     parser.add_argument("--skip", default="", help="comma-separated stages to skip")
     parser.add_argument("--sizes", default=None,
                         help="vector counts for the scale stage (default 10000,100000,1000000; --quick 10000)")
-    parser.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values for the scale stage")
+    parser.add_argument("--ef-search", default="auto,40,100,200,400",
+                        help="hnsw.ef_search values for the scale stage (auto: the plugin's choice per query)")
+    parser.add_argument("--vectors", default="synthetic,real",
+                        help="vector kinds of the scale stage (synthetic clusters; real: the model's embeddings of "
+                             "both data sets, grown; see benchmarks/real_vectors.py)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in (args.only or ",".join(STAGES)).split(",") if s.strip()]
     skip = [s.strip() for s in args.skip.split(",") if s.strip()]
@@ -233,6 +242,9 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; use {', '.join(STAGES)}")
     args.stages = [s for s in STAGES if s in only and s not in skip]
+    args.vectors = [v.strip() for v in args.vectors.split(",") if v.strip()]
+    if set(args.vectors) - {"synthetic", "real"}:
+        parser.error("--vectors takes synthetic and/or real")
     if args.out is None:
         args.out = ROOT / "benchmarks" / "results" / ("quick" if args.quick else "")
     return args
@@ -289,7 +301,7 @@ def main(argv=None):
     report = {
         "benchmark": "report", "date": date, "machine": machine(), "command": command, "profile": profile,
         "options": {"quick": args.quick, "gpu": args.gpu, "stages": args.stages, "sizes": args.sizes,
-                    "ef_search": args.ef_search, "out": _relative(out)},
+                    "ef_search": args.ef_search, "vectors": args.vectors, "out": _relative(out)},
         "wall_s": round(time.perf_counter() - started, 1),
         # 1-minute load average before and after: the figures are only comparable on an otherwise idle machine.
         "load_average": {"start": round(load_start[0], 2), "end": round(os.getloadavg()[0], 2)},

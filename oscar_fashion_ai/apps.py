@@ -29,5 +29,6 @@ class FashionAIConfig(OscarConfig):
             path("api/health/", views.health, name="api-health"),
             path("api/products/<int:pk>/similar/", views.api_similar, name="api-similar"),
             path("api/search/photo/", views.api_photo, name="api-photo"),
+            path("search/similar/<int:pk>/", views.more_like_this, name="more-like-this"),
         ]
         return self.post_process_urls(urls)

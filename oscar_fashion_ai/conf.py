@@ -42,6 +42,14 @@ DEFAULTS: dict[str, object] = {
     "SIMILAR_PRODUCTS": 8,
     # Celery queue the indexing tasks go to.
     "QUEUE": "celery",
+    # Folder of the shop's own models (fashion_adapt): photo models, every version kept, the ACTIVE.json pointer to
+    # the one in use, sketch encoders, training checkpoints. None: <DATA_DIR>/models. With
+    # EMBEDDER_WEIGHTS None the installed model is used before the package's. Web and workers must see the same folder.
+    "MODELS_DIR": None,
+    # Celery queue of the "Adapt to my catalog" training task (route it to a GPU worker with -Q <name>).
+    "TRAINING_QUEUE": "celery",
+    # fashion_adapt's default training budget in minutes (training stops after the epoch that passes it).
+    "ADAPT_MAX_MINUTES": 20.0,
     # Search by sketch / photo ---------------------------------------------------
     # Per-client rate limits ("N/s", "N/min", "N/hour"; None disables).
     "SKETCH_RATE_LIMIT": "30/min",
@@ -69,6 +77,16 @@ DEFAULTS: dict[str, object] = {
     "SKETCH_RERANK_DEPTH": 20,
     # Weights file for the sketch-to-photo generator; None uses the generator shipped in the package.
     "SKETCH_GENERATOR_WEIGHTS": None,
+    # Search by photo without a box from the shopper: preset the crop box to the most likely garment region
+    # (oscar_fashion_ai.ml.crop, chosen by benchmarks/photo_crop.py; docs/PHOTO_SEARCH.md). False searches the whole
+    # photo, as before.
+    "PHOTO_AUTO_CROP": True,
+    # Results less similar than this (cosine similarity, 0..1) are not shown as matches: when none reaches it, the
+    # page says "nothing close" and shows the nearest few. 0 turns it off. It depends on the model: the default was
+    # measured for the shipped one (benchmarks/photo_crop.py). SKETCH_MIN_SIMILARITY does the same for drawings
+    # (off: not measured for drawings).
+    "PHOTO_MIN_SIMILARITY": 0.0,
+    "SKETCH_MIN_SIMILARITY": 0.0,
     # Personalisation ----------------------------------------------------------
     # Weight of each kind of event in the preference vector.
     "PREFERENCE_WEIGHTS": {"view": 1.0, "basket": 3.0, "order": 5.0},
@@ -112,6 +130,24 @@ DEFAULTS: dict[str, object] = {
     # ONNX exports of the models (made once, checked against the weights' checksum before each use). None:
     # <DATA_DIR>/onnx. Must be writable by the web and worker processes' user, and by no one else.
     "CACHE_DIR": None,
+    # Scale (HNSW parameters and the search database; README "Scaling", docs/SCALING.md) ------------------
+    # Database alias the search reads go to (nearest-neighbour queries and what a search reads with them), e.g. a
+    # read replica; None = "default". Add "oscar_fashion_ai.routers.SearchRouter" to DATABASE_ROUTERS.
+    "SEARCH_DATABASE": None,
+    # HNSW graph parameters used when the index is (re)built (`fashion_reindex --tune-index`, `--all --sync`,
+    # a dimension change). None = chosen from the catalog size by the measured bands in oscar_fashion_ai.hnsw.
+    "HNSW_M": None,
+    "HNSW_EF_CONSTRUCTION": None,
+    # hnsw.ef_search of a 10-result query without a category filter. None = chosen from the catalog size (the
+    # bands of oscar_fashion_ai.hnsw); either way it is raised for more results and for filtered queries.
+    "HNSW_EF_SEARCH": None,
+    # hnsw.max_scan_tuples: how far an iterative scan may walk the graph to fill a filtered query. None = chosen
+    # from the catalog size.
+    "HNSW_MAX_SCAN_TUPLES": None,
+    # Index builds: maintenance_work_mem (e.g. "2GB"; None = an estimate of the in-memory graph) and
+    # max_parallel_maintenance_workers (None = the server's setting).
+    "HNSW_BUILD_MEMORY": None,
+    "HNSW_BUILD_WORKERS": None,
 }
 
 

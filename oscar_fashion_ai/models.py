@@ -14,13 +14,39 @@ from pgvector.django import HnswIndex, VectorField
 EMBEDDING_DIMENSIONS = 256
 
 
-class ProductEmbedding(models.Model):
-    """The Image2Vec vector of one product's primary image."""
+class EmbeddingRow(models.Model):
+    """The columns of one product's vector row, shared by the index that search reads (:class:`ProductEmbedding`)
+    and the one a new model's vectors are written into meanwhile (:class:`ProductEmbeddingNext`).
+
+    The two tables must stay alike column for column: the switch to a new model renames one into the other
+    (``oscar_fashion_ai.builds.activate``). Add or change columns here, never on one of the two classes."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         INDEXED = "indexed", _("Indexed")
         FAILED = "failed", _("Failed")
+
+    vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # No B-tree indexes on model_version/status: they would tempt the planner away from the HNSW index
+    # (filters are applied while walking it; see search.nearest_queryset).
+    model_version = models.CharField(_("model version"), max_length=128, blank=True)
+    image_checksum = models.CharField(_("image checksum (sha1)"), max_length=40, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(_("last error"), blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    date_created = models.DateTimeField(_("created"), auto_now_add=True)
+    date_updated = models.DateTimeField(_("updated"), auto_now=True)
+    date_indexed = models.DateTimeField(_("indexed"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.product_id}: {self.status} ({self.model_version or 'no model'})"
+
+
+class ProductEmbedding(EmbeddingRow):
+    """The Image2Vec vector of one product's primary image: the index that search reads."""
 
     product = models.OneToOneField(
         "catalogue.Product", on_delete=models.CASCADE, related_name="fashion_embedding", verbose_name=_("product")
@@ -33,17 +59,6 @@ class ProductEmbedding(models.Model):
         related_name="+",
         verbose_name=_("source image"),
     )
-    vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
-    # No B-tree indexes on model_version/status: they would tempt the planner away from the HNSW index
-    # (filters are applied while walking it; see search.nearest_queryset).
-    model_version = models.CharField(_("model version"), max_length=128, blank=True)
-    image_checksum = models.CharField(_("image checksum (sha1)"), max_length=40, blank=True)
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    error = models.TextField(_("last error"), blank=True)
-    attempts = models.PositiveIntegerField(_("attempts"), default=0)
-    date_created = models.DateTimeField(_("created"), auto_now_add=True)
-    date_updated = models.DateTimeField(_("updated"), auto_now=True)
-    date_indexed = models.DateTimeField(_("indexed"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("product embedding")
@@ -58,8 +73,94 @@ class ProductEmbedding(models.Model):
             )
         ]
 
+
+class ProductEmbeddingNext(EmbeddingRow):
+    """Vectors of the model being indexed (an :class:`IndexBuild` in state ``building``), written while search
+    keeps reading :class:`ProductEmbedding`; empty otherwise. When every product has its row, the two tables swap
+    names in one transaction (``oscar_fashion_ai.builds``). Its vector column takes the new model's dimension and
+    its HNSW index the served index's parameters when a build starts."""
+
+    product = models.OneToOneField("catalogue.Product", on_delete=models.CASCADE, related_name="+",
+                                   verbose_name=_("product"))
+    image = models.ForeignKey("catalogue.ProductImage", on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+", verbose_name=_("source image"))
+
+    class Meta:
+        verbose_name = _("product embedding (next model)")
+        verbose_name_plural = _("product embeddings (next model)")
+        indexes = [HnswIndex(name="fashion_ai_embedding_next_hnsw", fields=["vector"], m=16, ef_construction=64,
+                             opclasses=["vector_cosine_ops"])]
+
+
+class IndexBuild(models.Model):
+    """One model's vector index: the one search uses (``active``, at most one), one being written (``building``,
+    at most one), or an earlier one. ``weights`` is where that model's weights file is, so that search can keep
+    embedding queries with the model in use while another model's vectors are written."""
+
+    class State(models.TextChoices):
+        BUILDING = "building", _("Building")
+        ACTIVE = "active", _("In use")
+        RETIRED = "retired", _("Replaced")
+        ABANDONED = "abandoned", _("Abandoned")
+
+    version = models.CharField(_("model version"), max_length=128)
+    weights = models.CharField(_("weights file"), max_length=1000)
+    weights_sha256 = models.CharField(_("weights sha256"), max_length=64)
+    dim = models.PositiveIntegerField(_("dimensions"))
+    state = models.CharField(_("state"), max_length=16, choices=State.choices)
+    requested_by = models.CharField(_("requested by"), max_length=150, blank=True)
+    products = models.PositiveIntegerField(_("products at start"), default=0)
+    message = models.TextField(_("message"), blank=True)
+    date_created = models.DateTimeField(_("started"), auto_now_add=True)
+    date_activated = models.DateTimeField(_("switched to"), null=True, blank=True)
+    date_finished = models.DateTimeField(_("ended"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date_created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"), name="fashion_one_active_index"),
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="building"),
+                                    name="fashion_one_index_build"),
+        ]
+
     def __str__(self):
-        return f"{self.product_id}: {self.status} ({self.model_version or 'no model'})"
+        return f"{self.version} ({self.state})"
+
+
+class AdaptationRun(models.Model):
+    """One ``fashion_adapt`` run (dashboard button or command): its progress and outcome for the dashboard."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        INSTALLED = "installed", _("Installed")
+        KEPT = "kept", _("Kept the model in use")
+        FAILED = "failed", _("Failed")
+
+    requested_by = models.CharField(_("requested by"), max_length=150, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    stage = models.CharField(_("stage"), max_length=200, blank=True)
+    progress = models.FloatField(_("progress (0-1)"), default=0.0)
+    message = models.TextField(_("outcome"), blank=True)
+    result = models.JSONField(_("measurements"), default=dict, blank=True)
+    installed_version = models.CharField(_("installed version"), max_length=128, blank=True)
+    task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    date_created = models.DateTimeField(_("requested"), auto_now_add=True)
+    date_started = models.DateTimeField(_("started"), null=True, blank=True)
+    date_updated = models.DateTimeField(_("last progress"), auto_now=True)
+    date_finished = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date_created", "-pk"]
+        get_latest_by = "date_created"
+
+    @property
+    def done(self) -> bool:
+        return self.state in {self.State.INSTALLED, self.State.KEPT, self.State.FAILED}
+
+    def __str__(self):
+        return f"adaptation {self.pk}: {self.state}"
 
 
 class IndexRun(models.Model):

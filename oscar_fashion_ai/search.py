@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Exists, OuterRef
 from oscar.core.loading import get_model
 from pgvector.django import CosineDistance
 
-from . import conf, embedding
+from . import conf, embedding, hnsw, routers
 
 logger = logging.getLogger(__name__)
 
@@ -44,24 +47,49 @@ def ready_model():
     return info
 
 
-def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0):
+def search_alias() -> str:
+    """The database alias search reads go to (``FASHION_AI["SEARCH_DATABASE"]``, e.g. a read replica)."""
+    return conf.get("SEARCH_DATABASE") or DEFAULT_DB_ALIAS
+
+
+@contextmanager
+def search_session(limit: int, filtered: bool = False):
+    """Where and how the queries of one search run; evaluate the querysets inside the block.
+
+    The block's reads go to the search database (:func:`search_alias`; :class:`oscar_fashion_ai.routers.SearchRouter`
+    routes them), inside one transaction on it whose HNSW parameters (``hnsw.ef_search``, ``hnsw.iterative_scan``,
+    ``hnsw.max_scan_tuples``) fit the catalog size, the number of rows wanted and the filter
+    (:func:`oscar_fashion_ai.hnsw.query_parameters`), set with ``set_config(..., true)`` (``SET LOCAL``): they end
+    with the transaction, so a pooled connection never keeps them. Yields the alias."""
+    alias = search_alias()
+    params = hnsw.query_parameters(hnsw.catalog_size(alias), limit, filtered)
+    with routers.search_reads(alias), transaction.atomic(using=alias):
+        hnsw.set_local(connections[alias], params)
+        yield alias
+
+
+def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0,
+            price_range=None, info=None):
     """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score).
 
-    With ``category_boost`` the ``max(k, depth)`` nearest are re-ordered so that those sharing a category with
-    the best match come first (:func:`oscar_fashion_ai.ml.sketch_pipeline.best_match_order`); scores stay the
-    cosine similarities."""
-    info = ready_model()
+    ``info``: the model that made ``vector`` (default: the model in use). With ``category_boost`` the
+    ``max(k, depth)`` nearest are re-ordered so that those sharing a category with the best match come first
+    (:func:`oscar_fashion_ai.ml.sketch_pipeline.best_match_order`); scores stay the cosine similarities."""
+    info = info or ready_model()
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (info.dim,):
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
-    rows = list(nearest_queryset(vector, info.version, exclude_ids, category)[:max(k, depth if category_boost else 0)])
-    found = [(row.product, 1.0 - float(row.distance)) for row in rows]
-    if category_boost and len(found) > 1:
-        from .ml.sketch_pipeline import best_match_order
+    limit = max(k, depth if category_boost else 0)
+    with search_session(limit, filtered=category is not None or price_range is not None) as alias:
+        rows = list(nearest_queryset(vector, info.version, exclude_ids, category, price_range).using(alias)[:limit])
+        # An iterative scan in relaxed order may return rows slightly out of order: sort them.
+        found = sorted(((row.product, 1.0 - float(row.distance)) for row in rows), key=lambda item: -item[1])
+        if category_boost and len(found) > 1:
+            from .ml.sketch_pipeline import best_match_order
 
-        order = best_match_order([score for _, score in found], product_categories([p for p, _ in found]),
-                                 category_boost)
-        found = [found[i] for i in order]
+            order = best_match_order([score for _, score in found], product_categories([p for p, _ in found]),
+                                     category_boost)
+            found = [found[i] for i in order]
     return found[:k]
 
 
@@ -76,18 +104,25 @@ def product_categories(products) -> list[set]:
     return [by_owner.get(owner, set()) for owner in owners]
 
 
-def nearest_queryset(vector, version, exclude_ids=(), category=None):
+def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range=None):
     """``ORDER BY vector <=> query`` over current rows; the availability filters are EXISTS subqueries
     (no joins that multiply rows, no DISTINCT), so PostgreSQL can walk the HNSW index and filter as it goes
-    (``hnsw.iterative_scan`` is enabled on the connection, see settings)."""
+    (``hnsw.iterative_scan``; evaluate it inside :func:`search_session`, which sets the HNSW parameters).
+    ``price_range`` (low, high; either may be None) keeps products with an in-stock record priced within it."""
     from .models import ProductEmbedding
 
     StockRecord = get_model("partner", "StockRecord")
     ProductCategory = get_model("catalogue", "ProductCategory")
+    stock = StockRecord.objects.filter(product_id=OuterRef("product_id"), num_in_stock__gt=0)
+    low, high = price_range or (None, None)
+    if low is not None:
+        stock = stock.filter(price__gte=low)
+    if high is not None:
+        stock = stock.filter(price__lte=high)
     qs = (
         ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED, model_version=version,
                                         product__is_public=True)
-        .filter(Exists(StockRecord.objects.filter(product_id=OuterRef("product_id"), num_in_stock__gt=0)))
+        .filter(Exists(stock))
         .annotate(distance=CosineDistance("vector", vector))
         .order_by("distance")
         .select_related("product")
@@ -101,7 +136,7 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None):
     return qs
 
 
-def expanded_query(vector, n: int, category=None):
+def expanded_query(vector, n: int, category=None, price_range=None):
     """The query vector expanded with its ``n`` nearest product vectors (search by sketch, see
     :func:`oscar_fashion_ai.ml.sketch_pipeline.expand_query`); the vector itself when ``n`` is 0."""
     from .ml.sketch_pipeline import expand_query
@@ -110,27 +145,50 @@ def expanded_query(vector, n: int, category=None):
         return np.asarray(vector, dtype=np.float32)
     info = ready_model()
     vector = np.asarray(vector, dtype=np.float32)
-    found = list(nearest_queryset(vector, info.version, (), category).values_list("vector", flat=True)[:n])
+    with search_session(n, filtered=category is not None or price_range is not None) as alias:
+        found = list(nearest_queryset(vector, info.version, (), category, price_range).using(alias).values_list(
+            "vector", flat=True)[:n])
     if not found:
         return vector
     return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
 
 
-def similar_products(product, k: int):
+def similar_products(product, k: int, category=None, price_range=None):
     """Products that look like ``product`` (empty when it has no vector yet)."""
     from .models import ProductEmbedding
 
-    row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
-        "vector", "model_version").first()
-    if row is None or row.vector is None:
-        return []
-    return nearest(row.vector, k, exclude_ids=[product.pk])
+    for _ in range(2):  # twice when the index switched models between reading the row and searching
+        info = ready_model()
+        with routers.search_reads(search_alias()):
+            row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
+                "vector", "model_version").first()
+        if row is None or row.vector is None:
+            return []
+        if row.model_version == info.version:
+            found = nearest(row.vector, k, exclude_ids=[product.pk], category=category, price_range=price_range,
+                            info=info)
+            if found or ready_model().version == info.version:
+                return found
+    return []
+
+
+def has_vector(product) -> bool:
+    from .models import ProductEmbedding
+
+    return ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED,
+                                           vector__isnull=False).exists()
 
 
 def search_by_image(rgb_image, k: int, category=None):
-    ready_model()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
-    vector = embedding.get_embedder().embed_images([rgb_image])[0]
-    return nearest(vector, k, category=category)
+    for _ in range(2):  # twice when the index switched models while the query was embedded
+        info = ready_model()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
+        embedder = embedding.get_embedder()
+        if embedder.version != info.version:
+            continue
+        found = nearest(embedder.embed_images([rgb_image])[0], k, category=category, info=info)
+        if found or ready_model().version == info.version:
+            return found
+    return []
 
 
 def result_dicts(results, request=None):
@@ -157,3 +215,71 @@ def category_by_slug(slug):
     if category is None:
         raise ValueError(f"Unknown category {slug!r}.")
     return category
+
+
+# --- search by photo: the crop box, filters, the minimum similarity -------------------------------------------
+
+#: How many products "nothing close, here are the nearest" shows when no result reaches the minimum similarity.
+NEAREST_WHEN_NOTHING_CLOSE = 4
+MAX_PRICE = Decimal("1000000000")
+
+
+def parse_price(value, name: str):
+    """A user-supplied price bound (``None`` when empty). Raises ValueError with a user-facing message."""
+    if value in (None, ""):
+        return None
+    try:
+        price = Decimal(str(value).strip().replace(",", "."))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{name} must be a price such as 25 or 19.99.") from None
+    if not price.is_finite() or price < 0 or price > MAX_PRICE:
+        raise ValueError(f"{name} must be a price from 0 to {MAX_PRICE:,}.")
+    return price
+
+
+def filters_from(params) -> dict:
+    """``category`` (slug), ``price_min`` and ``price_max`` from request parameters (a QueryDict or a dict) as
+    keyword arguments of :func:`nearest`. Raises ValueError with a user-facing message."""
+    get = params.get if hasattr(params, "get") else (lambda key: None)
+    category = get("category")
+    if category is not None and not isinstance(category, str):
+        raise ValueError("category must be a category slug.")
+    low, high = parse_price(get("price_min"), "price_min"), parse_price(get("price_max"), "price_max")
+    if low is not None and high is not None and low > high:
+        raise ValueError("price_min must not be larger than price_max.")
+    return {"category": category_by_slug(category),
+            "price_range": (low, high) if low is not None or high is not None else None}
+
+
+def photo_vector(photo, auto_crop: bool = True):
+    """The search vector of an uploaded photo (:class:`oscar_fashion_ai.uploads.Photo`), the box it stands for
+    (pixels of ``photo.size``) and where the box came from: ``"request"`` (the shopper's box, cropped and
+    embedded), ``"preset"`` (:class:`oscar_fashion_ai.ml.crop.GarmentLocator`) or ``"whole"``."""
+    from .ml import crop
+
+    ready_model()
+    embedder = embedding.get_embedder()
+    width, height = photo.size
+    if photo.box is not None and not photo.box.covers(width, height):
+        vector = embedder.embed_images([crop.crop_image(photo.image, photo.box, photo.size)])[0]
+        return vector, photo.box, "request"
+    if photo.box is None and auto_crop:
+        located = crop.GarmentLocator(embedder).locate(photo.image)
+        sx, sy = width / photo.image.width, height / photo.image.height
+        x, y, w, h = located.box.scaled(sx, sy)
+        left, top = max(0, int(round(x))), max(0, int(round(y)))
+        box = crop.Box(left, top, max(1, min(width, int(round(x + w))) - left),
+                       max(1, min(height, int(round(y + h))) - top))
+        return located.vector, box, "preset"
+    return embedder.embed_images([photo.image])[0], crop.Box(0, 0, width, height), "whole"
+
+
+def apply_min_similarity(results, minimum: float):
+    """(shown results, nothing_close): the results at or above ``minimum`` similarity; when none is, the few
+    nearest, flagged, so that a weak match is never presented as a match."""
+    if not minimum:
+        return list(results), False
+    close = [(product, score) for product, score in results if score >= minimum]
+    if close or not results:
+        return close, False
+    return list(results)[:NEAREST_WHEN_NOTHING_CLOSE], True

@@ -13,10 +13,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from . import conf
+from .builds import IndexChanged
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, IndexChanged)
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 #: Socket timeouts of the publishing connection (Redis transport options; other transports ignore them).
 PUBLISH_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
@@ -115,7 +116,21 @@ def sweep():
     from django.core.management import call_command
 
     call_command("fashion_rebuild_preferences")
-    from . import index
+    from . import builds, index
 
+    if builds.state().building is not None and builds.complete():  # a switch postponed by busy tables
+        builds.try_activate()
     ids = index.products_needing_index("stale")
     enqueue_embedding(ids)
+
+
+@shared_task(name="oscar_fashion_ai.adapt_catalog", bind=True, acks_late=True, reject_on_worker_lost=True)
+def adapt_catalog(self, run_id):
+    """The dashboard's "Adapt to my catalog": train, measure and (if better) install a photo model, then reindex.
+    Goes to ``FASHION_AI["TRAINING_QUEUE"]``; a redelivered message resumes from the last checkpoint."""
+    from .adaptation import run_queued
+    from .models import AdaptationRun
+
+    if not AdaptationRun.objects.filter(pk=run_id).exists():  # published before the request's transaction committed
+        raise self.retry(countdown=2, max_retries=30)
+    return run_queued(run_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import conf
 from .ml import preprocessing
 
@@ -21,6 +23,59 @@ def _decode_size() -> int:
 
 def image_from_request(request, field: str = "image"):
     """Return the uploaded image as an RGB PIL image, or raise :class:`BadUpload`."""
+    data, limit = _upload_bytes(request, field)
+    try:
+        return preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
+                                        decode_size=_decode_size())
+    except preprocessing.InvalidImage as exc:
+        raise BadUpload(str(exc)) from exc
+
+
+@dataclass
+class Photo:
+    """An uploaded photo for search by photo: the decoded image (maybe at a reduced scale), its size as the shopper
+    sees it (``size``, after EXIF orientation: the pixels a ``box`` refers to) and the shopper's box, if any."""
+
+    image: object
+    size: tuple[int, int]
+    box: object = None  # ml.crop.Box in pixels of ``size``
+
+
+def photo_from_request(request, field: str = "image", box=None, preset_size: int | None = None) -> Photo:
+    """The uploaded photo and the shopper's optional ``box`` (``"x,y,w,h"`` in image pixels), checked against the
+    image; raises :class:`BadUpload` for a bad upload or a bad box. JPEGs are decoded at the smallest scale that
+    keeps the box (or, without one, ``preset_size`` px for the preset crop) at the model's resolution."""
+    from .ml import crop
+
+    data, limit = _upload_bytes(request, field)
+    model_size = _decode_size()
+    size = preprocessing.oriented_size(data)
+    parsed = None
+    if box not in (None, "") and size is not None:
+        try:
+            parsed = crop.parse_box(box, *size)
+        except crop.BadBox as exc:
+            raise BadUpload(str(exc)) from exc
+    decode = crop.decode_size_for(parsed, *size, model_size) if parsed is not None else max(model_size, preset_size or 0)
+    try:
+        img = preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
+                                       decode_size=decode)
+    except preprocessing.InvalidImage as exc:
+        raise BadUpload(str(exc)) from exc
+    flipped = size is not None and ((size[0] > size[1] and img.width < img.height)
+                                    or (size[0] < size[1] and img.width > img.height))
+    if size is None or flipped:
+        # The header could not be read alone, or its EXIF orientation was not applied (a broken EXIF block).
+        size = img.size if size is None else (size[1], size[0])
+        if box not in (None, ""):
+            try:
+                parsed = crop.parse_box(box, *size)
+            except crop.BadBox as exc:
+                raise BadUpload(str(exc)) from exc
+    return Photo(img, size, parsed)
+
+
+def _upload_bytes(request, field):
     upload = request.FILES.get(field)
     if upload is None:
         raise BadUpload(f"Attach an image file in the form field '{field}'.")
@@ -32,11 +87,7 @@ def image_from_request(request, field: str = "image"):
     data = upload.read(limit + 1)
     if len(data) > limit:
         raise BadUpload(f"The file is larger than {limit / (1024 * 1024):.0f} MB.")
-    try:
-        return preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
-                                        decode_size=_decode_size())
-    except preprocessing.InvalidImage as exc:
-        raise BadUpload(str(exc)) from exc
+    return data, limit
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

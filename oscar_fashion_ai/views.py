@@ -3,6 +3,7 @@
 import json
 import logging
 
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -66,39 +67,110 @@ def api_photo(request):
         return limited
     try:
         k = search.clamp_k(request.POST.get("k") or request.GET.get("k"))
-        category = search.category_by_slug(request.POST.get("category") or request.GET.get("category"))
-        image = image_from_request(request, "image")
+        filters = search.filters_from(_merged(request))
+        found = _photo_search(request, k, filters)
     except (ValueError, BadUpload) as exc:
         return error(str(exc))
-    try:
-        results = search.search_by_image(image, k, category=category)
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    return JsonResponse({"results": search.result_dicts(results, request), "model_version": _model_version()})
+    body = {"results": search.result_dicts(found["results"], request), "model_version": _model_version(),
+            "box": found["box"].as_dict(), "box_source": found["box_source"],
+            "image_size": {"width": found["size"][0], "height": found["size"][1]},
+            "nothing_close": found["nothing_close"]}
+    if found["nothing_close"]:
+        body["message"] = NOTHING_CLOSE
+    return JsonResponse(body)
+
+
+NOTHING_CLOSE = "Nothing in the shop looks close to this; here are the nearest products."
+
+
+def _merged(request):
+    """POST parameters, falling back to the query string (the API has always read ``k`` from either)."""
+    merged = request.GET.copy()
+    merged.update(request.POST)
+    return merged
+
+
+def _photo_search(request, k, filters):
+    """Search by photo for a POST with ``image`` and optional ``box``: the shown results, whether nothing was close,
+    and the box searched. Raises BadUpload/ValueError (400) and SearchUnavailable (503)."""
+    from .uploads import photo_from_request
+
+    auto = bool(conf.get("PHOTO_AUTO_CROP"))
+    photo = photo_from_request(request, "image", box=request.POST.get("box") or request.GET.get("box"),
+                               preset_size=_preset_size() if auto else None)
+    vector, box, source = search.photo_vector(photo, auto_crop=auto)
+    results, nothing_close = search.apply_min_similarity(search.nearest(vector, k, **filters),
+                                                         float(conf.get("PHOTO_MIN_SIMILARITY")))
+    return {"results": results, "nothing_close": nothing_close, "box": box, "box_source": source, "size": photo.size}
+
+
+def _preset_size():
+    from .ml.crop import PRESET_SIZE
+
+    return PRESET_SIZE
+
+
+def _search_page_context(request):
+    Category = get_model("catalogue", "Category")
+    params = request.POST if request.method == "POST" else request.GET
+    return {"categories": Category.objects.filter(depth=1, is_public=True).order_by("name"),
+            "filters": {key: params.get(key, "") for key in ("category", "price_min", "price_max")},
+            "currency": getattr(settings, "OSCAR_DEFAULT_CURRENCY", "")}
 
 
 @require_http_methods(["GET", "POST"])
 def photo_search(request):
-    ctx = {"max_mb": int(conf.get("MAX_UPLOAD_BYTES")) // (1024 * 1024), "searched": False, "products": []}
+    """The search-by-photo page. A plain form POST renders the page with the results; the page's script posts the
+    same form (``fragment=1``) and swaps in the results block, which carries the searched box for the crop box."""
+    ctx = {"max_mb": int(conf.get("MAX_UPLOAD_BYTES")) // (1024 * 1024), "max_bytes": int(conf.get("MAX_UPLOAD_BYTES")),
+           "searched": False, "products": [],
+           **_search_page_context(request)}
+    fragment = request.method == "POST" and request.POST.get("fragment") == "1"
+    template = "oscar_fashion_ai/partials/photo_results.html" if fragment else "oscar_fashion_ai/photo_search.html"
     status = 200
     if request.method == "POST":
         # The form runs the same model as the API, so it shares the API's per-client budget.
         limited = _rate_limited("photo", request, "PHOTO_RATE_LIMIT")
         if limited:
             ctx["error"] = json.loads(limited.content)["error"]
-            response = render(request, "oscar_fashion_ai/photo_search.html", ctx, status=429)
+            response = render(request, template, ctx, status=429)
             response["Retry-After"] = limited["Retry-After"]
             return response
         try:
-            image = image_from_request(request, "image")
-            ctx["products"] = [p for p, _ in search.search_by_image(image, int(conf.get("DEFAULT_K")))]
-            ctx["searched"] = True
-        except BadUpload as exc:
+            found = _photo_search(request, int(conf.get("DEFAULT_K")), search.filters_from(request.POST))
+            ctx.update(products=[p for p, _ in found["results"]], searched=True, nothing_close=found["nothing_close"],
+                       box=found["box"], box_source=found["box_source"], image_size=found["size"])
+        except (BadUpload, ValueError) as exc:
             ctx["error"], status = str(exc), 400
         except search.SearchUnavailable as exc:
             logger.error("Fashion AI: photo search unavailable: %s", exc)
             ctx["error"], status = "Search by photo is temporarily unavailable.", 503
-    return render(request, "oscar_fashion_ai/photo_search.html", ctx, status=status)
+    ctx["nothing_close_message"] = NOTHING_CLOSE
+    return render(request, template, ctx, status=status)
+
+
+@require_GET
+def more_like_this(request, pk):
+    """"More like this" from a product card: the products that look like it, with the search filters."""
+    Product = get_model("catalogue", "Product")
+    product = Product.objects.filter(pk=pk, is_public=True).first()
+    ctx = {"product": product, "products": [], **_search_page_context(request)}
+    status = 200
+    if product is None:
+        ctx["error"], status = "No such product.", 404
+    else:
+        try:
+            filters = search.filters_from(request.GET)
+            ctx["products"] = [p for p, _ in search.similar_products(product, int(conf.get("DEFAULT_K")), **filters)]
+            ctx["indexed"] = search.has_vector(product)
+        except ValueError as exc:
+            ctx["error"], status = str(exc), 400
+        except search.SearchUnavailable as exc:
+            logger.error("Fashion AI: more like this unavailable: %s", exc)
+            ctx["error"], status = "Similar products are temporarily unavailable.", 503
+    return render(request, "oscar_fashion_ai/more_like_this.html", ctx, status=status)
 
 
 # --- Personalised homepage and recommendations ------------------------------------------------
@@ -287,7 +359,7 @@ def api_sketch(request):
     try:
         img, extra = sketch_from_request(request)
         k = search.clamp_k(extra.get("k") if hasattr(extra, "get") else None)
-        category = search.category_by_slug(extra.get("category") if hasattr(extra, "get") else None)
+        filters = search.filters_from(extra)
     except (BadUpload, ValueError) as exc:
         return error(str(exc))
     try:
@@ -308,24 +380,26 @@ def api_sketch(request):
     if generated is None and generator is not None:
         generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
-        query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), category=category)
-        results = search.nearest(query, k, category=category, category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
-                                 depth=int(conf.get("SKETCH_RERANK_DEPTH")))
+        query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), **filters)
+        results = search.nearest(query, k, category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
+                                 depth=int(conf.get("SKETCH_RERANK_DEPTH")), **filters)
+        results, nothing_close = search.apply_min_similarity(results, float(conf.get("SKETCH_MIN_SIMILARITY")))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
     buf = io.BytesIO()
     (generated[0] if generated else direct).save(buf, "PNG")
-    return JsonResponse({
+    body = {
         "results": search.result_dicts(results, request),
         "generated_image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
         "pipeline": pipeline,
         "model_version": _model_version(),
-    })
+        "nothing_close": nothing_close,
+    }
+    if nothing_close:
+        body["message"] = NOTHING_CLOSE
+    return JsonResponse(body)
 
 
 @require_GET
 def sketch_search(request):
-    Category = get_model("catalogue", "Category")
-    return render(request, "oscar_fashion_ai/sketch_search.html", {
-        "categories": Category.objects.filter(depth=1, is_public=True).order_by("name"),
-    })
+    return render(request, "oscar_fashion_ai/sketch_search.html", _search_page_context(request))

@@ -37,6 +37,10 @@ if os.environ.get("DATABASE_URL"):
 else:
     DATABASES = {"default": embedded_db.database_settings(VAR_DIR / "pgdata", _PG_OPTIONS)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Search traffic can go to a read replica: SEARCH_DATABASE_URL adds it as "search" (see README, "Scaling").
+DATABASE_ROUTERS = ["oscar_fashion_ai.routers.SearchRouter"]
+if os.environ.get("SEARCH_DATABASE_URL"):
+    DATABASES["search"] = embedded_db.from_url(os.environ["SEARCH_DATABASE_URL"], _PG_OPTIONS)
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 INSTALLED_APPS = oscar.INSTALLED_APPS + [
@@ -178,6 +182,8 @@ elif _DEMO_DATASET.exists():
 from oscar_fashion_ai.conf import from_environment  # noqa: E402
 
 FASHION_AI.update(from_environment(os.environ))
+if "search" in DATABASES:
+    FASHION_AI.setdefault("SEARCH_DATABASE", "search")
 
 # One handler, on the root logger: the plugin's loggers only set a level and propagate. (A handler of their own
 # printed every line twice in a Celery worker, which puts its own handler on the root logger.)

@@ -66,8 +66,12 @@ def test_stage_selection_and_plan():
     assert [j.name for j in run.plan(args)] == ["evaluate_image", "evaluate_sketch", "evaluate_recommend"]
     args = run.parse_args(["--only", "scale", "--sizes", "1000,2000"])
     jobs = run.plan(args)
-    assert [j.name for j in jobs] == ["hnsw_scale_1000", "hnsw_scale_2000"]
-    assert "--ef-search" in jobs[0].argv and "40,100,200" in jobs[0].argv
+    assert [j.name for j in jobs] == ["hnsw_scale_1000", "hnsw_scale_2000", "hnsw_scale_1000_real",
+                                      "hnsw_scale_2000_real"]
+    assert "--ef-search" in jobs[0].argv and "auto,40,100,200,400" in jobs[0].argv
+    assert jobs[2].argv[jobs[2].argv.index("--vectors") + 1] == "real"
+    jobs = run.plan(run.parse_args(["--only", "scale", "--sizes", "1000", "--vectors", "synthetic"]))
+    assert [j.name for j in jobs] == ["hnsw_scale_1000"]
     speed = [j.name for j in run.plan(run.parse_args(["--only", "speed", "--gpu"]))]
     assert speed[-1] == "reindex_worker"  # it clears the vectors while it runs: last
     assert "embed_throughput_cuda" in speed
@@ -190,3 +194,31 @@ def test_write_plots(tmp_path):
     assert sorted(written) == sorted(report.PLOTS.values())
     for name in written:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scale_rows_use_the_plugins_choice_and_compare_with_100k():
+    def sized(rows, kind, p95):
+        res = hnsw_result(rows)
+        res.update({"vectors": {"kind": kind}, "m": 24, "ef_construction": 100, "build_backend_peak_mib": 2000.0,
+                    "maintenance_work_mem": "2400MB", "load_average_1min": 3.0})
+        for mode, ef in (("unfiltered", 400), ("filter_relaxed", 800)):
+            res["configs"].append({"mode": mode, "ef_search": ef, "ef_search_choice": "auto",
+                                   "query_p50_ms": spread_of(p95 / 2), "query_p95_ms": spread_of(p95),
+                                   "recall_at_10": spread_of(0.97), "mean_rows_returned": spread_of(10.0),
+                                   "min_rows_returned": 10, "uses_index": True})
+        return res
+
+    sample = copy.deepcopy(SAMPLE)
+    sample["stages"]["scale"]["jobs"] = {
+        "hnsw_scale_1000000_real": {"status": "ok", "result": sized(1_000_000, "real", 12.0)},
+        "hnsw_scale_100000_real": {"status": "ok", "result": sized(100_000, "real", 4.0)},
+        "hnsw_scale_100000": {"status": "ok", "result": sized(100_000, "synthetic", 3.0)},
+    }
+    rows = report.scale_rows(sample)
+    assert len(rows) == 3 and "synthetic clustered" in rows[0] and "real embeddings" in rows[2]
+    big = rows[2]
+    assert "1,000,000 vectors" in big and "m=24/ef_construction=100, ef_search=400 (the plugin's choice" in big
+    assert "3.0x the p95 at 100,000" in big and "ef_search 800) p95 12.0 ms" in big and "at least 10 rows" in big
+    assert report.README_TARGETS["hnsw_1m"] in big and "--vectors real" in big
+    md = report.render_markdown(sample)
+    assert "| real | 1,000,000 | no filter | 400 (auto) |" in md

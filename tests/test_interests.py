@@ -206,7 +206,8 @@ def test_two_interests_through_the_api_with_explanations(client, indexed):  # no
         assert reason["text"] == f"Because you looked at {titles[reason['product_id']]}"
         assert Product.objects.get(pk=reason["product_id"]).categories.get().name == cat
     page = client.get(reverse("fashion-ai:home")).content.decode()
-    assert page.count('class="fashion-ai-reason') == page.count("data-product-id=") == 12
+    # one reason per product of the grid (each card also carries a "More like this" link with the product id)
+    assert page.count('class="fashion-ai-reason') == page.count('col-lg-3" data-product-id=') == 12
     assert "Because you looked at" in page
     # The cached answer keeps the explanations.
     again = client.get(reverse("fashion-ai:api-recommendations"), {"k": 6}).json()

@@ -18,5 +18,6 @@ class FashionAIDashboardConfig(OscarDashboardConfig):
         urls = [
             path("", views.IndexStatusView.as_view(), name="fashion-ai-index"),
             path("reindex/", views.ReindexView.as_view(), name="fashion-ai-reindex"),
+            path("adapt/", views.AdaptView.as_view(), name="fashion-ai-adapt"),
         ]
         return self.post_process_urls(urls)

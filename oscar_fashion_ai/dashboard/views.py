@@ -13,7 +13,38 @@ class IndexStatusView(TemplateView):
         ctx = super().get_context_data(**kwargs)
         ctx["stats"] = index.index_stats()
         ctx["sketch"] = index.sketch_status()
+        ctx["adaptation"] = adaptation_status()
         return ctx
+
+
+def adaptation_status() -> dict:
+    """The latest adaptation run, the models folder's versions, and whether the button can queue one."""
+    from .. import adaptation, conf, model_store
+    from ..models import AdaptationRun
+
+    latest = AdaptationRun.objects.first()
+    return {"latest": latest, "busy": adaptation.busy_run() is not None,
+            "versions": [v for v in model_store.versions() if v["installed"]][:10],
+            "explicit_weights": conf.get("EMBEDDER_WEIGHTS"), "queue": conf.get("TRAINING_QUEUE"),
+            "max_minutes": conf.get("ADAPT_MAX_MINUTES")}
+
+
+class AdaptView(View):
+    """"Adapt to my catalog": queue ``fashion_adapt`` as a task on FASHION_AI["TRAINING_QUEUE"] (staff only, like
+    every page of this dashboard app)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request):
+        from .. import adaptation
+
+        try:
+            adaptation.queue_run(request.user.get_username())
+        except adaptation.AdaptError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("Queued the adaptation to your catalog: progress and outcome show below."))
+        return redirect("fashion-ai-dashboard:fashion-ai-index")
 
 
 class ReindexView(View):

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     previous release's code (which does not write the column) keeps working against this schema during a deploy."""
 
     dependencies = [
-        ("oscar_fashion_ai", "0003_embedding_no_btree"),
+        ("oscar_fashion_ai", "0004_index_builds_adaptation"),
     ]
 
     operations = [

@@ -67,6 +67,8 @@ class Embedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
         self._session = None
+        self._trunk_session = None  # exported on first use of feature_maps()
+        self._onnx_args = (cache_dir, threads)
         if self.device.type == "cpu" and runtime in {"auto", "onnx"}:
             try:
                 self._session = self._onnx_session(cache_dir, threads)
@@ -86,13 +88,20 @@ class Embedder:
     def runtime(self) -> str:
         return "onnxruntime" if self._session is not None else f"torch-{self.device.type}"
 
-    def _onnx_session(self, cache_dir, threads):
+    def _onnx_session(self, cache_dir, threads, part: str = ""):
+        """An ONNX Runtime session for the whole model (``part=""``: images -> vectors) or for its trunk
+        (``part="trunk"``: images of any size -> feature maps), exported once into the checked cache folder."""
         from . import onnx_cache
 
         dummy = torch.zeros(2, 3, self.info.image_size, self.info.image_size)
-        return onnx_cache.session(self.model, name=self.info.version, source_sha256=self.sha256, example=dummy,
-                                  input_names=["images"], output_names=["vectors"], cache_dir=cache_dir,
-                                  threads=threads)
+        if part == "trunk":
+            module, output = self.model.trunk, "features"
+            axes = {"images": {0: "batch", 2: "height", 3: "width"}, output: {0: "batch", 2: "rows", 3: "cols"}}
+        else:
+            module, output, axes = self.model, "vectors", None
+        return onnx_cache.session(module, name=self.info.version + (f".{part}" if part else ""),
+                                  source_sha256=self.sha256, example=dummy, input_names=["images"],
+                                  output_names=[output], cache_dir=cache_dir, threads=threads, dynamic_axes=axes)
 
     def load_image(self, source, max_pixels: int = 40_000_000, max_bytes: int | None = None):
         """Decode an image exactly as this model's preprocessing expects (raises InvalidImage)."""
@@ -113,6 +122,43 @@ class Embedder:
         out = out.astype(np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+    def feature_maps(self, batch: torch.Tensor) -> np.ndarray:
+        """The trunk's feature maps (B, C, rows, cols) for a batch of square images of any size (stride 32
+        for Lite0): where in the picture the features the embedding pools come from (see :mod:`.crop`)."""
+        if self._session is not None:
+            with self._lock:
+                if self._trunk_session is None:
+                    self._trunk_session = self._onnx_session(*self._onnx_args, part="trunk")
+            return self._trunk_session.run(["features"], {"images": batch.numpy()})[0].astype(np.float32)
+        with torch.inference_mode():
+            x = batch.to(self.device)
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self.model.trunk(x).float().cpu().numpy()
+
+    @property
+    def gem_p(self) -> float:
+        """The exponent of the model's GeM pooling."""
+        return float(self.model.pool.p.detach())
+
+    def pool_features(self, feats: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """The model's own pooling (GeM) and projection applied to feature maps (B, C, rows, cols), as unit
+        vectors. ``weights`` (B, rows, cols), if given, pools a weighted region instead of the whole map
+        (all ones gives the model's vectors up to float rounding)."""
+        if getattr(self, "_head", None) is None:
+            proj = self.model.proj
+            self._head = (self.gem_p, proj.weight.detach().float().cpu().numpy().T.copy(),
+                          proj.bias.detach().float().cpu().numpy().copy())
+        p, weight, bias = self._head
+        powered = np.maximum(feats.astype(np.float32), 1e-6) ** p
+        if weights is None:
+            pooled = powered.mean(axis=(2, 3))
+        else:
+            w = np.asarray(weights, dtype=np.float32)[:, None]
+            pooled = (powered * w).sum(axis=(2, 3)) / np.maximum(w.sum(axis=(2, 3)), 1e-12)
+        out = (pooled ** (1.0 / p)) @ weight + bias
+        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def embed_images(self, images, batch_size: int = 32) -> np.ndarray:
         """Embed RGB PIL images; returns an (N, dim) float32 array of unit vectors."""

@@ -66,9 +66,9 @@ def _private(path: Path) -> str | None:
     return None
 
 
-def _export(model, example, input_names, output_names) -> bytes:
+def _export(model, example, input_names, output_names, dynamic_axes=None) -> bytes:
     buf = io.BytesIO()
-    axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
+    axes = dynamic_axes or {name: {0: "batch"} for name in [*input_names, *output_names]}
     # The TorchScript exporter warns about its own deprecation and about constant folding at every export; neither
     # concerns a shop (the exported graph is checked against PyTorch by the tests).
     with warnings.catch_warnings(), torch.inference_mode():
@@ -122,17 +122,19 @@ def _store(folder: Path, onnx_path: Path, meta_path: Path, data: bytes, key: str
 
 
 def session(model: torch.nn.Module, *, name: str, source_sha256: str, example: torch.Tensor, input_names,
-            output_names, cache_dir: Path | str | None = None, threads: int = 0):
+            output_names, cache_dir: Path | str | None = None, threads: int = 0, dynamic_axes: dict | None = None):
     """An ONNX Runtime CPU session for ``model`` (exported on first use, then cached under ``cache_dir``)."""
     import onnxruntime as ort
 
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     key = fingerprint(model, source_sha256, example)
+    if dynamic_axes:
+        key = hashlib.sha256((key + repr(sorted(dynamic_axes.items()))).encode()).hexdigest()
     onnx_path = folder / f"{name}-{key[:16]}.onnx"
     meta_path = onnx_path.with_name(onnx_path.name + ".json")
     data = _cached(folder, onnx_path, meta_path, key)
     if data is None:
-        data = _export(model, example, input_names, output_names)
+        data = _export(model, example, input_names, output_names, dynamic_axes)
         try:
             _store(folder, onnx_path, meta_path, data, key)
         except OSError as exc:

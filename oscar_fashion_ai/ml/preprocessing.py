@@ -68,6 +68,23 @@ def open_image(source, max_pixels: int = 40_000_000, max_bytes: int | None = Non
     return to_rgb(img)
 
 
+def oriented_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of an encoded image as it is shown (after its EXIF orientation), from its header alone;
+    None when the header cannot be read (:func:`open_image` then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                try:
+                    orientation = img.getexif().get(0x0112)
+                except Exception:  # noqa: BLE001 - a broken EXIF block: exif_transpose leaves the image as it is
+                    orientation = None
+    except Exception:  # noqa: BLE001
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     try:
         img = ImageOps.exif_transpose(img)

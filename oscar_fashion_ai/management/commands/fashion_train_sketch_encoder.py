@@ -23,7 +23,9 @@ class Command(BaseCommand):
         source = o["source"] or conf.dataset_path()
         if source is None:
             raise CommandError("No --source and no default data set (set FASHION_AI_DATASET).")
-        photo = o["photo_weights"] or conf.get("EMBEDDER_WEIGHTS") or PACKAGE_WEIGHTS
+        from oscar_fashion_ai import model_store
+
+        photo = o["photo_weights"] or model_store.configured_weights() or PACKAGE_WEIGHTS
         if not Path(photo).exists():
             raise CommandError(f"The photo model {photo} does not exist.")
         out = PACKAGE_SKETCH_WEIGHTS if o["install"] else (

@@ -98,6 +98,11 @@
       title.textContent = r.title;
       a.appendChild(title);
       li.appendChild(a);
+      var more = document.createElement("a"); // "More like this", as on every product card
+      more.href = root.dataset.moreUrl.replace(/0\/$/, r.product_id + "/");
+      more.className = "btn btn-sm btn-outline-secondary btn-block mt-1 fashion-ai-more-like-this";
+      more.textContent = "More like this";
+      li.appendChild(more);
       results.appendChild(li);
     });
     if (data.generated_image) {
@@ -111,6 +116,10 @@
     var body = { sketch: canvas.toDataURL("image/png"), k: 12 };
     var category = document.getElementById("fashion-ai-category").value;
     if (category) body.category = category;
+    ["price_min", "price_max"].forEach(function (name) {
+      var field = document.getElementById("fashion-ai-" + name.replace("_", "-"));
+      if (field && field.value) body[name] = field.value;
+    });
     fetch(root.dataset.api, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
@@ -119,7 +128,8 @@
       return resp.json().then(function (data) { return { ok: resp.ok, data: data }; });
     }).then(function (res) {
       if (!res.ok) { status.textContent = res.data.error || "Something went wrong."; results.innerHTML = ""; return; }
-      status.textContent = res.data.results.length ? res.data.results.length + " products found." : "No matching products.";
+      status.textContent = res.data.nothing_close ? res.data.message :
+        res.data.results.length ? res.data.results.length + " products found." : "No matching products.";
       render(res.data);
     }).catch(function () { status.textContent = "Search failed: please try again."; });
   });

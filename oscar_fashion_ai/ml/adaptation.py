@@ -1,0 +1,57 @@
+"""The training recipe of ``fashion_adapt``: a candidate photo model trained on a shop's own labelled products.
+
+This is the one place ``fashion_adapt`` (and the dashboard's "Adapt to my catalog" task) trains: change the recipe
+here. It runs :func:`oscar_fashion_ai.ml.train_embedder.train` in its cached mode on the CPU (frozen early blocks of
+the ImageNet EfficientNet-Lite0 computed once, later blocks and the projection trained) and its full mode on a GPU.
+Pure PyTorch: the caller hands in the labelled records (never the shop's test-split products).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+#: The default recipe (see README, "Adapting the models to your catalog", for how it was measured).
+DEFAULT_RECIPE = {
+    "mode": "auto",  # cached on the CPU, full on CUDA
+    "init": "imagenet",  # the ImageNet Lite0 trunk, not the model in use (which may be tuned to another domain)
+    "epochs": 14,
+    "sketch_share": 0.0,  # photos only: drawings keep their own encoder (or the photo model, see fashion_adapt)
+    "image_size": 160,
+    "dim": 256,
+    "split_block": 5,
+    "batch_size": 64,
+    "lr": 2e-3,
+}
+
+
+@dataclass
+class Budget:
+    max_minutes: float | None = None  # stop after the epoch that passes this (the model so far is the candidate)
+    resume: bool = False  # continue from the checkpoint of an interrupted run with the same work folder
+    threads: int = 0
+    workers: int = 0  # processes that decode images (0 = CPUs)
+    device: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+
+def train_candidate(records, out: Path, work_dir: Path, budget: Budget | None = None, recipe: dict | None = None,
+                    on_epoch=None, command: str = "python manage.py fashion_adapt") -> dict:
+    """Train a candidate photo model on ``records`` (:class:`.datasets.Record` with the shop's labels) and write it
+    to ``out`` (with its model card). Returns the card. ``work_dir`` keeps the decoded images and the checkpoint, so
+    that ``budget.resume`` continues an interrupted run."""
+    from .train_embedder import TrainConfig, train
+
+    budget = budget or Budget()
+    recipe = {**DEFAULT_RECIPE, **(recipe or {})}
+    work_dir = Path(work_dir)
+    init = recipe.pop("init")
+    cfg = TrainConfig(
+        source="shop catalog", out=str(out), mode=recipe.pop("mode"), init_weights=None if init == "imagenet" else init,
+        checkpoint_dir=str(work_dir / "checkpoints"), pairs_cache=str(work_dir / "pairs"), resume=budget.resume,
+        max_minutes=budget.max_minutes, threads=budget.threads, workers=budget.workers, device=budget.device,
+        seed=budget.seed, progress=budget.progress, command=command, **recipe)
+    card = train(cfg, records=records, on_epoch=on_epoch)
+    card["recipe"] = {**DEFAULT_RECIPE, **{k: v for k, v in asdict(cfg).items() if k in DEFAULT_RECIPE}}
+    return card
