@@ -7,7 +7,7 @@ Layout::
     MODELS_DIR/photo/ACTIVE.json                            {"version", "file", "installed", "history"}
     MODELS_DIR/sketch/<version>.safetensors (+ .card.json)  sketch encoders, each for one photo model (pairs_with)
     MODELS_DIR/snapshots/<sha256>.safetensors               copies of the package's weights while they serve an index
-    MODELS_DIR/work/                                        training checkpoints and caches (resumable runs)
+    MODELS_DIR, folder "work"                               training checkpoints and caches (resumable runs)
 
 With ``FASHION_AI["EMBEDDER_WEIGHTS"] = None`` the photo model is the one ``ACTIVE.json`` names, else the package's
 shipped weights. Files are written to a temporary name and renamed, so a crash never leaves a half-written model

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import backbones, datasets, metrics, preprocessing
+from . import backbones, datasets, metrics, onnx_cache, preprocessing
+from .train_embedder import CosFace
 
 #: CC0 classes left out of training for the unseen-classes protocol (a fixed choice: the five labels with the
 #: smallest sha1 of their name, so it is not picked by looking at results).
@@ -98,15 +97,6 @@ def interpolate(pre: dict, fine: dict, alpha: float) -> dict:
     return out
 
 
-class _TrunkMaps(nn.Module):
-    def __init__(self, trunk):
-        super().__init__()
-        self.trunk = trunk
-
-    def forward(self, x):
-        return self.trunk(x)
-
-
 @torch.inference_mode()
 def trunk_maps(trunk_state: dict, images: np.ndarray, image_size: int, batch_size: int = 64, threads: int = 0,
                progress: bool = False, activation: str = backbones.DEFAULT_ACTIVATION) -> np.ndarray:
@@ -117,23 +107,14 @@ def trunk_maps(trunk_state: dict, images: np.ndarray, image_size: int, batch_siz
     trunk = backbones.Lite0Trunk(image_size=image_size, pretrained=False, activation=activation)
     trunk.load_state_dict(trunk_state, strict=True)
     trunk.eval()
-    run = None
     if torch.cuda.is_available():
         trunk.cuda()
         run = lambda x: trunk(torch.from_numpy(x).cuda()).half().cpu().numpy()  # noqa: E731
     else:
-        import onnxruntime as ort
-
         with tempfile.TemporaryDirectory(prefix="fashion-ai-trunk-") as tmp:
-            path = os.path.join(tmp, "trunk.onnx")
-            torch.onnx.export(_TrunkMaps(trunk), (torch.zeros(2, 3, image_size, image_size),), path,
-                              input_names=["images"], output_names=["maps"],
-                              dynamic_axes={"images": {0: "batch"}, "maps": {0: "batch"}}, opset_version=17,
-                              dynamo=False)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            session = onnx_cache.session(trunk, name="trunk", source_sha256=f"trunk-{image_size}-{activation}",
+                                         example=torch.zeros(2, 3, image_size, image_size), input_names=["images"],
+                                         output_names=["maps"], cache_dir=tmp, threads=threads)
         run = lambda x: session.run(["maps"], {"images": x})[0].astype(np.float16)  # noqa: E731
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="Trunk features", disable=not progress):
@@ -145,15 +126,6 @@ def gap(maps: np.ndarray) -> np.ndarray:
     """Global-average-pooled, L2-normalised features: the untrained ImageNet-features baseline."""
     v = maps.astype(np.float32).mean(axis=(2, 3))
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
-@torch.inference_mode()
-def head_vectors(pool: nn.Module, proj: nn.Module, maps: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    out = []
-    for start in range(0, len(maps), batch_size):
-        x = torch.from_numpy(maps[start : start + batch_size]).float()
-        out.append(F.normalize(proj(pool(x)), dim=1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, proj.out_features), np.float32)
 
 
 # --- protocols ------------------------------------------------------------------------------------------------
@@ -187,19 +159,6 @@ class HeadConfig:
     feature_dropout: float = 0.1
     init: str = "pca"  # "pca": start from the projection onto the features' top principal components; "random"
     seed: int = 0
-
-
-class CosFace(nn.Module):
-    def __init__(self, dim, classes, scale, margin):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(classes, dim) * 0.01)
-        self.scale, self.margin = scale, margin
-
-    def forward(self, emb, labels=None):
-        logits = emb @ F.normalize(self.weight, dim=1).T
-        if labels is not None:
-            logits = logits - self.margin * F.one_hot(labels, logits.shape[1])
-        return logits * self.scale
 
 
 def gem(maps: np.ndarray, p: float = 3.0, batch_size: int = 512) -> np.ndarray:
@@ -278,13 +237,3 @@ def train_head(pooled: np.ndarray, labels, teacher: np.ndarray | None, cfg: Head
 def project(proj: nn.Linear, pooled: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return F.normalize(proj(torch.from_numpy(np.ascontiguousarray(pooled, dtype=np.float32))), dim=1).numpy()
-
-
-def load_fine_tuned(path: Path):
-    """(trunk state, pool, proj, meta) of a trained embedder file."""
-    from . import weights
-
-    state, meta = weights.load(Path(path))
-    model = backbones.build_from_meta(meta)
-    model.load_state_dict(state, strict=True)
-    return model.trunk.state_dict(), model.pool, model.proj, meta
