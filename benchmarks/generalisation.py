@@ -97,6 +97,9 @@ def _train_split(sets, names, pooled, teacher, drop=()):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", action="append", default=[], help="a photo model file (repeatable)")
+    parser.add_argument("--unseen-photo", action="append", default=[],
+                        help="for the --photo at the same position: the same recipe trained without the five unseen "
+                             "classes (train_robust --exclude-labels), measured on the unseen-classes protocol")
     parser.add_argument("--recipes", action="store_true", help="train and measure the linear-probe recipes")
     parser.add_argument("--distill", default="1", help="distillation weights of the recipes (comma-separated)")
     parser.add_argument("--epochs", type=int, default=20)
@@ -121,17 +124,28 @@ def main(argv=None):
     result["models"]["imagenet-gap-160"] = protocols(gap160, sets, args.split)
     gap224 = {n: G.gap(np.asarray(sets.imagenet_maps(n, 224))) for n in ("cc0", "studio")}
     result["models"]["imagenet-gap-224"] = protocols(gap224, sets, args.split)
-    for photo in args.photo:
+    def embed_all(photo, names=("cc0", "studio")):
         embedder = Embedder(photo, threads=args.threads)
         vecs = {}
-        for n in ("cc0", "studio"):
+        for n in names:
             v, kept = evaluate.embed_records(embedder, sets.records[n])
             _, ids, _ = sets.images(n, 160)
             if [r.source_id for r in kept] != ids:
                 raise SystemExit(f"{photo}: images readable by the decoder differ from the cache; delete {args.cache}")
             vecs[n] = v
-        result["models"][_name(photo)] = protocols(vecs, sets, args.split) | {
-            "version": embedder.version, "note": "trained on which data: see its model card"}
+        return embedder, vecs
+
+    if len(args.unseen_photo) > len(args.photo):
+        parser.error("more --unseen-photo than --photo")
+    for i, photo in enumerate(args.photo):
+        embedder, vecs = embed_all(photo)
+        unseen_vecs, unseen_version = None, None
+        if i < len(args.unseen_photo):
+            unseen_embedder, unseen_all = embed_all(args.unseen_photo[i], names=("cc0",))
+            unseen_vecs, unseen_version = unseen_all["cc0"], unseen_embedder.version
+        result["models"][_name(photo)] = protocols(vecs, sets, args.split, unseen_vectors=unseen_vecs) | {
+            "version": embedder.version, "unseen_classes_model": unseen_version,
+            "note": "trained on which data: see its model card"}
     if args.recipes:
         pooled = {n: G.gem(np.asarray(m)) for n, m in maps.items()}
         _, _, cc0_labels = sets.images("cc0", 160)

@@ -177,6 +177,19 @@ def quality_rows(report) -> list[str]:
         if extra:
             measured += "; " + ", ".join(f"{'/'.join(p[1:] or p)} {num(v, 3)}" for p, v in extra)
         rows.append(_row(what, README_TARGETS["sketch"], measured, "`manage.py fashion_evaluate --task sketch --pipeline all --json`"))
+    gen = result(report, "generalisation")
+    if gen:
+        base = gen["models"].get("imagenet-gap-160", {})
+        for name, entry in gen["models"].items():
+            if name.startswith("imagenet-gap"):
+                continue
+            cells = []
+            for key, label in (("in_domain", "CC0"), ("cross_domain", "studio"), ("unseen_classes", "5 unseen classes")):
+                if key in entry:
+                    cells.append(f"{label} **{num(entry[key]['p_at_5'], 3)}** (ImageNet {num(base.get(key, {}).get('p_at_5'), 3)})")
+            rows.append(_row(f"generalisation, {gen.get('split')} splits, {name} (trained on which data: its model card)",
+                             "never below ImageNet", "; ".join(cells),
+                             f"`python benchmarks/generalisation.py --split {gen.get('split')} --photo {name}`"))
     rec = result(report, "evaluate_recommend")
     if rec:
         pop = rec["baselines"]["popularity"]

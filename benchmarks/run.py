@@ -103,6 +103,11 @@ def plan(args) -> list[Job]:
             jobs.append(Job("quality", f"evaluate_{task}",
                             [py, manage, "fashion_evaluate", "--task", task, *extra, "--json"], 1200,
                             stdout_json=True))
+        # the generalisation protocols (in-domain, cross-domain, unseen classes) of the shipped photo model on the
+        # test splits, beside the untrained ImageNet features measured the same way (no choice is made on them)
+        jobs.append(Job("quality", "generalisation",
+                        [py, str(BENCH / "generalisation.py"), "--split", "test", "--photo",
+                         "oscar_fashion_ai/weights/lite0-fashion.safetensors"], 2400, stdout_json=True))
     if "speed" in args.stages:
         jobs.append(Job("speed", "embed_throughput",
                         [py, str(BENCH / "embed_throughput.py"), "--device", "cpu", *p["embed"]], 600))

@@ -63,7 +63,7 @@ def test_stdout_json_skips_logging():
 def test_stage_selection_and_plan():
     args = run.parse_args(["--quick", "--only", "quality,scale", "--skip", "scale"])
     assert args.stages == ["quality"]
-    assert [j.name for j in run.plan(args)] == ["evaluate_image", "evaluate_sketch", "evaluate_recommend"]
+    assert [j.name for j in run.plan(args)] == ["evaluate_image", "evaluate_sketch", "evaluate_recommend", "generalisation"]
     args = run.parse_args(["--only", "scale", "--sizes", "1000,2000"])
     jobs = run.plan(args)
     assert [j.name for j in jobs] == ["hnsw_scale_1000", "hnsw_scale_2000", "hnsw_scale_1000_real",

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from django.core.management import call_command
 from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
@@ -354,3 +355,26 @@ def test_train_embedder_refuses_missing_or_mismatched_init_weights(csv_dataset, 
     with pytest.raises(CommandError, match="Cannot start from"):
         call_command("fashion_train_embedder", *base, "--dim", "128", "--init-weights", str(tiny_weights), verbosity=0)
     assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_sketch_encoder_cached_prefix_mode_on_two_sources(csv_dataset, tmp_path, tiny_weights):
+    """--split-block: the frozen prefix is computed once and only the rest trains (the CPU configuration);
+    --extra-source: a second labelled set beside the first, labels kept apart per set."""
+    import shutil
+
+    second = tmp_path / "studio"
+    shutil.copytree(csv_dataset, second)
+    out = tmp_path / "sketch.safetensors"
+    call_command("fashion_train_sketch_encoder", "--source", str(csv_dataset), "--extra-source", str(second),
+                 "--out", str(out), "--photo-weights", str(tiny_weights), "--batch-size", "4", "--variants", "2",
+                 "--workers", "1", "--device", "cpu", "--split-block", "11", "--epochs", "1",
+                 "--checkpoint-dir", str(tmp_path / "ck"), verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["data"]["images"] == 24 and card["data"]["extra_sources"] == ["studio"]
+    assert {lab.split(":")[0] for lab in card["data"]["labels"]} == {"clothing", "studio"}
+    assert card["training"]["split_block"] == 11
+    trained, _ = weights.load(out)
+    start, _ = weights.load(tiny_weights)
+    frozen = [k for k in start if k.startswith("trunk.net._blocks.3.")]
+    assert frozen and all(torch.equal(trained[k].float(), start[k].float().half().float()) for k in frozen)
+    assert not torch.equal(trained["proj.weight"].float(), start["proj.weight"].float().half().float())

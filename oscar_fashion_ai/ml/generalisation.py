@@ -171,10 +171,11 @@ def gem(maps: np.ndarray, p: float = 3.0, batch_size: int = 512) -> np.ndarray:
 
 
 def train_head(pooled: np.ndarray, labels, teacher: np.ndarray | None, cfg: HeadConfig,
-               max_minutes: float | None = None, progress: bool = False) -> tuple[nn.Linear, list]:
+               max_minutes: float | None = None, progress: bool = False, return_classifier: bool = False):
     """Train a linear projection of GeM-pooled frozen features: CosFace over ``labels`` plus ``distill_weight`` x
     MSE between the batch's pairwise cosine similarities and those of ``teacher`` (the ImageNet GAP features of the
-    same images), which keeps the ImageNet neighbourhoods the labels say nothing about. Returns (proj, history)."""
+    same images), which keeps the ImageNet neighbourhoods the labels say nothing about. Returns (proj, history), or
+    (proj, classifier, history) with ``return_classifier`` (the CosFace weights, classes in sorted label order)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     names = sorted(set(labels))
@@ -231,7 +232,7 @@ def train_head(pooled: np.ndarray, labels, teacher: np.ndarray | None, cfg: Head
             history.append({"stopped_early": True})
             break
     proj.eval()
-    return proj, history
+    return (proj, head, history) if return_classifier else (proj, history)
 
 
 def project(proj: nn.Linear, pooled: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import backbones, metrics, pairs, preprocessing, weights
+from . import backbones, datasets, metrics, pairs, preprocessing, weights
 from .embedder import version_string
 from .evaluate import sketch_retrieval
 from .train_embedder import (SKETCH_QUERIES, _log, _normalise_uint8, dataclass_from_args, labelled_split,
@@ -60,6 +60,8 @@ class SketchTrainConfig:
     pairs_cache: str | None = None
     rebuild_pairs: bool = False
     validation: bool = False  # hold out the validation split (datasets.is_validation) and report metrics on it
+    extra_sources: tuple = ()  # further labelled sets trained on beside ``source`` (labels kept apart per set)
+    split_block: int = 0  # > 0: blocks before it stay frozen and their outputs are computed once (CPU-friendly)
     half: bool = True  # store the weights in float16 (half the size; cosine to the float32 vectors > 0.99999)
     progress: bool = True
     command: str = field(default_factory=weights.command_line)
@@ -100,7 +102,15 @@ def train(cfg: SketchTrainConfig) -> dict:
     backbone, dim, size = meta.get("backbone", "lite0"), int(meta.get("dim", 256)), int(meta.get("image_size", 160))
     net, _ = _load_net(cfg.init_weights or cfg.photo_weights, device, like=meta)
 
-    records, labels, y_all, test_mask, val_mask = labelled_split(cfg.source, cfg.limit, cfg.seed, cfg.validation)
+    records = None
+    if cfg.extra_sources:  # labels kept apart per set ("<set>:<label>"), as in train_robust
+        records = []
+        for src in (cfg.source, *cfg.extra_sources):
+            name = Path(src).resolve().name
+            records += [datasets.Record(r.source_id, f"{name}:{r.label}", r.path)
+                        for r in datasets.labelled_records(Path(src))]
+    records, labels, y_all, test_mask, val_mask = labelled_split(cfg.source, cfg.limit, cfg.seed, cfg.validation,
+                                                                 records=records)
     photos, drawings, _, kept = pairs.load(records, size, cfg.variants, cfg.seed, cfg.workers, progress=cfg.progress,
                                            cache_dir=cfg.pairs_cache, rebuild=cfg.rebuild_pairs,
                                            styles=tuple(x.strip() for x in cfg.styles.split(",") if x.strip()))
@@ -123,7 +133,15 @@ def train(cfg: SketchTrainConfig) -> dict:
     drawings_t = torch.from_numpy(drawings)
     if device.type == "cuda":
         drawings_t = drawings_t.to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    cached = None
+    if cfg.split_block:  # frozen prefix: its outputs once per drawing (ONNX Runtime on the CPU), only the rest trains
+        net.trunk.freeze_until(cfg.split_block)
+        for m in net.modules():  # BatchNorm statistics stay as they are (small batches of cached features)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        cached = _prefix_features(net, drawings, cfg, device)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / cfg.batch_size))
     ckpt_dir = Path(cfg.checkpoint_dir or Path(cfg.out).parent / "checkpoints")
     ckpt_path = ckpt_dir / (Path(cfg.out).stem + ".ckpt.pt")
@@ -135,7 +153,7 @@ def train(cfg: SketchTrainConfig) -> dict:
         start_epoch, history = int(state["epoch"]), json.loads(state["history"])
         _log(cfg, f"Resumed from {ckpt_path} at epoch {start_epoch}")
     scheduler = one_cycle(optimizer, cfg.lr, steps_per_epoch * cfg.epochs, start_epoch * steps_per_epoch)
-    if device.type == "cuda":
+    if device.type == "cuda" and cached is None:
         net = net.to(memory_format=torch.channels_last)
 
     from tqdm import tqdm
@@ -143,6 +161,10 @@ def train(cfg: SketchTrainConfig) -> dict:
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
+        if cached is not None:
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         rng = np.random.default_rng(cfg.seed * 7919 + epoch)
         order = rng.permutation(train_idx)
         sums = {"loss": 0.0, "instance": 0.0, "category": 0.0, "top1": 0.0}
@@ -154,11 +176,16 @@ def train(cfg: SketchTrainConfig) -> dict:
                 continue
             variant = torch.from_numpy(rng.integers(0, cfg.variants, len(idx)))
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
-            xd = _normalise_uint8(drawings_t[idx.to(drawings_t.device), variant.to(drawings_t.device)].to(device))
-            xd = torch.where(flip, xd.flip(-1), xd).contiguous(memory_format=torch.channels_last)
             idx_d = idx.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                emb = net(xd).float()
+            if cached is not None:
+                xf = torch.from_numpy(np.stack([np.asarray(cached[i, v], dtype=np.float32)
+                                                for i, v in zip(idx.tolist(), variant.tolist())])).to(device)
+                emb = net.embed_features(net.trunk.forward_from(xf, cfg.split_block))
+            else:
+                xd = _normalise_uint8(drawings_t[idx.to(drawings_t.device), variant.to(drawings_t.device)].to(device))
+                xd = torch.where(flip, xd.flip(-1), xd).contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    emb = net(xd).float()
             instance = F.cross_entropy(emb @ gallery.T / cfg.temperature, train_pos[idx_d])
             category = F.cross_entropy(emb @ prototypes.T / cfg.temperature, y_all[idx_d])
             loss = instance + cfg.category_weight * category
@@ -200,7 +227,8 @@ def train(cfg: SketchTrainConfig) -> dict:
         "model": "Sketch encoder (drawings into the Image2Vec photo space)",
         "architecture": f"{backbone} + GeM pooling + linear {dim}-d, L2-normalised (same as the photo model); "
                         f"initialised from {Path(cfg.init_weights or cfg.photo_weights).name}; photo model frozen",
-        "data": {"source": Path(cfg.source).name, "images": len(records), "labels": labels,
+        "data": {"source": Path(cfg.source).name, "extra_sources": [Path(x).name for x in cfg.extra_sources],
+                 "images": len(records), "labels": labels,
                  "drawings": f"{cfg.variants} synthetic drawings per photo, styles {cfg.styles} (ml/sketches.py)"},
         "split": split_card(train_idx, (test_mask, val_mask)),
         "training": {k: v for k, v in asdict(cfg).items() if k not in {"source", "out", "progress"}},
@@ -212,6 +240,45 @@ def train(cfg: SketchTrainConfig) -> dict:
                          card, device, started)
     _log(cfg, f"{json.dumps(metrics_out)}  ({card['wall_time_s']:.0f} s) -> {cfg.out}")
     return card
+
+
+def _prefix_features(net, drawings, cfg, device):
+    """The frozen prefix (stem + blocks before ``cfg.split_block``) of every drawing variant: (N, V, C, h, w) float16."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    from . import onnx_cache
+
+    trunk, split = net.trunk, cfg.split_block
+    n, v, size = drawings.shape[0], drawings.shape[1], drawings.shape[-1]
+
+    class Prefix(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = trunk
+
+        def forward(self, x):
+            return self.trunk.forward_until(x, split)
+
+    if device.type == "cpu":
+        with tempfile.TemporaryDirectory(prefix="fashion-ai-sketch-") as tmp:
+            session = onnx_cache.session(Prefix().eval(), name="prefix", source_sha256=f"sketch-prefix-{split}",
+                                         example=torch.zeros(2, 3, size, size), input_names=["x"], output_names=["y"],
+                                         cache_dir=tmp, threads=cfg.threads,
+                                         dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        run = lambda x: torch.from_numpy(session.run(["y"], {"x": x.numpy()})[0])  # noqa: E731
+    else:
+        run = lambda x: Prefix().eval()(x.to(device)).cpu()  # noqa: E731
+    flat = drawings.reshape(n * v, size, size)
+    out = None
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(flat), 64), desc="Frozen prefix of the drawings", disable=not cfg.progress):
+            y = run(_normalise_uint8(torch.from_numpy(np.ascontiguousarray(flat[start : start + 64])))).half()
+            if out is None:
+                out = np.empty((len(flat), *y.shape[1:]), np.float16)
+            out[start : start + len(y)] = y.numpy()
+    return out.reshape(n, v, *out.shape[1:])
 
 
 def write_encoder(net, out: Path, photo_weights: Path, meta: dict, half: bool, card: dict, device, started) -> dict:
@@ -263,6 +330,11 @@ def add_arguments(parser):
     parser.add_argument("--validation", action="store_true",
                         help="Hold out the validation split (sha1(id) %% 5 == 1) and report metrics on it.")
     parser.add_argument("--float32", dest="half", action="store_false", help="Store float32 weights (default fp16).")
+    parser.add_argument("--extra-source", dest="extra_sources", action="append", default=[],
+                        help="Another labelled set to train on (repeatable; labels kept apart per set).")
+    parser.add_argument("--split-block", type=int, default=d.split_block,
+                        help="Freeze the blocks before this one and compute their outputs once (0: train it all; "
+                             "11 makes a CPU run practical).")
 
 
 def config_from_args(args, **overrides) -> SketchTrainConfig:
