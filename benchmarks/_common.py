@@ -14,17 +14,43 @@ RESULTS = Path(os.environ.get("FASHION_BENCH_RESULTS") or ROOT / "benchmarks" / 
 sys.path.insert(0, str(ROOT))
 
 
+def _cpu_model() -> str | None:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _memory_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def machine() -> dict:
+    """The machine a result was measured on, with a one-line ``description`` (cores, memory, GPU)."""
     import torch
 
-    return {
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info = {
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "memory_gib": _memory_gib(),
+        "gpu": gpu,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+    info["description"] = (f"{info['cpu_count']} {info['cpu']} CPU cores"
+                           + (f" ({info['cpu_model']})" if info["cpu_model"] else "")
+                           + (f", {info['memory_gib']:.0f} GiB memory" if info["memory_gib"] else "")
+                           + f", {gpu or 'no GPU'}")
+    return info
 
 
 def spread(values) -> dict:

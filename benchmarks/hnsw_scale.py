@@ -39,6 +39,8 @@ and the result also holds the p95 ratio of each size to the first one, per confi
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 
 import numpy as np
@@ -232,7 +234,8 @@ def ensure_shared_buffers(args, sizes):
     written with ALTER SYSTEM and the server restarted; on another server it is only reported. Returns the value."""
     from django.db import connection
 
-    from oscar_fashion_ai import embedded_db, hnsw
+    from oscar_fashion_ai import hnsw
+    from shop import embedded_db
 
     with connection.cursor() as cur:
         cur.execute("SHOW shared_buffers")
@@ -502,6 +505,9 @@ def main():
         parser.error(f"unknown mode(s) {', '.join(sorted(unknown))}; use {', '.join(MODES)}")
     if not sizes:
         parser.error("--rows needs at least one size")
+    from _common import machine
+
+    print(f"machine: {machine()['description']}; load average (1 min) {os.getloadavg()[0]:.2f}", flush=True)
     django_setup()
     ensure_shared_buffers(args, sizes)
     results = [measure_size(args, rows) for rows in sizes]
@@ -511,10 +517,12 @@ def main():
             ("m", args.m), ("ef_construction", args.ef_construction), ("index_type", args.index_type),
             ("ef_search", args.ef_search), ("modes", args.modes), ("runs", args.runs)])
         + (" --partitions" if args.partitions else ""))
+    invoked = "python benchmarks/hnsw_scale.py " + shlex.join(sys.argv[1:])
     if len(results) == 1:
-        payload = {"command": command, **results[0]}
+        payload = {"command": command, "invoked_as": invoked, **results[0]}
     else:
-        payload = {"command": command, "rows": sizes, "sizes": results, "p95_ratios": ratios(results)}
+        payload = {"command": command, "invoked_as": invoked, "rows": sizes, "sizes": results,
+                   "p95_ratios": ratios(results)}
     name = args.name or (f"hnsw_scale_{'_'.join(map(str, sizes))}" + ("_real" if args.vectors == "real" else "")
                          + ("_partitioned" if args.partitions else ""))
     write(name, payload)
