@@ -26,7 +26,7 @@ def current_model_version() -> str | None:
 
     try:
         return embedding.model_info().version
-    except Exception:  # noqa: BLE001 - stats must render even when the model is broken
+    except Exception:  # stats must render even when the model is broken
         logger.exception("Fashion AI: the embedding model could not be loaded")
         return None
 
@@ -101,7 +101,8 @@ def products_needing_index(scope: str = "stale", category_slug: str | None = Non
             Q(fashion_embedding__isnull=True)
             | ~Q(fashion_embedding__status=ProductEmbedding.Status.INDEXED)
             | ~Q(fashion_embedding__model_version=version or "")
-        ).exclude(fashion_embedding__status=ProductEmbedding.Status.FAILED, fashion_embedding__model_version=version or "")
+        ).exclude(fashion_embedding__status=ProductEmbedding.Status.FAILED,
+                  fashion_embedding__model_version=version or "")
     return list(qs.order_by("pk").values_list("pk", flat=True).distinct())
 
 

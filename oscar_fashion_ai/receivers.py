@@ -85,7 +85,7 @@ def _safely(fn):
     def wrapper(*args, **kwargs):
         try:
             fn(*args, **kwargs)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("Fashion AI: could not record a shopper event")
 
     wrapper.__name__ = fn.__name__

@@ -63,7 +63,8 @@ def enqueue_embedding(product_ids, force=False):
     ids = sorted(set(int(pk) for pk in product_ids))
     size = max(int(conf.get("BATCH_SIZE")), 1)
     if ids:
-        _publish(embed_products, [([ids[start : start + size]], {"force": force}) for start in range(0, len(ids), size)])
+        _publish(embed_products,
+                 [([ids[start : start + size]], {"force": force}) for start in range(0, len(ids), size)])
     return len(ids)
 
 

@@ -121,8 +121,8 @@ def test_sketch_widget_with_touch_on_a_phone(browser, live_server, csv_dataset):
     page.click("#fashion-ai-sketch-submit")
     try:
         page.wait_for_selector("#fashion-ai-sketch-results li", timeout=20000)
-    except Exception:
-        raise AssertionError(page.locator("#fashion-ai-sketch-status").text_content())
+    except Exception as exc:
+        raise AssertionError(page.locator("#fashion-ai-sketch-status").text_content()) from exc
     assert page.locator("#fashion-ai-sketch-results li").count() >= 5
     src = page.locator("#fashion-ai-understood img").get_attribute("src")
     assert src.startswith("data:image/png;base64,") and page.locator("#fashion-ai-understood").is_visible()

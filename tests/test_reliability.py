@@ -32,7 +32,7 @@ from django.urls import reverse
 from oscar.core.loading import get_model
 from PIL import Image, ImageDraw
 
-from oscar_fashion_ai import embedding, preferences, receivers, tasks
+from oscar_fashion_ai import embedding, receivers, tasks
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
 from tests.conftest import first_visit
@@ -247,7 +247,7 @@ class WorkerProcess:
 
     def __init__(self, log_path: Path, env: dict):
         self.log_path = log_path
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "shop", "worker", "--pool", "prefork", "--concurrency", "1",
              "-O", "fair", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -419,8 +419,8 @@ def test_worker_survives_its_database_connection_being_terminated_mid_task(start
     # The interrupted batch fails on its next query, is retried (transient database error), and succeeds.
     assert wait_for(lambda: ProductEmbedding.objects.filter(product__in=products[:batch], status="indexed").count()
                     == batch, timeout=60), worker.text()
-    assert re.search(r"embed_products\[[0-9a-f-]+\] retry: Retry in .*(OperationalError|InterfaceError)", worker.text()), \
-        worker.text()[-3000:]
+    retried = r"embed_products\[[0-9a-f-]+\] retry: Retry in .*(OperationalError|InterfaceError)"
+    assert re.search(retried, worker.text()), worker.text()[-3000:]
     # The next task runs on a fresh connection in the same, never-restarted worker.
     tasks.enqueue_embedding([products[batch].pk])
     assert wait_for(lambda: ProductEmbedding.objects.filter(product=products[batch], status="indexed").exists(), 60), \

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
@@ -76,7 +77,8 @@ def test_train_embedder_sketch_tower_writes_the_encoder_beside_the_photo_model(c
     sketch = out.with_name("emb-sketch.safetensors")
     card = json.loads(sketch.with_suffix(".card.json").read_text())
     assert card["pairs_with"]["sha256"] == weights.sha256(out)
-    assert json.loads(out.with_suffix(".card.json").read_text())["metrics"]["sketch_to_image"]["encoder"] == "sketch tower"
+    photo_card = json.loads(out.with_suffix(".card.json").read_text())
+    assert photo_card["metrics"]["sketch_to_image"]["encoder"] == "sketch tower"
     assert Embedder(sketch, runtime="torch").pairs_with == weights.sha256(out)
 
 

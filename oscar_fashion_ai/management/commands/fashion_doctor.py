@@ -134,7 +134,8 @@ class Command(BaseCommand):
             self.report("warn", "cache folder", f"{folder}: {problem}; cached exports there are not used. Use a "
                                                 "folder only this user can write to.")
         else:
-            self.report("ok", "cache folder", f"{folder} writable (user {os.geteuid() if hasattr(os, 'geteuid') else '?'})")
+            user = os.geteuid() if hasattr(os, "geteuid") else "?"
+            self.report("ok", "cache folder", f"{folder} writable (user {user})")
 
     def check_models(self, timeout):
         from oscar_fashion_ai import embedding
