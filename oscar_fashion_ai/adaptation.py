@@ -26,7 +26,7 @@ import numpy as np
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from . import conf, model_store
+from . import conf, model_store, publishing
 
 logger = logging.getLogger(__name__)
 
@@ -473,7 +473,6 @@ def run_queued(run_id: int, max_attempts: int = 3) -> dict:
 def queue_run(requested_by: str):
     """Record and queue an adaptation (the dashboard button). Raises AdaptError when one is already under way or the
     broker refuses the task (then nothing stays queued)."""
-    from . import tasks
     from .models import AdaptationRun
 
     busy = busy_run()
@@ -485,8 +484,8 @@ def queue_run(requested_by: str):
                          "to use the models folder.")
     row = AdaptationRun.objects.create(requested_by=requested_by[:150])
     try:
-        result = tasks.adapt_catalog.apply_async(args=[row.pk], queue=conf.get("TRAINING_QUEUE"), retry=True,
-                                                 retry_policy=tasks.PUBLISH_RETRY)
+        result = publishing.task(publishing.ADAPT_CATALOG).apply_async(
+            args=[row.pk], queue=conf.get("TRAINING_QUEUE"), retry=True, retry_policy=publishing.PUBLISH_RETRY)
     except Exception as exc:
         row.delete()
         raise AdaptError(f"The task broker is unreachable ({exc}); nothing was queued. Start Redis and a worker, or "

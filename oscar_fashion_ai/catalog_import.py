@@ -183,10 +183,11 @@ class CatalogImporter:
         imported = self.Product.objects.filter(upc__in=[upc_for(r.source_id) for r in wanted])
         update_search_index(imported)
         if self.changed_ids:
-            from . import tasks
+            from . import publishing
+            from .embedding import mark_pending
 
-            tasks.mark_pending(self.changed_ids)
-            transaction.on_commit(lambda ids=list(self.changed_ids): tasks.enqueue_embedding_quietly(ids))
+            mark_pending(self.changed_ids)
+            transaction.on_commit(lambda ids=list(self.changed_ids): publishing.enqueue_embedding_quietly(ids))
         return report
 
     def category(self, label: str):

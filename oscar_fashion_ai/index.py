@@ -211,12 +211,12 @@ def index_stats() -> dict:
 
 def request_reindex(scope: str = "stale", requested_by: str = "", product_ids=None, category_slug=None) -> int:
     """Queue reindex work on the broker. Returns the number of products queued."""
-    from . import tasks
+    from . import publishing
 
     _, _, IndexRun = _models()
     ids, force, build = prepare_reindex(scope, category_slug, product_ids, requested_by)
     try:
-        tasks.enqueue_embedding(ids, force=force)
+        publishing.enqueue_embedding(ids, force=force)
     except Exception as exc:  # kombu raises OperationalError and friends
         logger.error("Fashion AI: could not queue reindex work: %s", exc)
         raise BrokerUnavailable(

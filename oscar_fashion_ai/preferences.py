@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from . import conf, search
+from . import conf, publishing, search
 from .ml import interests as interest_model
 from .ml.preference import fold
 
@@ -64,7 +64,6 @@ def _half_life_seconds() -> float:
 
 def record_event(owner: Owner, product_id: int, kind: str, when=None):
     """Store one event and (after commit) queue the vector update. Never raises into the request."""
-    from . import tasks
     from .models import PreferenceEvent
 
     weights = conf.get("PREFERENCE_WEIGHTS")
@@ -72,7 +71,7 @@ def record_event(owner: Owner, product_id: int, kind: str, when=None):
         raise ValueError(f"unknown event kind {kind!r}")
     PreferenceEvent.objects.create(user_id=owner.user_id, shopper_key=owner.shopper_key or "", product_id=product_id,
                                    kind=kind, weight=float(weights[kind]), date_created=when or timezone.now())
-    transaction.on_commit(lambda: tasks.enqueue_preference_update(owner))
+    transaction.on_commit(lambda: publishing.enqueue_preference_update(owner))
 
 
 def apply_pending(owner: Owner):

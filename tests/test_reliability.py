@@ -335,7 +335,7 @@ def make_products(n, size):
             image.original.save(f"kill-{i}.png", ContentFile(_photo(i, size)), save=False)
             image.save()
             products.append(product)
-    tasks.mark_pending([p.pk for p in products])
+    embedding.mark_pending([p.pk for p in products])
     return products
 
 
