@@ -10,6 +10,8 @@ from oscar.core.loading import get_model
 
 from oscar_fashion_ai.catalog_import import CatalogImporter
 
+pytestmark = pytest.mark.browser  # real headless Chromium
+
 Product = get_model("catalogue", "Product")
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,6 +31,7 @@ def browser():
         b.close()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_new_shopper_gets_recommendations_from_three_views(browser, live_server, csv_dataset, celery_worker_thread):
     CatalogImporter(stdout_progress=False).run(csv_dataset)

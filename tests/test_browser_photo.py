@@ -12,6 +12,8 @@ from oscar_fashion_ai.catalog_import import CatalogImporter
 from tests.conftest import make_image
 from tests.test_browser import browser  # noqa: F401  (the Chromium fixture)
 
+pytestmark = pytest.mark.browser  # real headless Chromium
+
 Product = get_model("catalogue", "Product")
 URL = "/fashion-ai/search/photo/"
 

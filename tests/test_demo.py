@@ -54,6 +54,8 @@ def var():
     shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.mark.worker
+@pytest.mark.slow
 def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_dataset, var):
     port = _free_port()
     env = dict(os.environ, FASHION_VAR_DIR=str(var), FASHION_AI_DATASET=str(csv_dataset),
@@ -100,6 +102,7 @@ def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_datas
         assert exporter_noise not in text, text[-3000:]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_embedded_database(tmp_path, var):
     """`kill <pid>` of a process that started the embedded PostgreSQL (here `runserver` with its autoreloader, whose
     child is then killed without a chance to unregister) stops PostgreSQL too."""

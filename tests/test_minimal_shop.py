@@ -87,6 +87,7 @@ def _shop(wheel, work):
     yield project, env
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_plugin_only_with_its_licence(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
@@ -102,6 +103,8 @@ def test_the_wheel_holds_the_plugin_only_with_its_licence(wheel):
         assert demo_only not in code, f"demo-only {demo_only!r} in the installable package"
 
 
+@pytest.mark.worker
+@pytest.mark.slow
 def test_minimal_shop_from_the_wheel_indexes_searches_and_recommends(shop):
     project, env = shop
     pgdata = project / "var" / "pgdata"

@@ -352,6 +352,7 @@ def assert_indexed_once_with_right_checksums(products):
         assert row.image_id == image.pk and row.vector is not None and len(row.vector) == 256
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_once(start_worker, settings):
     batch = 30
@@ -398,6 +399,7 @@ def worker_backends():
         return [row[0] for row in cursor.fetchall()]
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_survives_its_database_connection_being_terminated_mid_task(start_worker, settings):
     batch = 30
