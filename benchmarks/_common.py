@@ -5,7 +5,7 @@ import os
 import platform
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def percentile(values, q):
 
 def write(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    payload = {"benchmark": name, "date": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": machine(), **payload}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")

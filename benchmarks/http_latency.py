@@ -51,7 +51,7 @@ def start_server(port: int, workers: int, log_path, root=ROOT) -> subprocess.Pop
     env = dict(os.environ, DJANGO_DEBUG="0", FASHION_AI_SKETCH_RATE_LIMIT="", FASHION_AI_PHOTO_RATE_LIMIT="",
                FASHION_AI_TORCH_THREADS=os.environ.get("FASHION_AI_TORCH_THREADS", "1"),
                FASHION_VAR_DIR=os.environ.get("FASHION_VAR_DIR", str(ROOT / "var")))
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the server writes to it after this returns
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--timeout", "120", "--log-level", "warning"],

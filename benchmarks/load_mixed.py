@@ -54,7 +54,7 @@ def server_rss_mib(master_pid: int) -> float:
 
 
 def start_worker(log_path) -> subprocess.Popen:
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the worker writes to it after this returns
     return subprocess.Popen([sys.executable, "-m", "celery", "-A", "shop", "worker", "--pool", "solo",
                              "--loglevel", "WARNING", "-n", f"load-{os.getpid()}@%h"],
                             cwd=ROOT, env=dict(os.environ, FASHION_AI_TORCH_THREADS="1"), stdout=log,

@@ -176,7 +176,8 @@ def quality_rows(report) -> list[str]:
         extra = [(p, v) for p, v in nested_p_at_5(sketch) if p[0] != "plain_similarity"]
         if extra:
             measured += "; " + ", ".join(f"{'/'.join(p[1:] or p)} {num(v, 3)}" for p, v in extra)
-        rows.append(_row(what, README_TARGETS["sketch"], measured, "`manage.py fashion_evaluate --task sketch --pipeline all --json`"))
+        rows.append(_row(what, README_TARGETS["sketch"], measured,
+                         "`manage.py fashion_evaluate --task sketch --pipeline all --json`"))
     gen = result(report, "generalisation")
     if gen:
         base = gen["models"].get("imagenet-gap-160", {})
@@ -184,10 +185,13 @@ def quality_rows(report) -> list[str]:
             if name.startswith("imagenet-gap"):
                 continue
             cells = []
-            for key, label in (("in_domain", "CC0"), ("cross_domain", "studio"), ("unseen_classes", "5 unseen classes")):
+            for key, label in (("in_domain", "CC0"), ("cross_domain", "studio"),
+                               ("unseen_classes", "5 unseen classes")):
                 if key in entry:
-                    cells.append(f"{label} **{num(entry[key]['p_at_5'], 3)}** (ImageNet {num(base.get(key, {}).get('p_at_5'), 3)})")
-            rows.append(_row(f"generalisation, {gen.get('split')} splits, {name} (trained on which data: its model card)",
+                    cells.append(f"{label} **{num(entry[key]['p_at_5'], 3)}** "
+                                 f"(ImageNet {num(base.get(key, {}).get('p_at_5'), 3)})")
+            rows.append(_row(f"generalisation, {gen.get('split')} splits, {name} "
+                             "(trained on which data: its model card)",
                              "never below ImageNet", "; ".join(cells),
                              f"`python benchmarks/generalisation.py --split {gen.get('split')} --photo {name}`"))
     rec = result(report, "evaluate_recommend")
@@ -233,7 +237,8 @@ def speed_rows(report) -> list[str]:
     if home:
         rows.append(_row("homepage server time, logged-in shopper with a cached profile", README_TARGETS["homepage"],
                          f"{fmt_spread(home['server_time_p95_ms_cached_profile'], 1, ' ms', bold=True)}; uncached "
-                         f"(cache cleared before every request) {fmt_spread(home['server_time_p95_ms_uncached'], 0, ' ms')}",
+                         "(cache cleared before every request) "
+                         f"{fmt_spread(home['server_time_p95_ms_uncached'], 0, ' ms')}",
                          f"`{home.get('command')}`"))
         rows.append(_row("product view -> personalised homepage, running worker", README_TARGETS["freshness"],
                          fmt_spread(home["freshness_after_view_s"], 2, " s", bold=True), "same"))
@@ -344,7 +349,8 @@ def render_markdown(report: dict) -> str:
                          f"{num(res.get('build_backend_peak_mib'), 0)} MiB / {res.get('maintenance_work_mem', '-')} | "
                          f"{res.get('max_parallel_maintenance_workers', '-')} | {num(res.get('load_average_1min'))} |")
         lines.append("")
-        lines.append("| vectors | rows | query | ef_search | p50 ms | p95 ms | recall@10 | rows returned (mean / min) |")
+        lines.append("| vectors | rows | query | ef_search | p50 ms | p95 ms | recall@10 "
+                     "| rows returned (mean / min) |")
         lines.append("|---|---|---|---|---|---|---|---|")
         for res in scale:
             for c in res.get("configs", []):
@@ -430,7 +436,8 @@ def write_plots(report: dict, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     titles = {
-        "hnsw_latency_vs_size": ("pgvector HNSW: p95 query latency vs catalog size", "vectors", "p95 latency (ms)", True),
+        "hnsw_latency_vs_size": ("pgvector HNSW: p95 query latency vs catalog size", "vectors", "p95 latency (ms)",
+                                 True),
         "hnsw_recall_vs_ef": ("pgvector HNSW: recall@10 vs ef_search", "hnsw.ef_search", "recall@10", False),
         "http_latency": ("HTTP p95 latency vs concurrent clients", "concurrent clients", "p95 latency (ms)", True),
     }

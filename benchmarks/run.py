@@ -18,12 +18,13 @@ and homepage-freshness jobs start their own Celery workers). Each measurement ru
            (iterative_scan off / relaxed_order), for each ef_search (auto: the plugin's choice for the size)
 
 Writes to --out (default benchmarks/results/; --quick: benchmarks/results/quick/): each job's JSON,
-logs/<job>.log, report.json, report.md (the Results table, pasteable into README) and PNG plots. A failing job is recorded in the report and the other
-jobs still run; the exit status is 1 if any stage failed (130 if interrupted).
+logs/<job>.log, report.json, report.md (the Results table, pasteable into README) and PNG plots. A failing job is
+recorded in the report and the other jobs still run; the exit status is 1 if any stage failed (130 if interrupted).
 
 Profiles (2-core development machine; see README "Benchmarks"): --quick (a 500-product reindex, 10k vectors,
-fewer requests and shoppers) took 2.2 minutes on an idle machine and 4.5 on a busy one; the default (3 full reindexes, 10k/100k/1M vectors) is
-estimated at 20-25 minutes from its stages run at reduced size (the 1M-vector HNSW build alone took 405 s).
+fewer requests and shoppers) took 2.2 minutes on an idle machine and 4.5 on a busy one; the default (3 full
+reindexes, 10k/100k/1M vectors) is estimated at 20-25 minutes from its stages run at reduced size (the 1M-vector
+HNSW build alone took 405 s).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, machine  # noqa: E402
-from report import render_markdown, write_plots  # noqa: E402
+from _common import ROOT, machine
+from report import render_markdown, write_plots
 
 STAGES = ("quality", "speed", "scale")
 BENCH = Path("benchmarks")
@@ -99,7 +100,8 @@ def plan(args) -> list[Job]:
     py, manage = sys.executable, "manage.py"  # every job runs in the project root
     jobs = []
     if "quality" in args.stages:
-        for task, extra in (("image", []), ("sketch", ["--pipeline", "all"]), ("recommend", ["--shoppers", str(p["shoppers"])])):
+        for task, extra in (("image", []), ("sketch", ["--pipeline", "all"]),
+                            ("recommend", ["--shoppers", str(p["shoppers"])])):
             jobs.append(Job("quality", f"evaluate_{task}",
                             [py, manage, "fashion_evaluate", "--task", task, *extra, "--json"], 1200,
                             stdout_json=True))
@@ -286,7 +288,7 @@ def main(argv=None):
               for s in STAGES}
     started = time.perf_counter()
     load_start = os.getloadavg()
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     interrupted = False
     for job in plan(args):
         try:

@@ -19,15 +19,14 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from . import conf, model_store
+from . import conf, model_store, publishing
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +179,9 @@ def _fingerprint(records) -> str:
 def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5) -> dict:
     """P@5 of ``embedder`` on the store's test split: the whole measurable catalog as gallery, query excluded,
     relevant = same first category. Returns the mean, its standard error and the per-query precisions."""
-    from .ml import metrics, preprocessing
-
     from tqdm import tqdm
+
+    from .ml import metrics, preprocessing
 
     vecs, ok = [], []
     batch = 64
@@ -301,13 +300,14 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         "better": better, "min_gain": options.min_gain,
         "training": {"products": len(records), "categories": catalog.train_labels,
                      "skipped_categories": catalog.skipped_categories, "epochs": epochs_done,
-                     "seconds": round(train_seconds, 1), "ms_per_image_epoch": round(1000 * train_seconds / image_epochs, 2),
+                     "seconds": round(train_seconds, 1),
+                     "ms_per_image_epoch": round(1000 * train_seconds / image_epochs, 2),
                      "max_minutes": max_minutes, "recipe": card.get("recipe"),
                      "stopped_early": any(h.get("stopped_early") for h in card.get("history", []))},
         "test_split": "sha1(upc) % 5 == 0 (products never trained on)",
     }
-    reporter.line("P@5 on the store's test split ({} queries, gallery {} products; standard errors in brackets):".format(
-        now_result["queries"], now_result["gallery"]))
+    reporter.line("P@5 on the store's test split ({} queries, gallery {} products; standard errors in "
+                  "brackets):".format(now_result["queries"], now_result["gallery"]))
     reporter.line(f"  model in use  {now_result['p_at_5']:.4f} ({now_result['p_at_5_se']:.4f})  {current.version}")
     reporter.line(f"  candidate     {cand_result['p_at_5']:.4f} ({cand_result['p_at_5_se']:.4f})  {candidate.version}")
     reporter.line(f"  difference    {diff['gain']:+.4f} ({diff['gain_se']:.4f}, paired)")
@@ -349,7 +349,7 @@ def install(candidate_path: Path, version: str, card: dict, result: dict) -> Pat
     """Copy the candidate into the models folder (with its measurements in its card) and point ACTIVE.json at it."""
     card = dict(card)
     card["adaptation"] = {k: result[k] for k in ("model_in_use", "candidate", "difference", "training", "test_split")}
-    card["adaptation"]["date"] = datetime.now(dt_timezone.utc).isoformat(timespec="seconds")
+    card["adaptation"]["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     candidate_path.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
     installed = model_store.add_version(candidate_path, version)
     model_store.activate_version(version, reason="fashion_adapt: better on the store's test split")
@@ -457,7 +457,7 @@ def run_queued(run_id: int, max_attempts: int = 3) -> dict:
         AdaptationRun.objects.filter(pk=run_id).update(state=AdaptationRun.State.FAILED, message=str(exc),
                                                        date_finished=timezone.now(), stage="", progress=1.0)
         return {"failed": True, "error": str(exc)}
-    except Exception as exc:
+    except Exception as exc:  # kombu's connection errors
         logger.exception("Fashion AI: adaptation %s crashed", run_id)
         AdaptationRun.objects.filter(pk=run_id).update(state=AdaptationRun.State.FAILED, date_finished=timezone.now(),
                                                        message=f"Crashed: {type(exc).__name__}: {exc}. The model in "
@@ -473,7 +473,6 @@ def run_queued(run_id: int, max_attempts: int = 3) -> dict:
 def queue_run(requested_by: str):
     """Record and queue an adaptation (the dashboard button). Raises AdaptError when one is already under way or the
     broker refuses the task (then nothing stays queued)."""
-    from . import tasks
     from .models import AdaptationRun
 
     busy = busy_run()
@@ -485,9 +484,9 @@ def queue_run(requested_by: str):
                          "to use the models folder.")
     row = AdaptationRun.objects.create(requested_by=requested_by[:150])
     try:
-        result = tasks.adapt_catalog.apply_async(args=[row.pk], queue=conf.get("TRAINING_QUEUE"), retry=True,
-                                                 retry_policy=tasks.PUBLISH_RETRY)
-    except Exception as exc:  # noqa: BLE001 - kombu's connection errors
+        result = publishing.task(publishing.ADAPT_CATALOG).apply_async(
+            args=[row.pk], queue=conf.get("TRAINING_QUEUE"), retry=True, retry_policy=publishing.PUBLISH_RETRY)
+    except Exception as exc:
         row.delete()
         raise AdaptError(f"The task broker is unreachable ({exc}); nothing was queued. Start Redis and a worker, or "
                          "run `python manage.py fashion_adapt`.") from exc

@@ -13,7 +13,9 @@ class FashionAIConfig(OscarConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, receivers  # noqa: F401  (registers the settings checks, connects the signal receivers)
+        # registers the settings checks, connects the signal receivers, registers the Celery tasks (which
+        # ``publishing`` looks up by name)
+        from . import checks, receivers, tasks  # noqa: F401
 
     def get_urls(self):
         from . import views

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -89,9 +90,6 @@ def check_image(path: Path) -> str | None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
-
-
-from contextlib import contextmanager
 
 
 @contextmanager
@@ -185,10 +183,11 @@ class CatalogImporter:
         imported = self.Product.objects.filter(upc__in=[upc_for(r.source_id) for r in wanted])
         update_search_index(imported)
         if self.changed_ids:
-            from . import tasks
+            from . import publishing
+            from .embedding import mark_pending
 
-            tasks.mark_pending(self.changed_ids)
-            transaction.on_commit(lambda ids=list(self.changed_ids): tasks.enqueue_embedding_quietly(ids))
+            mark_pending(self.changed_ids)
+            transaction.on_commit(lambda ids=list(self.changed_ids): publishing.enqueue_embedding_quietly(ids))
         return report
 
     def category(self, label: str):
@@ -262,7 +261,8 @@ class CatalogImporter:
 
     def _sync_image(self, product, record: Record, created: bool) -> bool:
         # Query fresh (not prefetched): Oscar's ProductImage.delete() re-saves the product's cached images.
-        images = [] if created else list(self.ProductImage.objects.filter(product_id=product.pk).order_by("display_order", "pk"))
+        images = [] if created else list(
+            self.ProductImage.objects.filter(product_id=product.pk).order_by("display_order", "pk"))
         primary = images[0] if images else None
         checksum = file_sha1(record.path)
         if primary is not None:

@@ -137,7 +137,8 @@ def check_scale_settings(app_configs=None, **kwargs):
     if alias is not None:
         if alias not in settings.DATABASES:
             errors.append(checks.Error(
-                f"FASHION_AI['SEARCH_DATABASE'] is {alias!r}, which is not in DATABASES ({', '.join(settings.DATABASES)}).",
+                f"FASHION_AI['SEARCH_DATABASE'] is {alias!r}, which is not in DATABASES "
+                f"({', '.join(settings.DATABASES)}).",
                 hint="Add the replica to DATABASES, or set SEARCH_DATABASE to None to search the default database.",
                 id="oscar_fashion_ai.E012"))
         elif "oscar_fashion_ai.routers.SearchRouter" not in [

@@ -120,8 +120,8 @@ def get_generator():
         with _lock:
             if _generator_key != key:
                 try:
-                    _generator = SketchGenerator(conf.get("SKETCH_GENERATOR_WEIGHTS"), threads=conf.get("TORCH_THREADS"),
-                                                 cache_dir=conf.cache_dir())
+                    _generator = SketchGenerator(conf.get("SKETCH_GENERATOR_WEIGHTS"),
+                                                 threads=conf.get("TORCH_THREADS"), cache_dir=conf.cache_dir())
                     logger.info("Fashion AI: loaded sketch generator %s (%s)", _generator.version, _generator.runtime)
                 except GeneratorUnavailable as exc:
                     _generator = None
@@ -134,9 +134,8 @@ def get_sketch_embedder() -> Embedder:
     """The network that embeds drawings: the sketch encoder made for the configured photo model, or (when
     there is none, it cannot be loaded, or it belongs to another photo model; logged once) the photo model."""
     global _sketch, _sketch_key, _sketch_notice
-    from .ml.embedder import PACKAGE_SKETCH_WEIGHTS
-
     from . import model_store
+    from .ml.embedder import PACKAGE_SKETCH_WEIGHTS
 
     photo = get_embedder()
     configured = conf.get("SKETCH_ENCODER_WEIGHTS") or model_store.sketch_encoder_for(photo.sha256)
@@ -332,7 +331,8 @@ def embed_products(product_ids, force: bool = False, _retry: bool = True) -> dic
             failures.append((product, image, f"Image {image.original.name}: {exc}"))
             continue
         to_embed.append((product, image, checksum, rgb))
-    vectors = embedder.embed_images([item[3] for item in to_embed], batch_size=conf.get("BATCH_SIZE")) if to_embed else []
+    vectors = (embedder.embed_images([item[3] for item in to_embed], batch_size=conf.get("BATCH_SIZE"))
+               if to_embed else [])
     now = timezone.now()
     with transaction.atomic():
         builds.shared_lock()
@@ -382,5 +382,5 @@ def mark_pending(product_ids):
         Table.objects.bulk_create([Table(product_id=pk) for pk in ids if pk not in have], ignore_conflicts=True)
 
 
-__all__ = ["get_embedder", "configured_embedder", "load_embedder", "get_sketch_embedder", "model_info", "embed_products", "mark_pending", "check_index", "ensure_dimensions",
-           "IndexMismatch", "ModelUnavailable"]
+__all__ = ["get_embedder", "configured_embedder", "load_embedder", "get_sketch_embedder", "model_info",
+           "embed_products", "mark_pending", "check_index", "ensure_dimensions", "IndexMismatch", "ModelUnavailable"]

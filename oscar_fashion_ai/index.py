@@ -26,7 +26,7 @@ def current_model_version() -> str | None:
 
     try:
         return embedding.model_info().version
-    except Exception:  # noqa: BLE001 - stats must render even when the model is broken
+    except Exception:  # stats must render even when the model is broken
         logger.exception("Fashion AI: the embedding model could not be loaded")
         return None
 
@@ -101,7 +101,8 @@ def products_needing_index(scope: str = "stale", category_slug: str | None = Non
             Q(fashion_embedding__isnull=True)
             | ~Q(fashion_embedding__status=ProductEmbedding.Status.INDEXED)
             | ~Q(fashion_embedding__model_version=version or "")
-        ).exclude(fashion_embedding__status=ProductEmbedding.Status.FAILED, fashion_embedding__model_version=version or "")
+        ).exclude(fashion_embedding__status=ProductEmbedding.Status.FAILED,
+                  fashion_embedding__model_version=version or "")
     return list(qs.order_by("pk").values_list("pk", flat=True).distinct())
 
 
@@ -210,12 +211,12 @@ def index_stats() -> dict:
 
 def request_reindex(scope: str = "stale", requested_by: str = "", product_ids=None, category_slug=None) -> int:
     """Queue reindex work on the broker. Returns the number of products queued."""
-    from . import tasks
+    from . import publishing
 
     _, _, IndexRun = _models()
     ids, force, build = prepare_reindex(scope, category_slug, product_ids, requested_by)
     try:
-        tasks.enqueue_embedding(ids, force=force)
+        publishing.enqueue_embedding(ids, force=force)
     except Exception as exc:  # kombu raises OperationalError and friends
         logger.error("Fashion AI: could not queue reindex work: %s", exc)
         raise BrokerUnavailable(

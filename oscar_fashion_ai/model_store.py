@@ -20,9 +20,8 @@ import json
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 from . import conf
 
@@ -146,7 +145,7 @@ def activate_version(version: str | None, reason: str) -> dict:
     history = list(previous.get("history", []))
     history.insert(0, previous.get("version") or PACKAGE)  # no pointer yet: the package's model was in use
     data = {"version": version or PACKAGE, "file": f"{version}.safetensors" if version not in (None, PACKAGE) else None,
-            "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason,
+            "installed": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason,
             "history": history[:HISTORY]}
     _write_json_atomically(photo_dir() / POINTER, data)
     return data
@@ -158,7 +157,8 @@ def versions() -> list[dict]:
     active = pointer.get("version") or PACKAGE
     out = []
     folder = photo_dir()
-    files = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
+    files = (sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+             if folder.exists() else [])
     for path in files:
         card = {}
         try:
@@ -166,7 +166,7 @@ def versions() -> list[dict]:
         except (OSError, ValueError):
             pass
         out.append({"version": path.stem, "installed": True, "active": path.stem == active, "path": path,
-                    "created": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc),
+                    "created": datetime.fromtimestamp(path.stat().st_mtime, UTC),
                     "adaptation": card.get("adaptation", {})})
     out.append({"version": PACKAGE, "installed": False, "active": active == PACKAGE, "path": None, "created": None,
                 "adaptation": {}})

@@ -118,7 +118,8 @@ class IndexBuild(models.Model):
     class Meta:
         ordering = ["-date_created", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"), name="fashion_one_active_index"),
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"),
+                                    name="fashion_one_active_index"),
             models.UniqueConstraint(fields=["state"], condition=models.Q(state="building"),
                                     name="fashion_one_index_build"),
         ]
@@ -187,7 +188,8 @@ class PreferenceEvent(models.Model):
         BASKET = "basket", _("Added to basket")
         ORDER = "order", _("Ordered")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="fashion_events")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="fashion_events")
     shopper_key = models.CharField(_("anonymous shopper key"), max_length=64, blank=True, db_index=True)
     product = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
@@ -206,11 +208,12 @@ class PreferenceEvent(models.Model):
 class CustomerPreference(models.Model):
     """A shopper's style: the time-decayed, kind-weighted mean of the vectors of products they interacted with.
 
-    ``vector`` is the mean S/W where S = sum_i w_i * 2^(-(t_ref - t_i)/h) * v_i and W = sum_i w_i * 2^(-(t_ref - t_i)/h),
-    both decayed to ``reference_time`` (see README, "Personalised homepage").
+    ``vector`` is the mean S/W where S = sum_i w_i * 2^(-(t_ref - t_i)/h) * v_i and
+    W = sum_i w_i * 2^(-(t_ref - t_i)/h), both decayed to ``reference_time`` (see README, "Personalised homepage").
     """
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="fashion_preference")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="fashion_preference")
     shopper_key = models.CharField(_("anonymous shopper key"), max_length=64, null=True, blank=True, unique=True)
     vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     weight = models.FloatField(_("decayed weight sum"), default=0.0)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime
-from datetime import timezone as dt_timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from django.core.cache import cache
@@ -19,7 +18,7 @@ from django.db.models import Count
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from . import conf, search
+from . import conf, publishing, search
 from .ml import interests as interest_model
 from .ml.preference import fold
 
@@ -65,7 +64,6 @@ def _half_life_seconds() -> float:
 
 def record_event(owner: Owner, product_id: int, kind: str, when=None):
     """Store one event and (after commit) queue the vector update. Never raises into the request."""
-    from . import tasks
     from .models import PreferenceEvent
 
     weights = conf.get("PREFERENCE_WEIGHTS")
@@ -73,7 +71,7 @@ def record_event(owner: Owner, product_id: int, kind: str, when=None):
         raise ValueError(f"unknown event kind {kind!r}")
     PreferenceEvent.objects.create(user_id=owner.user_id, shopper_key=owner.shopper_key or "", product_id=product_id,
                                    kind=kind, weight=float(weights[kind]), date_created=when or timezone.now())
-    transaction.on_commit(lambda: tasks.enqueue_preference_update(owner))
+    transaction.on_commit(lambda: publishing.enqueue_preference_update(owner))
 
 
 def apply_pending(owner: Owner):
@@ -104,7 +102,8 @@ def apply_pending(owner: Owner):
         vectors = dict(ProductEmbedding.objects.filter(
             product_id__in={e.product_id for e in interest_events}, status="indexed", model_version=version
         ).values_list("product_id", "vector"))
-        usable = [(e.date_created.timestamp(), e.weight, vectors[e.product_id]) for e in events if e.product_id in vectors]
+        usable = [(e.date_created.timestamp(), e.weight, vectors[e.product_id])
+                  for e in events if e.product_id in vectors]
         keys = product_keys({e.product_id for e in interest_events if e.product_id in vectors})
         profile = interest_model.fold(
             base, [(e.date_created.timestamp(), e.weight, vectors[e.product_id], e.product_id, e.kind,
@@ -117,7 +116,7 @@ def apply_pending(owner: Owner):
                                  _half_life_seconds())
         if mean is not None:
             pref.vector, pref.weight = mean, weight
-            pref.reference_time = datetime.fromtimestamp(ref, tz=dt_timezone.utc)
+            pref.reference_time = datetime.fromtimestamp(ref, tz=UTC)
             pref.model_version = version
         pref.event_count += len(events)
         pref.save()
@@ -274,7 +273,8 @@ def _interest_recommendations(pref, exclude, k):
                 counts[key] = counts.get(key, 0) + 1
                 kept.append(pick)
         picks = kept[:k]
-    anchors = {j: profile.interests[j].anchor(profile.ref_time, _half_life_seconds()) for j in {p.interest for p in picks}}
+    anchors = {j: profile.interests[j].anchor(profile.ref_time, _half_life_seconds())
+               for j in {p.interest for p in picks}}
     Product = get_model("catalogue", "Product")
     titles = {p.pk: p.get_title() for p in Product.objects.filter(pk__in={a[0] for a in anchors.values() if a})}
     out = []

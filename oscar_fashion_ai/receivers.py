@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from oscar.core.loading import get_model
 
-from . import tasks
+from . import publishing
 
 ProductImage = get_model("catalogue", "ProductImage")
 
@@ -36,8 +36,10 @@ def paused():
 def _schedule(product_id):
     if getattr(_state, "paused", False):
         return
-    tasks.mark_pending([product_id])
-    transaction.on_commit(partial(tasks.enqueue_embedding_quietly, [product_id]))
+    from .embedding import mark_pending
+
+    mark_pending([product_id])
+    transaction.on_commit(partial(publishing.enqueue_embedding_quietly, [product_id]))
 
 
 @receiver(post_save, sender=ProductImage, dispatch_uid="fashion_ai_image_saved")
@@ -85,7 +87,7 @@ def _safely(fn):
     def wrapper(*args, **kwargs):
         try:
             fn(*args, **kwargs)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("Fashion AI: could not record a shopper event")
 
     wrapper.__name__ = fn.__name__

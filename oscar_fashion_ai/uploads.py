@@ -56,7 +56,8 @@ def photo_from_request(request, field: str = "image", box=None, preset_size: int
             parsed = crop.parse_box(box, *size)
         except crop.BadBox as exc:
             raise BadUpload(str(exc)) from exc
-    decode = crop.decode_size_for(parsed, *size, model_size) if parsed is not None else max(model_size, preset_size or 0)
+    decode = (crop.decode_size_for(parsed, *size, model_size) if parsed is not None
+              else max(model_size, preset_size or 0))
     try:
         img = preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
                                        decode_size=decode)
@@ -146,6 +147,6 @@ def sketch_from_request(request):
         raise
     except Image.DecompressionBombError:  # Pillow refuses absurd dimensions while reading the header
         raise BadUpload(f"The drawing must be at most {side}x{side} pixels.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         raise BadUpload("The drawing could not be decoded as a PNG image.") from None
     return img, extra

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import oscar
 from django.urls import reverse_lazy
-from oscar.defaults import *  # noqa: F401,F403  (Oscar's documented way to get its defaults)
+from oscar.defaults import *  # noqa: F403  (Oscar's documented way to get its defaults)
 
 import oscar_fashion_ai
 from shop import embedded_db
@@ -139,7 +139,8 @@ OSCAR_DASHBOARD_NAVIGATION = OSCAR_DASHBOARD_NAVIGATION + [  # noqa: F405
 # Cache: Redis when available (shared by web and workers), else local memory.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if os.environ.get("CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["CACHE_URL"]}}
 
 # Celery (see shop/celery.py). fashion_demo switches to a filesystem broker when Redis is absent.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

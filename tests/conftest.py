@@ -1,7 +1,6 @@
 import io
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,9 +112,9 @@ def _fashion_settings(settings, tiny_weights, tiny_generator, tiny_sketch_encode
 @pytest.fixture
 def celery_worker_thread(transactional_db):
     """A real Celery worker consuming from Redis (in a thread, solo pool) for the duration of a test."""
+    import celery.contrib.testing.tasks  # noqa: F401  (registers the ping task the worker checks)
     from celery.contrib.testing.worker import start_worker
 
-    import celery.contrib.testing.tasks  # noqa: F401  (registers the ping task the worker checks)
     from shop.celery import app
 
     app.control.purge()

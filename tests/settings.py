@@ -3,7 +3,7 @@
 import os
 import tempfile
 
-from shop.settings import *  # noqa: F401,F403
+from shop.settings import *  # noqa: F403
 
 # Redis database 15, so a demo worker on database 0 never takes test tasks.
 CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")

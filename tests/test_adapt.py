@@ -89,8 +89,9 @@ def installed():
     return sorted(p.stem for p in model_store.photo_dir().glob("*.safetensors"))
 
 
+@pytest.mark.training
 @pytest.mark.django_db
-def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_dir, blind_weights, restore_schema,
+def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_dir, blind_weights, restore_schema,  # noqa: F811  (fixture)
                                                                        monkeypatch):
     old = use_model(blind_weights)
     products = make_store()
@@ -142,8 +143,9 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
     assert model_store.configured_weights() is None
 
 
+@pytest.mark.training
 @pytest.mark.django_db
-def test_adapt_keeps_a_model_that_is_not_beaten(models_dir, tiny_weights, restore_schema):
+def test_adapt_keeps_a_model_that_is_not_beaten(models_dir, tiny_weights, restore_schema):  # noqa: F811  (fixture)
     old = use_model(tiny_weights)
     make_store()
     text = adapt()
@@ -155,8 +157,9 @@ def test_adapt_keeps_a_model_that_is_not_beaten(models_dir, tiny_weights, restor
     assert builds.state().active.version == old
 
 
+@pytest.mark.training
 @pytest.mark.django_db
-def test_a_crash_mid_training_leaves_the_model_in_use_and_resume_finishes(models_dir, blind_weights, restore_schema,
+def test_a_crash_mid_training_leaves_the_model_in_use_and_resume_finishes(models_dir, blind_weights, restore_schema,  # noqa: F811  (fixture)
                                                                          monkeypatch):
     from oscar_fashion_ai.ml import adaptation as recipe
 
@@ -188,8 +191,9 @@ def test_a_crash_mid_training_leaves_the_model_in_use_and_resume_finishes(models
     assert "Installed" in text and model_store.read_pointer()["version"] != old
 
 
+@pytest.mark.training
 @pytest.mark.django_db
-def test_a_crash_while_installing_leaves_the_pointer(models_dir, blind_weights, restore_schema, monkeypatch):
+def test_a_crash_while_installing_leaves_the_pointer(models_dir, blind_weights, restore_schema, monkeypatch):  # noqa: F811  (fixture)
     old = use_model(blind_weights)
     make_store()
 
@@ -271,12 +275,14 @@ def test_dashboard_adapt_button_is_staff_only(models_dir, tiny_weights, settings
     redis.Redis.from_url(app.conf.broker_url).delete("fashion-training-test")
 
 
+@pytest.mark.worker
+@pytest.mark.training
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(models_dir, blind_weights, monkeypatch,
-                                                                          django_user_model, restore_schema):
+                                                                          django_user_model, restore_schema):  # noqa: F811  (fixture)
+    import celery.contrib.testing.tasks  # noqa: F401
     from celery.contrib.testing.worker import start_worker
 
-    import celery.contrib.testing.tasks  # noqa: F401
     from shop.celery import app
 
     use_model(blind_weights)

@@ -12,9 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import _common  # noqa: E402
-import report  # noqa: E402
-import run  # noqa: E402
+import _common
+import report
+import run
 
 
 def test_percentile_nearest_rank():
@@ -63,7 +63,8 @@ def test_stdout_json_skips_logging():
 def test_stage_selection_and_plan():
     args = run.parse_args(["--quick", "--only", "quality,scale", "--skip", "scale"])
     assert args.stages == ["quality"]
-    assert [j.name for j in run.plan(args)] == ["evaluate_image", "evaluate_sketch", "evaluate_recommend", "generalisation"]
+    assert [j.name for j in run.plan(args)] == ["evaluate_image", "evaluate_sketch", "evaluate_recommend",
+                                                "generalisation"]
     args = run.parse_args(["--only", "scale", "--sizes", "1000,2000"])
     jobs = run.plan(args)
     assert [j.name for j in jobs] == ["hnsw_scale_1000", "hnsw_scale_2000", "hnsw_scale_1000_real",

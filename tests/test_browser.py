@@ -10,6 +10,8 @@ from oscar.core.loading import get_model
 
 from oscar_fashion_ai.catalog_import import CatalogImporter
 
+pytestmark = pytest.mark.browser  # real headless Chromium
+
 Product = get_model("catalogue", "Product")
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,6 +31,7 @@ def browser():
         b.close()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_new_shopper_gets_recommendations_from_three_views(browser, live_server, csv_dataset, celery_worker_thread):
     CatalogImporter(stdout_progress=False).run(csv_dataset)
@@ -121,8 +124,8 @@ def test_sketch_widget_with_touch_on_a_phone(browser, live_server, csv_dataset):
     page.click("#fashion-ai-sketch-submit")
     try:
         page.wait_for_selector("#fashion-ai-sketch-results li", timeout=20000)
-    except Exception:
-        raise AssertionError(page.locator("#fashion-ai-sketch-status").text_content())
+    except Exception as exc:
+        raise AssertionError(page.locator("#fashion-ai-sketch-status").text_content()) from exc
     assert page.locator("#fashion-ai-sketch-results li").count() >= 5
     src = page.locator("#fashion-ai-understood img").get_attribute("src")
     assert src.startswith("data:image/png;base64,") and page.locator("#fashion-ai-understood").is_visible()

@@ -12,6 +12,8 @@ from oscar_fashion_ai.catalog_import import CatalogImporter
 from tests.conftest import make_image
 from tests.test_browser import browser  # noqa: F401  (the Chromium fixture)
 
+pytestmark = pytest.mark.browser  # real headless Chromium
+
 Product = get_model("catalogue", "Product")
 URL = "/fashion-ai/search/photo/"
 
@@ -140,7 +142,8 @@ def test_crop_box_with_touch_on_a_phone(browser, catalog):  # noqa: F811
 
     touch_drag(centre('.fashion-ai-handle[data-handle="nw"]'), (img["x"] - 10, img["y"] - 10))
     wait_searched(page, 2)
-    touch_drag(centre('.fashion-ai-handle[data-handle="se"]'), (img["x"] + img["width"] / 2, img["y"] + img["height"] + 10))
+    touch_drag(centre('.fashion-ai-handle[data-handle="se"]'),
+               (img["x"] + img["width"] / 2, img["y"] + img["height"] + 10))
     wait_searched(page, 3)
     assert page.evaluate("[...window.__kinds]") == ["touch"]
     assert near(searched_box(page)[0], (0, 0, 96, 128), tolerance=4), searched_box(page)

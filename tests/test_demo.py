@@ -54,13 +54,15 @@ def var():
     shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.mark.worker
+@pytest.mark.slow
 def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_dataset, var):
     port = _free_port()
     env = dict(os.environ, FASHION_VAR_DIR=str(var), FASHION_AI_DATASET=str(csv_dataset),
                CELERY_BROKER_URL=os.environ.get("TEST_DEMO_BROKER_URL", "redis://127.0.0.1:6379/14"),
                DJANGO_SETTINGS_MODULE="shop.settings", PYTHONUNBUFFERED="1")
     env.pop("DATABASE_URL", None)
-    log = open(tmp_path / "demo.log", "wb")
+    log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115 - held open for the subprocess
     # its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group
     proc = subprocess.Popen([sys.executable, "manage.py", "fashion_demo", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -100,13 +102,14 @@ def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_datas
         assert exporter_noise not in text, text[-3000:]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_embedded_database(tmp_path, var):
     """`kill <pid>` of a process that started the embedded PostgreSQL (here `runserver` with its autoreloader, whose
     child is then killed without a chance to unregister) stops PostgreSQL too."""
     port = _free_port()
     env = dict(os.environ, FASHION_VAR_DIR=str(var), DJANGO_SETTINGS_MODULE="shop.settings", PYTHONUNBUFFERED="1")
     env.pop("DATABASE_URL", None)
-    log = open(tmp_path / "runserver.log", "wb")
+    log = open(tmp_path / "runserver.log", "wb")  # noqa: SIM115 - held open for the subprocess
     proc = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:

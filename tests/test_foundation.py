@@ -83,7 +83,8 @@ def test_docker_compose_describes_a_production_stack():
         assert env["DATABASE_URL"].startswith("postgres")
         assert env["CELERY_BROKER_URL"].startswith("redis://redis")
         assert "media:/app/var/media" in services[name]["volumes"]
-    assert "gunicorn" in " ".join(services["web"]["command"]) if isinstance(services["web"]["command"], list) else "gunicorn" in services["web"]["command"]
+    web_command = services["web"]["command"]
+    assert "gunicorn" in (" ".join(web_command) if isinstance(web_command, list) else web_command)
     assert "celery" in str(services["worker"]["command"]) and "worker" in str(services["worker"]["command"])
     assert services["worker-gpu"]["profiles"] == ["gpu"]
     assert services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]

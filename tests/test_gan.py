@@ -22,6 +22,7 @@ def test_generator_and_discriminator_shapes():
     assert big(torch.zeros(1, 1, 128, 128)).shape == (1, 3, 128, 128)
 
 
+@pytest.mark.training
 def test_training_steps_lower_the_generator_loss():
     torch.manual_seed(0)
     g = gan.UNetGenerator(1, 3, ngf=8, depth=5, max_channels=32)

@@ -79,12 +79,13 @@ def photo_search(client):
     return r.status_code, (r.json().get("results") if r.status_code == 200 else r.json())
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_search_keeps_answering_while_a_paused_worker_builds_the_new_model(settings, other_weights, restore_schema,
                                                                              django_user_model):
+    import celery.contrib.testing.tasks  # noqa: F401
     from celery.contrib.testing.worker import start_worker
 
-    import celery.contrib.testing.tasks  # noqa: F401
     from shop.celery import app
 
     app.control.purge()

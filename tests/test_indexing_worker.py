@@ -29,6 +29,7 @@ def add_image(product, kind, seed, fmt="JPEG"):
     return image
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_image_change_is_indexed_by_the_worker(celery_worker_thread):
     product = create_product(title="Red shirt")

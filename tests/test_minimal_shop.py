@@ -87,11 +87,13 @@ def _shop(wheel, work):
     yield project, env
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_plugin_only_with_its_licence(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "oscar_fashion_ai/weights/lite0-fashion.safetensors" in names
-    for template in ("oscar/catalogue/detail.html", "oscar/partials/search.html", "oscar/customer/profile/profile.html"):
+    for template in ("oscar/catalogue/detail.html", "oscar/partials/search.html",
+                     "oscar/customer/profile/profile.html"):
         assert f"oscar_fashion_ai/oscar_templates/{template}" in names
     assert not [n for n in names if n.endswith(".png")], "docs-only images are not shipped"
     assert not [n for n in names if n.split("/")[0] in {"shop", "tests", "benchmarks", "templates"}]
@@ -101,6 +103,8 @@ def test_the_wheel_holds_the_plugin_only_with_its_licence(wheel):
         assert demo_only not in code, f"demo-only {demo_only!r} in the installable package"
 
 
+@pytest.mark.worker
+@pytest.mark.slow
 def test_minimal_shop_from_the_wheel_indexes_searches_and_recommends(shop):
     project, env = shop
     pgdata = project / "var" / "pgdata"
@@ -108,7 +112,7 @@ def test_minimal_shop_from_the_wheel_indexes_searches_and_recommends(shop):
     check = _run([sys.executable, "manage.py", "check"], project, env)
     assert "no issues" in check.stdout
     log_path = project / "worker.log"
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - held open for the worker
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "minimal_shop", "worker", "--pool=solo",
                                "--loglevel=INFO", "--without-gossip", "--without-mingle"],
                               cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)

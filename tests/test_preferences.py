@@ -180,6 +180,7 @@ def test_anonymous_profiles_expire(indexed):
     assert PreferenceEvent.objects.filter(shopper_key="new-shopper").exists()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_view_updates_the_vector_through_a_real_worker(client, csv_dataset, celery_worker_thread):
     CatalogImporter(stdout_progress=False).run(csv_dataset)

@@ -32,7 +32,7 @@ from django.urls import reverse
 from oscar.core.loading import get_model
 from PIL import Image, ImageDraw
 
-from oscar_fashion_ai import embedding, preferences, receivers, tasks
+from oscar_fashion_ai import embedding, receivers, tasks
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
 from tests.conftest import first_visit
@@ -247,7 +247,7 @@ class WorkerProcess:
 
     def __init__(self, log_path: Path, env: dict):
         self.log_path = log_path
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "shop", "worker", "--pool", "prefork", "--concurrency", "1",
              "-O", "fair", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -335,7 +335,7 @@ def make_products(n, size):
             image.original.save(f"kill-{i}.png", ContentFile(_photo(i, size)), save=False)
             image.save()
             products.append(product)
-    tasks.mark_pending([p.pk for p in products])
+    embedding.mark_pending([p.pk for p in products])
     return products
 
 
@@ -352,6 +352,7 @@ def assert_indexed_once_with_right_checksums(products):
         assert row.image_id == image.pk and row.vector is not None and len(row.vector) == 256
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_once(start_worker, settings):
     batch = 30
@@ -398,6 +399,7 @@ def worker_backends():
         return [row[0] for row in cursor.fetchall()]
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_survives_its_database_connection_being_terminated_mid_task(start_worker, settings):
     batch = 30
@@ -419,8 +421,8 @@ def test_worker_survives_its_database_connection_being_terminated_mid_task(start
     # The interrupted batch fails on its next query, is retried (transient database error), and succeeds.
     assert wait_for(lambda: ProductEmbedding.objects.filter(product__in=products[:batch], status="indexed").count()
                     == batch, timeout=60), worker.text()
-    assert re.search(r"embed_products\[[0-9a-f-]+\] retry: Retry in .*(OperationalError|InterfaceError)", worker.text()), \
-        worker.text()[-3000:]
+    retried = r"embed_products\[[0-9a-f-]+\] retry: Retry in .*(OperationalError|InterfaceError)"
+    assert re.search(retried, worker.text()), worker.text()[-3000:]
     # The next task runs on a fresh connection in the same, never-restarted worker.
     tasks.enqueue_embedding([products[batch].pk])
     assert wait_for(lambda: ProductEmbedding.objects.filter(product=products[batch], status="indexed").exists(), 60), \

@@ -3,7 +3,6 @@ return k rows; search reads go to the search database (FASHION_AI["SEARCH_DATABA
 
 import numpy as np
 import pytest
-from django.core import checks
 from django.core.management import call_command
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext

@@ -533,7 +533,8 @@ def test_login_logout_on_one_browser_keeps_profiles_apart(indexed, django_user_m
     preferences.apply_pending(preferences.Owner(user_id=bob.pk))
     personal, ids = home_ids(c)
     assert personal and set(ids) <= set(shoes) and set(recs(c)[1]) <= set(shoes)
-    assert PreferenceEvent.objects.filter(user=alice).count() == 2 and PreferenceEvent.objects.filter(user=bob).count() == 2
+    assert PreferenceEvent.objects.filter(user=alice).count() == 2
+    assert PreferenceEvent.objects.filter(user=bob).count() == 2
     c.post(reverse("customer:logout"))
     c.login(username="alice@example.com", password="pw")
     assert set(recs(c)[1]) <= set(shirts)

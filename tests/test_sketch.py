@@ -90,8 +90,9 @@ def test_sketch_bad_input(client, indexed, payload, status, message):
 
 
 @pytest.mark.parametrize("body", [
-    "not json", json.dumps({"sketch": "data:image/png;base64,@@@@"}), json.dumps({"sketch": "data:image/gif;base64,AAAA"}),
-    json.dumps([1, 2]), json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()}),
+    "not json", json.dumps({"sketch": "data:image/png;base64,@@@@"}),
+    json.dumps({"sketch": "data:image/gif;base64,AAAA"}), json.dumps([1, 2]),
+    json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()}),
 ])
 def test_sketch_malformed_json(client, indexed, body):
     r = client.post(reverse("fashion-ai:api-sketch"), body, content_type="application/json")
@@ -132,7 +133,8 @@ def test_sketch_evaluation_synthetic_and_human(indexed, tmp_path, capsys):
     call_command("fashion_evaluate", "--task", "sketch", "--json")
     result = json.loads(capsys.readouterr().out)
     assert result["queries"] == sum(datasets.is_test(p.upc) for p in Product.objects.all())
-    assert {"task", "p_at_5", "queries", "model_version", "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(result)
+    assert {"task", "p_at_5", "queries", "model_version",
+            "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(result)
     assert result["sketch_encoder_version"] and result["sketch_encoder_version"] != result["model_version"]
     assert result["query_expansion"] == 0 and result["category_boost"] == 0.05 and result["rerank_depth"] == 20
     assert result["plain_similarity"]["queries"] == result["queries"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
@@ -26,6 +27,7 @@ def _drawing_png():
     return buf.getvalue()
 
 
+@pytest.mark.training
 def test_train_sketch_encoder_command_writes_a_paired_fp16_encoder_and_resumes(csv_dataset, tmp_path, tiny_weights):
     from oscar_fashion_ai.ml.embedder import Embedder
 
@@ -65,6 +67,7 @@ def test_float16_weights_give_the_float32_vectors(tiny_weights, tmp_path):
     assert float(a[0] @ b[0]) > 0.99  # 0.99999 for the trained models (README, "Model files")
 
 
+@pytest.mark.training
 def test_train_embedder_sketch_tower_writes_the_encoder_beside_the_photo_model(csv_dataset, tmp_path, tiny_weights):
     from oscar_fashion_ai.ml.embedder import Embedder
 
@@ -76,7 +79,8 @@ def test_train_embedder_sketch_tower_writes_the_encoder_beside_the_photo_model(c
     sketch = out.with_name("emb-sketch.safetensors")
     card = json.loads(sketch.with_suffix(".card.json").read_text())
     assert card["pairs_with"]["sha256"] == weights.sha256(out)
-    assert json.loads(out.with_suffix(".card.json").read_text())["metrics"]["sketch_to_image"]["encoder"] == "sketch tower"
+    photo_card = json.loads(out.with_suffix(".card.json").read_text())
+    assert photo_card["metrics"]["sketch_to_image"]["encoder"] == "sketch tower"
     assert Embedder(sketch, runtime="torch").pairs_with == weights.sha256(out)
 
 
@@ -284,6 +288,7 @@ def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights
     assert 0 < half["image"]["queries"] < first["image"]["queries"]
 
 
+@pytest.mark.training
 def test_validation_split_is_held_out_and_measured(csv_dataset, tmp_path, tiny_weights):
     """--validation: the validation split (sha1 % 5 == 1) leaves training and gets its own metrics, so that
     configurations can be chosen without the test split."""
@@ -357,6 +362,7 @@ def test_train_embedder_refuses_missing_or_mismatched_init_weights(csv_dataset, 
     assert not (tmp_path / "e.safetensors").exists()
 
 
+@pytest.mark.training
 def test_sketch_encoder_cached_prefix_mode_on_two_sources(csv_dataset, tmp_path, tiny_weights):
     """--split-block: the frozen prefix is computed once and only the rest trains (the CPU configuration);
     --extra-source: a second labelled set beside the first, labels kept apart per set."""

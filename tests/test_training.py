@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from oscar_fashion_ai.ml import weights
 
 
+@pytest.mark.training
 def test_train_gan_command_writes_weights_card_samples_and_resumes(csv_dataset, tmp_path):
     out = tmp_path / "gen.safetensors"
     args = ["--source", str(csv_dataset), "--out", str(out), "--image-size", "32", "--ngf", "4", "--batch-size", "4",
@@ -30,6 +31,7 @@ def test_train_gan_command_writes_weights_card_samples_and_resumes(csv_dataset, 
         call_command("fashion_train_gan", *args, "--image-size", "48", verbosity=0)
 
 
+@pytest.mark.training
 def test_train_embedder_full_mode_on_photos_and_drawings(csv_dataset, tmp_path, tiny_weights):
     out = tmp_path / "emb.safetensors"
     call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "full",
@@ -46,6 +48,7 @@ def test_train_embedder_full_mode_on_photos_and_drawings(csv_dataset, tmp_path, 
     assert emb.info.dim == 256 and emb.info.image_size == 64
 
 
+@pytest.mark.training
 def test_train_embedder_cached_mode_skips_unreadable_images(csv_dataset, tmp_path):
     out = tmp_path / "cached.safetensors"
     call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "cached",

@@ -7,8 +7,7 @@ worker sees exactly what the test process sees.
 import os
 
 from oscar_fashion_ai.conf import from_environment
-
-from tests.settings import *  # noqa: F401,F403
+from tests.settings import *  # noqa: F403
 
 MEDIA_ROOT = os.environ["FASHION_TEST_MEDIA_ROOT"]
 FASHION_AI = {**FASHION_AI, **from_environment(os.environ)}  # noqa: F405

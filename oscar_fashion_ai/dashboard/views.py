@@ -60,5 +60,6 @@ class ReindexView(View):
         except index.BrokerUnavailable as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, _("Queued %(n)d products for reindexing (%(scope)s).") % {"n": count, "scope": scope})
+            messages.success(request,
+                             _("Queued %(n)d products for reindexing (%(scope)s).") % {"n": count, "scope": scope})
         return redirect("fashion-ai-dashboard:fashion-ai-index")

@@ -72,7 +72,7 @@ class Embedder:
         if self.device.type == "cpu" and runtime in {"auto", "onnx"}:
             try:
                 self._session = self._onnx_session(cache_dir, threads)
-            except Exception as exc:  # noqa: BLE001 - fall back to PyTorch, loudly
+            except Exception as exc:  # fall back to PyTorch, loudly
                 if runtime == "onnx":
                     raise
                 logger.warning("ONNX Runtime unavailable (%s); using eager PyTorch (slower)", exc)
@@ -164,6 +164,7 @@ class Embedder:
         """Embed RGB PIL images; returns an (N, dim) float32 array of unit vectors."""
         chunks = []
         for start in range(0, len(images), batch_size):
-            chunks.append(self.embed_tensor(preprocessing.batch(images[start : start + batch_size], self.info.image_size)))
+            batch = preprocessing.batch(images[start : start + batch_size], self.info.image_size)
+            chunks.append(self.embed_tensor(batch))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.info.dim), dtype=np.float32)
 

@@ -49,7 +49,7 @@ class SketchGenerator:
         if self.device.type == "cpu" and runtime in {"auto", "onnx"}:
             try:
                 self._session = self._onnx_session(cache_dir, threads)
-            except Exception as exc:  # noqa: BLE001 - eager PyTorch still works, only slower
+            except Exception as exc:  # eager PyTorch still works, only slower
                 if runtime == "onnx":
                     raise
                 logger.warning("ONNX Runtime unavailable for the generator (%s); using eager PyTorch", exc)

@@ -85,7 +85,7 @@ class Profile:
              "keys": sorted(i.keys, key=str)} for i in self.interests]}
 
     @classmethod
-    def from_json(cls, data) -> "Profile":
+    def from_json(cls, data) -> Profile:
         if not data:
             return cls()
         interests = [Interest(mean=np.frombuffer(base64.b64decode(d["mean"]), dtype="<f4").astype(np.float64),

@@ -10,7 +10,6 @@ import numpy as np
 
 from . import preprocessing, sketches
 
-
 DEFAULT_STYLES = ("xdog", "xdog", "edges")  # randomised variants 1, 2, 3, ... cycle through these
 
 

@@ -58,7 +58,8 @@ def catalog():
             product = factories.create_product(title=f"{name} {i}", price=20, num_in_stock=10)
             ProductCategory.objects.create(product=product, category=category)
             # a real save of an image, as the dashboard does: the plugin's receiver queues the indexing
-            ProductImage.objects.create(product=product, original=ContentFile(image(colour, i, shape), f"{shape}{i}.jpg"))
+            ProductImage.objects.create(product=product,
+                                        original=ContentFile(image(colour, i, shape), f"{shape}{i}.jpg"))
             made.setdefault(name, []).append(product.pk)
     return made, Product
 
@@ -114,7 +115,8 @@ def shop():
     ImageDraw.Draw(drawing).rectangle([70, 30, 186, 230], outline="black", width=6)
     drawing.save(sketch_png, "PNG")
     sketch = shopper.post("/fashion-ai/api/search/sketch/",
-                          json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(sketch_png.getvalue()).decode()}),
+                          json.dumps({"sketch": "data:image/png;base64,"
+                                      + base64.b64encode(sketch_png.getvalue()).decode()}),
                           content_type="application/json")
     out["sketch_api"] = {"status": sketch.status_code, "results": len(sketch.json().get("results", [])),
                          "generated_image": str(sketch.json().get("generated_image", ""))[:22]}

@@ -30,7 +30,8 @@ class Command(BaseCommand):
                                  "process, or leave it to `fashion_reindex`.")
         parser.add_argument("--epochs", type=int, default=None, help="Training epochs (default: the recipe's).")
         parser.add_argument("--image-size", type=int, default=None,
-                            help="Input size of the candidate in pixels (default: the recipe's; smaller trains faster).")
+                            help="Input size of the candidate in pixels "
+                                 "(default: the recipe's; smaller trains faster).")
         parser.add_argument("--threads", type=int, default=0)
         parser.add_argument("--workers", type=int, default=0, help="Processes that decode images (0 = CPUs).")
         parser.add_argument("--seed", type=int, default=0)
@@ -68,8 +69,9 @@ class Command(BaseCommand):
                     seed=opts["seed"], progress=opts["verbosity"] > 0 and not opts["json"], keep_work=opts["keep_work"],
                     recipe=recipe, command=management_command_line("fashion_adapt", {
                         k: v for k, v in opts.items() if k not in {"json", "list", "rollback", "install"}}))
-                from oscar_fashion_ai.models import AdaptationRun
                 from django.utils import timezone
+
+                from oscar_fashion_ai.models import AdaptationRun
 
                 row = AdaptationRun.objects.create(requested_by="fashion_adapt", state=AdaptationRun.State.RUNNING,
                                                    date_started=timezone.now())

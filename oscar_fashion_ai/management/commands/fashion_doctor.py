@@ -51,12 +51,12 @@ class Command(BaseCommand):
     # --- checks ---------------------------------------------------------------------------------
 
     def check_broker(self, timeout):
-        from oscar_fashion_ai import tasks
+        from oscar_fashion_ai import publishing, tasks
 
         app = tasks.embed_products.app
         url = app.conf.broker_url or "amqp://localhost"
         try:
-            with app.connection_for_write(transport_options=tasks.PUBLISH_TIMEOUTS) as conn:
+            with app.connection_for_write(transport_options=publishing.PUBLISH_TIMEOUTS) as conn:
                 conn.ensure_connection(max_retries=1, timeout=timeout)
         except Exception as exc:  # noqa: BLE001
             self.report("fail", "broker", f"{_safe_url(url)} unreachable ({exc}). Product changes stay pending "
@@ -134,7 +134,8 @@ class Command(BaseCommand):
             self.report("warn", "cache folder", f"{folder}: {problem}; cached exports there are not used. Use a "
                                                 "folder only this user can write to.")
         else:
-            self.report("ok", "cache folder", f"{folder} writable (user {os.geteuid() if hasattr(os, 'geteuid') else '?'})")
+            user = os.geteuid() if hasattr(os, "geteuid") else "?"
+            self.report("ok", "cache folder", f"{folder} writable (user {user})")
 
     def check_models(self, timeout):
         from oscar_fashion_ai import embedding

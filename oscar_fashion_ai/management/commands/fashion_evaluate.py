@@ -15,7 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--sketches", type=Path, default=None,
                             help="sketch: folder of human drawings laid out as DIR/<label>/<file>.png")
         parser.add_argument("--map", default="", help="sketch: label=category,... for --sketches folder names")
-        parser.add_argument("--pipeline", choices=["configured", "direct", "gan", "fusion", "all"], default="configured",
+        parser.add_argument("--pipeline", choices=["configured", "direct", "gan", "fusion", "all"],
+                            default="configured",
                             help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
                                  "'all' adds an 'ablation' object with every pipeline")
         parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog",
@@ -210,7 +211,7 @@ class Command(BaseCommand):
         """Record the GAN / direct / fusion ablation in the generator's model card (its weights are untouched)."""
         import json as json_module
         import platform
-        from datetime import datetime, timezone
+        from datetime import UTC, datetime
 
         from oscar_fashion_ai import embedding
 
@@ -227,7 +228,7 @@ class Command(BaseCommand):
             "direct_plain_similarity": result.get("plain_similarity"),
             "command": "manage.py fashion_evaluate --task sketch --pipeline all --write-card",
             "machine": f"{platform.platform()}, {platform.machine()}",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         card_path.write_text(json_module.dumps(card, indent=2) + "\n")
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from django.urls import reverse_lazy
-from oscar.defaults import *  # noqa: F401,F403
+from oscar.defaults import *  # noqa: F403
 
 import oscar_fashion_ai
 
