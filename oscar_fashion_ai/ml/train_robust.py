@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -433,7 +434,7 @@ def train(cfg: RobustConfig) -> dict:
                               "ImageNet-features baseline on any source (all alphas if none qualifies)",
                       "chosen_alpha": float(chosen), "any_alpha_qualified": bool(ok),
                       "validation_p_at_5": candidates, "imagenet_gap_baseline": baseline},
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "device": "cpu",
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(), "device": "cpu",
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "wall_time_s": round(time.time() - started, 1),
         "command": cfg.command,
