@@ -1,8 +1,9 @@
 """Search by photo with a second garment or a busy background in the frame: whole image vs preset crop.
 
-    python benchmarks/photo_crop.py [--source PATH] [--validation-limit 500] [--threads 2] [--latency-images 100]
+    python benchmarks/photo_crop.py --phase validation [--source PATH] [--threads 1] [--limit N]
+    python benchmarks/photo_crop.py --phase test [--latency-images 200] [--cutoff-queries 300]
 
-Queries are built in memory from the CC0 clothing photos (nothing is written but the result file):
+Queries are built in memory from the CC0 clothing photos (nothing is written but the result files):
 
 * ``beside``: the query photo in the middle of a wider frame, a photo of *another* category pasted right beside it
   (60-90 % of its height, partly cut off by the frame edge), the rest a busy background;
@@ -15,18 +16,20 @@ composite is JPEG-encoded (quality 90) and decoded as the server decodes uploads
 photo, embedded by the shipped model as the store indexes them; every photo used in a composite is left out of
 its results. P@5 = share of the 5 nearest with the query's category, with the standard error over queries.
 
-Conditions: ``clean`` (the query photo alone, as today), ``whole`` (the composite as today's release searches it:
-whole image at the model's 160 px), candidate crop methods, and ``oracle`` (the pasted query photo cut out exactly
-and embedded: the best any crop can do). The crop method is chosen on the **validation split** (sha1 % 5 == 1:
-highest mean P@5 over ``beside`` and ``background``; the shipped defaults of
-``oscar_fashion_ai.ml.crop.GarmentLocator`` must be that choice, the script says if they are not); the **test
-split** (sha1 % 5 == 0) is then measured once, for the chosen method and the references only.
+Conditions: ``clean`` (the query photo alone), ``whole`` (the composite as the previous release searched it: whole
+image at the model's 160 px), candidate crop methods, and ``oracle`` (the pasted query photo cut out exactly and
+embedded: the best any crop can do).
 
-Also measured: the crop step's latency on this machine (one ONNX Runtime thread, as a web worker runs it): the
-preset (trunk pass at the locator's size + box + pooling) against today's whole-image embedding at 160 px, per image
-including preprocessing, and the minimum-similarity cut-off (``PHOTO_MIN_SIMILARITY``): the top-1 similarity of
-garment queries (preset crop) against that of queries with no garment at all (background mosaics only).
-Writes benchmarks/results/photo_crop.json.
+``--phase validation`` (sha1 % 5 == 1) compares the candidates on ``beside`` and ``background`` and chooses one
+(:func:`choose`), measures the crop a shopper's box search gives on the shown boxes, the untrained ImageNet-features
+baseline with the chosen parameters, and suggests a minimum similarity; it writes
+benchmarks/results/photo_crop_validation.json and says whether the defaults of
+``oscar_fashion_ai.ml.crop.GarmentLocator`` are the choice. ``--phase test`` (sha1 % 5 == 0) refuses to run unless
+they are, then measures the choice once (clean, whole, preset, the preset box searched as a shopper's box, oracle;
+the same for the baseline), the minimum-similarity table, and the crop step's latency on this machine (one ONNX
+Runtime thread, as a web worker runs it: the preset's trunk pass + box + pooling against the previous release's
+whole-image embedding at 160 px, per image including preprocessing); it writes
+benchmarks/results/photo_crop_test.json and will not overwrite it without ``--again``.
 """
 
 from __future__ import annotations
@@ -581,13 +584,15 @@ def test_phase(args, embedder, records, gallery, by_label_others, source):
     if args.limit:
         test = test[: args.limit]
     started = time.perf_counter()
+    lat = latency(Embedder(threads=1), test, records, by_label_others, args.latency_images, chosen)
     as_crop = cam("cam-crop", chosen.size, chosen.sigma, chosen.tau, chosen.margin)
     tested = run_split("test", test, [RELEASE, chosen, as_crop], embedder, gallery, records, by_label_others, KINDS)
+    checkpoint = args.gallery_cache.with_name(f"{args.out}_test_partial.json")  # nothing printed, kept if a later step fails
+    checkpoint.write_text(json.dumps({"latency": lat, "results": tested}))
     base, base_methods = baseline_split("test", test, chosen, records, by_label_others, args, KINDS)
     suggested = previous["min_similarity"]["suggested"]
     g_test, e_test = min_similarity(gallery, embedder, test, records, by_label_others, chosen, args.cutoff_queries)
     thresholds = sorted({0.3, 0.4, 0.5, 0.6, 0.7, suggested})
-    lat = latency(Embedder(threads=1), test, records, by_label_others, args.latency_images, chosen)
     target = tested["beside"][chosen.name]
     write(args.out + "_test", {
         "command": "python benchmarks/photo_crop.py --phase test" + (f" --limit {args.limit}" if args.limit else ""),
