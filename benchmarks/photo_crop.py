@@ -1,8 +1,9 @@
 """Search by photo with a second garment or a busy background in the frame: whole image vs preset crop.
 
-    python benchmarks/photo_crop.py [--source PATH] [--validation-limit 500] [--threads 2] [--latency-images 100]
+    python benchmarks/photo_crop.py --phase validation [--source PATH] [--threads 1] [--limit N]
+    python benchmarks/photo_crop.py --phase test [--latency-images 200] [--cutoff-queries 300]
 
-Queries are built in memory from the CC0 clothing photos (nothing is written but the result file):
+Queries are built in memory from the CC0 clothing photos (nothing is written but the result files):
 
 * ``beside``: the query photo in the middle of a wider frame, a photo of *another* category pasted right beside it
   (60-90 % of its height, partly cut off by the frame edge), the rest a busy background;
@@ -15,18 +16,20 @@ composite is JPEG-encoded (quality 90) and decoded as the server decodes uploads
 photo, embedded by the shipped model as the store indexes them; every photo used in a composite is left out of
 its results. P@5 = share of the 5 nearest with the query's category, with the standard error over queries.
 
-Conditions: ``clean`` (the query photo alone, as today), ``whole`` (the composite as today's release searches it:
-whole image at the model's 160 px), candidate crop methods, and ``oracle`` (the pasted query photo cut out exactly
-and embedded: the best any crop can do). The crop method is chosen on the **validation split** (sha1 % 5 == 1:
-highest mean P@5 over ``beside`` and ``background``; the shipped defaults of
-``oscar_fashion_ai.ml.crop.GarmentLocator`` must be that choice, the script says if they are not); the **test
-split** (sha1 % 5 == 0) is then measured once, for the chosen method and the references only.
+Conditions: ``clean`` (the query photo alone), ``whole`` (the composite as the previous release searched it: whole
+image at the model's 160 px), candidate crop methods, and ``oracle`` (the pasted query photo cut out exactly and
+embedded: the best any crop can do).
 
-Also measured: the crop step's latency on this machine (one ONNX Runtime thread, as a web worker runs it): the
-preset (trunk pass at the locator's size + box + pooling) against today's whole-image embedding at 160 px, per image
-including preprocessing, and the minimum-similarity cut-off (``PHOTO_MIN_SIMILARITY``): the top-1 similarity of
-garment queries (preset crop) against that of queries with no garment at all (background mosaics only).
-Writes benchmarks/results/photo_crop.json.
+``--phase validation`` (sha1 % 5 == 1) compares the candidates on ``beside`` and ``background`` and chooses one
+(:func:`choose`), measures the crop a shopper's box search gives on the shown boxes, the untrained ImageNet-features
+baseline with the chosen parameters, and suggests a minimum similarity; it writes
+benchmarks/results/photo_crop_validation.json and says whether the defaults of
+``oscar_fashion_ai.ml.crop.GarmentLocator`` are the choice. ``--phase test`` (sha1 % 5 == 0) refuses to run unless
+they are, then measures the choice once (clean, whole, preset, the preset box searched as a shopper's box, oracle;
+the same for the baseline), the minimum-similarity table, and the crop step's latency on this machine (one ONNX
+Runtime thread, as a web worker runs it: the preset's trunk pass + box + pooling against the previous release's
+whole-image embedding at 160 px, per image including preprocessing); it writes
+benchmarks/results/photo_crop_test.json and will not overwrite it without ``--again``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import random
 import sys
 import time
@@ -163,18 +167,36 @@ class Method:
             return f"whole image at {self.size} px"
         if self.kind == "centre":
             return f"fixed centre crop ({self.fraction:.0%} of each side), embedded at 160 px"
-        what = "pooled from the same pass" if self.kind == "cam-pool" else f"cropped (+{self.margin:.0%}) and re-embedded"
-        return f"activation map at {self.size} px, centre prior sigma {self.sigma}, tau {self.tau}; box {what}"
+        box = f"box grown by {self.margin:.0%} of its size on each side" if self.margin else "box"
+        what = "pooled from the same pass" if self.kind == "cam-pool" else "cropped from the photo and embedded at 160 px"
+        return f"activation map at {self.size} px, centre prior sigma {self.sigma}, tau {self.tau}; {box} {what}"
+
+
+def cam_name(kind, size, sigma, tau, margin=0.0):
+    return f"{kind}-{size}-s{sigma}-t{tau}" + (f"-m{margin}" if margin else "")
+
+
+def cam(kind, size, sigma, tau, margin=0.0):
+    return Method(cam_name(kind, size, sigma, tau, margin), kind, size, sigma, tau, margin)
 
 
 def candidates():
+    """The crop methods compared on the validation split (the first grid of the crop module, plus the larger
+    trunk inputs and the margins tried after it: docs/PHOTO_SEARCH.md)."""
     out = [Method("whole-224", "whole", 224), Method("centre-0.75", "centre", fraction=0.75)]
-    for size in (192, 224, 256):
-        for sigma in (0.0, 0.35, 0.5):
+    for size in (224, 256, 288):
+        for sigma in (0.35, 0.5):
             for tau in (0.2, 0.35):
-                out.append(Method(f"cam-pool-{size}-s{sigma}-t{tau}", "cam-pool", size, sigma, tau))
-    out.append(Method("cam-crop-224-s0.35-t0.2-m0.25", "cam-crop", 224, 0.35, 0.2, 0.25))
+                for margin in (0.0, 0.25, 0.5):
+                    out.append(cam("cam-pool", size, sigma, tau, margin))
+    out.append(cam("cam-pool", 256, 0.0, 0.2))
     return out
+
+
+def crop_candidates():
+    """What the shopper's box search (cropped, embedded) gives on the boxes shown: not a preset's vector, but the
+    search the shopper gets after touching the box without moving it much."""
+    return [cam("cam-crop", 256, 0.5, 0.2, m) for m in (0.0, 0.25, 0.5, 0.75)] + [cam("cam-crop", 224, 0.35, 0.2)]
 
 
 RELEASE = Method("whole", "whole", 160)
@@ -182,13 +204,15 @@ RELEASE = Method("whole", "whole", 160)
 
 def shipped_method(embedder) -> Method:
     loc = crop.GarmentLocator(embedder)
-    return Method(f"cam-pool-{loc.size}-s{loc.sigma}-t{loc.tau}", "cam-pool", loc.size, loc.sigma, loc.tau, loc.margin)
+    return cam("cam-pool", loc.size, loc.sigma, loc.tau, loc.margin)
 
 
-def vectors_for(composite: Composite, methods, embedder, feature_cache) -> dict:
-    """Each method's search vector for the composite, decoding it as the server does for that method."""
+def vectors_for(composite: Composite, methods, embedder, feature_cache, boxes=None) -> dict:
+    """Each method's search vector for the composite, decoding it as the server does for that method. ``boxes``
+    (a dict), if given, receives the box each activation-map method shows the shopper (composite pixels)."""
     out = {}
     decoded = {}
+    full = composite_size(composite)
 
     def image(decode_size):
         if decode_size not in decoded:
@@ -209,7 +233,7 @@ def vectors_for(composite: Composite, methods, embedder, feature_cache) -> dict:
             crop_names.append(m.name)
         elif m.kind == "oracle":
             img = image(2 * embedder.info.image_size)
-            sx = img.width / composite_size(composite)[0]
+            sx = img.width / full[0]
             x, y, w, h = composite.truth
             crops.append(img.crop((round(x * sx), round(y * sx), round((x + w) * sx), round((y + h) * sx))))
             crop_names.append(m.name)
@@ -222,20 +246,36 @@ def vectors_for(composite: Composite, methods, embedder, feature_cache) -> dict:
             if m.kind == "whole":
                 out[m.name] = embedder.pool_features(feats[None])[0]
                 continue
-            loc = crop.GarmentLocator(embedder, m.size, m.sigma, m.tau, 0.0 if m.kind == "cam-crop" else m.margin)
-            located = loc.locate(img, feats)
+            located = crop.GarmentLocator(embedder, m.size, m.sigma, m.tau, m.margin).locate(img, feats)
+            shown = to_full(located.box, img.size, full)
+            if boxes is not None:
+                boxes[m.name] = shown
             if m.kind == "cam-pool":
                 out[m.name] = located.vector
-            else:
-                b = located.box
-                mx, my = b.w * m.margin, b.h * m.margin
-                box = (max(0, b.x - mx), max(0, b.y - my), min(img.width, b.x + b.w + mx), min(img.height, b.y + b.h + my))
-                crops.append(img.crop(tuple(round(v) for v in box)))
+            else:  # cam-crop: the shown box as the server searches a shopper's box (cropped, embedded at 160 px)
+                big = image(crop.decode_size_for(shown, full[0], full[1], embedder.info.image_size))
+                crops.append(crop.crop_image(big, shown, full))
                 crop_names.append(m.name)
     if crops:
         for name, vec in zip(crop_names, embedder.embed_images(crops, batch_size=64)):
             out[name] = vec
     return out
+
+
+def to_full(box, size, full):
+    """A box in pixels of an image decoded at ``size`` as a :class:`crop.Box` of the ``full``-size image."""
+    sx, sy = full[0] / size[0], full[1] / size[1]
+    x, y, w, h = box.scaled(sx, sy)
+    left, top = max(0, int(round(x))), max(0, int(round(y)))
+    return crop.Box(left, top, max(1, min(full[0], int(round(x + w))) - left), max(1, min(full[1], int(round(y + h))) - top))
+
+
+def iou(box, truth):
+    x, y, w, h = truth
+    ix = max(0, min(box.x + box.w, x + w) - max(box.x, x))
+    iy = max(0, min(box.y + box.h, y + h) - max(box.y, y))
+    inter = ix * iy
+    return inter / float(box.w * box.h + w * h - inter)
 
 
 def composite_size(composite):
@@ -297,9 +337,11 @@ def summarise(per_query: dict, clean_key="clean"):
     return out
 
 
-def run_split(split_name, queries, methods, embedder, gallery, records, by_label_others, progress_every=100):
-    """P@5 per kind and method (plus clean and oracle) for the split's queries."""
-    per = {kind: {m: [] for m in ["clean", "oracle"] + [x.name for x in methods]} for kind in KINDS}
+def run_split(split_name, queries, methods, embedder, gallery, records, by_label_others, kinds=KINDS,
+              progress_every=200):
+    """P@5 per kind and method (plus clean and oracle) for the split's queries, and for the activation-map methods
+    the mean IoU of the shown box with the pasted query photo."""
+    per = {kind: {m: [] for m in ["clean", "oracle"] + [x.name for x in methods]} for kind in kinds}
     labels = [q.label for q in queries]
     oracle = Method("oracle", "oracle")
     started = time.perf_counter()
@@ -307,30 +349,47 @@ def run_split(split_name, queries, methods, embedder, gallery, records, by_label
     for i, q in enumerate(queries):
         clean_vecs.append(embedder.embed_images([embedder.load_image(q.path)])[0])
     clean_p = gallery.precision(np.array(clean_vecs), labels, [[q.source_id] for q in queries])
-    for kind in KINDS:
-        rows, excluded = {m: [] for m in per[kind] if m != "clean"}, []
+    out = {}
+    for kind in kinds:
+        rows, excluded, ious = {m: [] for m in per[kind] if m != "clean"}, [], {}
         for i, q in enumerate(queries):
             composite = compose(q, kind, records, by_label_others[q.label], seeded(q.source_id, kind))
             excluded.append(composite.used)
-            vecs = vectors_for(composite, list(methods) + [oracle], embedder, {})
+            boxes = {}
+            vecs = vectors_for(composite, list(methods) + [oracle], embedder, {}, boxes)
             for name, vec in vecs.items():
                 rows[name].append(vec)
+            for name, box in boxes.items():
+                ious.setdefault(name, []).append(iou(box, composite.truth))
             if progress_every and (i + 1) % progress_every == 0:
                 print(f"{split_name} {kind}: {i + 1}/{len(queries)} ({time.perf_counter() - started:.0f} s)", flush=True)
         per[kind]["clean"] = clean_p
         for name, vecs in rows.items():
             per[kind][name] = gallery.precision(np.array(vecs), labels, excluded)
-    return {kind: summarise(values) for kind, values in per.items()}
+        out[kind] = summarise(per[kind])
+        for name, values in ious.items():
+            out[kind][name]["box_iou"] = round(float(np.mean(values)), 4)
+    return out
+
+
+#: A larger trunk input (or a wider box) is taken only when it gains more than this much mean P@5.
+TIE = 0.005
 
 
 def choose(results, methods):
-    """The candidate with the highest mean P@5 over the target kinds (ties: the earlier, cheaper one)."""
-    best, best_score = None, -1.0
-    for m in methods:
-        score = float(np.mean([results[kind][m.name]["p_at_5"] for kind in TARGET_KINDS]))
-        if score > best_score + 1e-9:
-            best, best_score = m, score
-    return best, best_score
+    """The validation choice: among the candidates whose mean P@5 over the target kinds is within ``TIE`` of the
+    best, the one with the smallest trunk input, then the highest mean IoU of the shown box with the pasted photo
+    (a box the shopper recognises), then the earlier one. Returns (method, its mean P@5)."""
+    def score(m):
+        return float(np.mean([results[kind][m.name]["p_at_5"] for kind in TARGET_KINDS]))
+
+    def box_iou(m):
+        return float(np.mean([results[kind][m.name].get("box_iou", 0.0) for kind in TARGET_KINDS]))
+
+    best = max(score(m) for m in methods)
+    close = [m for m in methods if score(m) >= best - TIE - 1e-9]
+    chosen = min(close, key=lambda m: (m.size if m.kind != "centre" else 160, -box_iou(m), methods.index(m)))
+    return chosen, score(chosen)
 
 
 def latency(embedder_threads1, queries, records, by_label_others, n, method: Method):
@@ -386,15 +445,195 @@ def cutoff_table(garment_top1, empty_top1, thresholds):
              "empty_queries_nothing_close": round(float((empty_top1 < t).mean()), 4)} for t in thresholds]
 
 
+# --- the untrained ImageNet-features baseline -------------------------------------------------------------------
+
+class ImageNetBaseline:
+    """The untrained ImageNet EfficientNet-Lite0 trunk (ReLU6, as the weights were trained), global average pooling,
+    L2-normalised, at 224 px (its better size on CC0 validation, benchmarks/generalisation.py): the baseline every
+    retrieval figure of the project stands beside. It has the few methods of
+    :class:`oscar_fashion_ai.ml.embedder.Embedder` the benchmark calls, so the same crop code runs on it: the
+    activation map of average pooling is the mean activation per cell (``gem_p`` 1), the pooled box its weighted
+    average."""
+
+    gem_p = 1.0
+
+    def __init__(self, threads=0, size=224):
+        import tempfile
+
+        import torch
+
+        from oscar_fashion_ai.ml import backbones, onnx_cache
+        from oscar_fashion_ai.ml.embedder import ModelInfo
+
+        trunk = backbones.Lite0Trunk(image_size=size, pretrained=True).eval()
+        with tempfile.TemporaryDirectory(prefix="fashion-ai-baseline-") as tmp:
+            self._session = onnx_cache.session(
+                trunk, name="imagenet-trunk", source_sha256=f"imagenet-lite0-{size}", example=torch.zeros(2, 3, size, size),
+                input_names=["images"], output_names=["features"], cache_dir=tmp, threads=threads,
+                dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                              "features": {0: "batch", 2: "rows", 3: "cols"}})
+        self.info = ModelInfo(f"imagenet-lite0-gap-{size}px", 1280, size, "lite0")
+        self.version, self.runtime = self.info.version, "onnxruntime"
+
+    def load_image(self, source):
+        return preprocessing.open_image(source, decode_size=self.info.image_size)
+
+    def feature_maps(self, batch):
+        return self._session.run(["features"], {"images": batch.numpy()})[0].astype(np.float32)
+
+    def pool_features(self, feats, weights=None):
+        feats = feats.astype(np.float32)
+        if weights is None:
+            v = feats.mean(axis=(2, 3))
+        else:
+            w = np.asarray(weights, dtype=np.float32)[:, None]
+            v = (feats * w).sum(axis=(2, 3)) / np.maximum(w.sum(axis=(2, 3)), 1e-12)
+        return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def embed_images(self, images, batch_size=32):
+        out = [self.pool_features(self.feature_maps(preprocessing.batch(images[i:i + batch_size], self.info.image_size)))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.info.dim), dtype=np.float32)
+
+
+# --- the two phases -------------------------------------------------------------------------------------------------
+
+def method_from(row: dict) -> Method:
+    return Method(**row)
+
+
+def method_row(m: Method) -> dict:
+    return {"name": m.name, "kind": m.kind, "size": m.size, "sigma": m.sigma, "tau": m.tau, "margin": m.margin,
+            "fraction": m.fraction}
+
+
+def same_preset(a: Method, b: Method) -> bool:
+    return (a.kind, a.size, a.sigma, a.tau, a.margin) == (b.kind, b.size, b.sigma, b.tau, b.margin)
+
+
+def baseline_split(split_name, queries, method, records, by_label_others, args, kinds):
+    """The untrained ImageNet-features baseline on the same queries: clean, whole image, the preset with the chosen
+    parameters on its own activation map, and the oracle cut-out."""
+    base = ImageNetBaseline(threads=args.threads)
+    gallery = build_gallery(base, records, args.gallery_cache.with_name(args.gallery_cache.stem + "_imagenet.npz"))
+    whole = Method("whole", "whole", base.info.image_size)
+    preset = cam("cam-pool", method.size, method.sigma, method.tau, method.margin)
+    return run_split(f"{split_name} baseline", queries, [whole, preset], base, gallery, records, by_label_others,
+                     kinds), {"whole": whole.describe(), preset.name: preset.describe(), "model": base.version}
+
+
+def validation_phase(args, embedder, records, gallery, by_label_others, source):
+    validation = [r for r in records if datasets.is_validation(r.source_id)]
+    if args.limit:
+        validation = validation[: args.limit]
+    started = time.perf_counter()
+    methods = [RELEASE] + candidates() + crop_candidates()
+    val = run_split("validation", validation, methods, embedder, gallery, records, by_label_others, TARGET_KINDS)
+    chosen, score = choose(val, candidates())
+    stress = run_split("validation", validation, [RELEASE, chosen], embedder, gallery, records, by_label_others,
+                       ("side-by-side",))
+    val.update(stress)
+    shipped = shipped_method(embedder)
+    print(f"validation: chosen {chosen.name} (mean P@5 over {', '.join(TARGET_KINDS)} {score:.4f}); "
+          f"shipped default {shipped.name}", flush=True)
+    if not same_preset(chosen, shipped):
+        print("WARNING: the shipped GarmentLocator defaults (oscar_fashion_ai/ml/crop.py) are not the validation "
+              "choice: set them to it before the test phase", flush=True)
+    base, base_methods = baseline_split("validation", validation, chosen, records, by_label_others, args, KINDS)
+    g_val, e_val = min_similarity(gallery, embedder, validation, records, by_label_others, chosen, args.cutoff_queries)
+    suggested = round(float(np.floor(np.percentile(g_val, 1) * 100) / 100), 2)
+    thresholds = sorted({0.3, 0.4, 0.5, 0.6, 0.7, suggested})
+    write(args.out + "_validation", {
+        "command": "python benchmarks/photo_crop.py --phase validation" + (f" --limit {args.limit}" if args.limit else ""),
+        "data": f"{source.name}, validation split (sha1(id) % 5 == 1): {len(validation)} query photos; gallery: all "
+                f"{len(gallery.labels)} labelled photos; the shipped photo model was trained on these photos "
+                "(it holds out only the test split)",
+        "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
+        "threads": args.threads, "gallery": len(gallery.labels), "recipe": RECIPE,
+        "methods": {m.name: m.describe() for m in methods},
+        "choice_rule": f"highest mean P@5 over {', '.join(TARGET_KINDS)} among the cam-pool/whole/centre candidates; "
+                       f"within {TIE} of it the smallest trunk input, then the highest box IoU",
+        "results": val, "chosen": method_row(chosen), "chosen_mean_p_at_5": round(score, 4),
+        "shipped_default": shipped.name, "shipped_is_choice": same_preset(chosen, shipped),
+        "baseline": {"methods": base_methods, "results": base},
+        "min_similarity": {
+            "rule": "1st percentile (rounded down to 0.01) of the top-1 similarity of validation garment queries "
+                    "(preset crop of 'beside' composites)",
+            "suggested": suggested, "queries": min(args.cutoff_queries, len(validation)),
+            "table": cutoff_table(g_val, e_val, thresholds)},
+        "wall_s": round(time.perf_counter() - started, 1),
+    })
+
+
+def test_phase(args, embedder, records, gallery, by_label_others, source):
+    chosen_file = RESULTS / f"{args.out}_validation.json"
+    if not chosen_file.exists():
+        sys.exit(f"{chosen_file.name} is missing: run --phase validation first")
+    previous = json.loads(chosen_file.read_text())
+    chosen = method_from(previous["chosen"])
+    shipped = shipped_method(embedder)
+    if not same_preset(chosen, shipped):
+        sys.exit(f"the shipped GarmentLocator defaults ({shipped.name}) are not the validation choice "
+                 f"({chosen.name}): set them in oscar_fashion_ai/ml/crop.py first")
+    if previous["model_version"] != embedder.version:
+        sys.exit("the validation phase ran with another photo model: run it again")
+    out_file = RESULTS / f"{args.out}_test.json"
+    if out_file.exists() and not args.again:
+        sys.exit(f"{out_file.name} exists: the test split is measured once (--again to overwrite it anyway)")
+    test = [r for r in records if datasets.is_test(r.source_id)]
+    if args.limit:
+        test = test[: args.limit]
+    started = time.perf_counter()
+    lat = latency(Embedder(threads=1), test, records, by_label_others, args.latency_images, chosen)
+    as_crop = cam("cam-crop", chosen.size, chosen.sigma, chosen.tau, chosen.margin)
+    tested = run_split("test", test, [RELEASE, chosen, as_crop], embedder, gallery, records, by_label_others, KINDS)
+    checkpoint = args.gallery_cache.with_name(f"{args.out}_test_partial.json")  # nothing printed, kept if a later step fails
+    checkpoint.write_text(json.dumps({"latency": lat, "results": tested}))
+    base, base_methods = baseline_split("test", test, chosen, records, by_label_others, args, KINDS)
+    suggested = previous["min_similarity"]["suggested"]
+    g_test, e_test = min_similarity(gallery, embedder, test, records, by_label_others, chosen, args.cutoff_queries)
+    thresholds = sorted({0.3, 0.4, 0.5, 0.6, 0.7, suggested})
+    target = tested["beside"][chosen.name]
+    write(args.out + "_test", {
+        "command": "python benchmarks/photo_crop.py --phase test" + (f" --limit {args.limit}" if args.limit else ""),
+        "data": f"{source.name}, test split (sha1(id) % 5 == 0): {len(test)} query photos, measured once after the "
+                f"choice on validation; gallery: all {len(gallery.labels)} labelled photos (the test photos were "
+                "never trained on)",
+        "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
+        "threads": args.threads, "gallery": len(gallery.labels), "recipe": RECIPE,
+        "method": method_row(chosen), "methods": {m.name: m.describe() for m in [RELEASE, chosen, as_crop]},
+        "results": tested,
+        "target": {"rule": "beside: preset-crop P@5 within 0.03 of clean-photo P@5",
+                   "preset_minus_clean": target["minus_clean"], "se": target["minus_clean_se"],
+                   "met": target["minus_clean"] >= -0.03},
+        "baseline": {"methods": base_methods, "results": base},
+        "min_similarity": {"suggested_on_validation": suggested, "queries": min(args.cutoff_queries, len(test)),
+                           "table": cutoff_table(g_test, e_test, thresholds),
+                           "top1_garment_median": round(float(np.median(g_test)), 4),
+                           "top1_empty_median": round(float(np.median(e_test)), 4)},
+        "latency": lat,
+        "wall_s": round(time.perf_counter() - started, 1),
+    })
+
+
+RECIPE = {"beside": "query centred in a frame 1.5-1.8x its width, a photo of another category 60-90 % of its height "
+                    "right beside it (cut off by the edge), busy background",
+          "background": "query 55-75 % of the frame's width on a busy background, anywhere",
+          "side-by-side": "stress: query at one edge, the other garment (50-75 % of its height) at the other, nothing "
+                          "centred",
+          "busy background": "2x2 mosaic of 30 % corner patches of other data-set photos",
+          "excluded from each query's results": "every photo used in its composite"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phase", choices=("validation", "test"), required=True)
     parser.add_argument("--source", type=Path, default=None)
-    parser.add_argument("--limit", type=int, default=0, help="at most N queries per split (0 = all; for a smoke run)")
-    parser.add_argument("--validation-limit", type=int, default=500,
-                        help="at most N validation queries for the choice (0 = all; they are in a fixed order)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--latency-images", type=int, default=100)
+    parser.add_argument("--limit", type=int, default=0, help="at most N queries (0 = all; for a smoke run)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--latency-images", type=int, default=200)
     parser.add_argument("--cutoff-queries", type=int, default=300)
+    parser.add_argument("--again", action="store_true", help="measure the test split again (overwrites its result)")
     parser.add_argument("--gallery-cache", type=Path, default=ROOT / "var" / "cache" / "photo_crop_gallery.npz",
                         help="where the gallery vectors are kept between runs (derived vectors, outside git)")
     parser.add_argument("--out", default="photo_crop")
@@ -403,68 +642,9 @@ def main(argv=None):
     embedder = Embedder(threads=args.threads)
     records = datasets.labelled_records(source)
     gallery = build_gallery(embedder, records, args.gallery_cache)
-    by_label_others = {}
-    for label in {r.label for r in records}:
-        by_label_others[label] = [r for r in records if r.label != label]
-    validation = [r for r in records if datasets.is_validation(r.source_id)]
-    test = [r for r in records if datasets.is_test(r.source_id)]
-    if args.validation_limit:
-        validation = validation[: args.validation_limit]
-    if args.limit:
-        validation, test = validation[: args.limit], test[: args.limit]
-    methods = [RELEASE] + candidates()
-
-    started = time.perf_counter()
-    val = run_split("validation", validation, methods, embedder, gallery, records, by_label_others)
-    chosen, score = choose(val, candidates())
-    shipped = shipped_method(embedder)
-    print(f"validation: chosen {chosen.name} (mean P@5 over {', '.join(TARGET_KINDS)} {score:.4f}); "
-          f"shipped default {shipped.name}", flush=True)
-    if chosen.kind != shipped.kind or (chosen.size, chosen.sigma, chosen.tau) != (shipped.size, shipped.sigma, shipped.tau):
-        print("WARNING: the shipped GarmentLocator defaults are not the validation choice", flush=True)
-    tested = run_split("test", test, [RELEASE, chosen], embedder, gallery, records, by_label_others)
-
-    # Minimum similarity: chosen on validation (1st percentile of garment queries' top-1), reported on test.
-    g_val, e_val = min_similarity(gallery, embedder, validation, records, by_label_others, chosen, args.cutoff_queries)
-    suggested = round(float(np.floor(np.percentile(g_val, 1) * 100) / 100), 2)
-    g_test, e_test = min_similarity(gallery, embedder, test, records, by_label_others, chosen, args.cutoff_queries)
-    thresholds = sorted({0.3, 0.4, 0.5, 0.6, 0.7, suggested})
-
-    lat_embedder = Embedder(threads=1)
-    lat = latency(lat_embedder, test, records, by_label_others, args.latency_images, chosen)
-
-    def brief(res, names):
-        return {kind: {n: res[kind][n] for n in names if n in res[kind]} for kind in res}
-
-    (RESULTS / args.out).parent.mkdir(parents=True, exist_ok=True)
-    write(args.out, {
-        "command": "python benchmarks/photo_crop.py" + (f" --limit {args.limit}" if args.limit else "")
-                   + (f" --validation-limit {args.validation_limit}" if args.validation_limit != 500 else ""),
-        "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
-        "gallery": len(gallery.labels),
-        "recipe": {"beside": "query centred in a frame 1.5-1.8x its width, a photo of another category 60-90 % "
-                             "of its height right beside it (cut off by the edge), busy background",
-                   "background": "query 55-75 % of the frame's width on a busy background, anywhere",
-                   "side-by-side": "stress: query at one edge, the other garment (50-75 % of its height) at the "
-                                   "other, nothing centred",
-                   "busy background": "2x2 mosaic of 30 % corner patches of other data-set photos",
-                   "excluded from each query's results": "every photo used in its composite"},
-        "methods": {m.name: m.describe() for m in methods},
-        "validation": {"queries": len(validation), "results": val, "chosen": chosen.name,
-                       "chosen_mean_p_at_5_beside_background": round(score, 4),
-                       "shipped_default": shipped.name, "shipped_is_choice": chosen.name == shipped.name},
-        "test": {"queries": len(test), "results": brief(tested, ["clean", "whole", chosen.name, "oracle"]),
-                 "method": chosen.name},
-        "min_similarity": {
-            "rule": "1st percentile (rounded down to 0.01) of the top-1 similarity of validation garment queries "
-                    "(preset crop of 'beside' composites)",
-            "suggested": suggested, "queries_per_split": min(args.cutoff_queries, len(validation)),
-            "validation": cutoff_table(g_val, e_val, thresholds), "test": cutoff_table(g_test, e_test, thresholds),
-            "test_top1_garment_median": round(float(np.median(g_test)), 4),
-            "test_top1_empty_median": round(float(np.median(e_test)), 4)},
-        "latency": lat,
-        "wall_s": round(time.perf_counter() - started, 1),
-    })
+    by_label_others = {label: [r for r in records if r.label != label] for label in {r.label for r in records}}
+    (validation_phase if args.phase == "validation" else test_phase)(args, embedder, records, gallery,
+                                                                     by_label_others, source)
 
 
 if __name__ == "__main__":

@@ -82,9 +82,10 @@ DEFAULTS: dict[str, object] = {
     # photo, as before.
     "PHOTO_AUTO_CROP": True,
     # Results less similar than this (cosine similarity, 0..1) are not shown as matches: when none reaches it, the
-    # page says "nothing close" and shows the nearest few. 0 turns it off. It depends on the model: the default was
-    # measured for the shipped one (benchmarks/photo_crop.py). SKETCH_MIN_SIMILARITY does the same for drawings
-    # (off: not measured for drawings).
+    # page says "nothing close" and shows the nearest few. 0 turns it off. It depends on the model and the catalog:
+    # off by default, because for the shipped model no threshold flags garment-free pictures without also flagging
+    # real garments (benchmarks/photo_crop.py, docs/PHOTO_SEARCH.md). SKETCH_MIN_SIMILARITY does the same for
+    # drawings (off: not measured for drawings).
     "PHOTO_MIN_SIMILARITY": 0.0,
     "SKETCH_MIN_SIMILARITY": 0.0,
     # Personalisation ----------------------------------------------------------

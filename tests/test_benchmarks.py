@@ -223,3 +223,25 @@ def test_scale_rows_use_the_plugins_choice_and_compare_with_100k():
     assert report.README_TARGETS["hnsw_1m"] in big and "--vectors real" in big
     md = report.render_markdown(sample)
     assert "| real | 1,000,000 | no filter | 400 (auto) |" in md
+
+
+def test_photo_crop_choice_rule_and_box_iou():
+    """benchmarks/photo_crop.py: within TIE of the best mean P@5 the smaller trunk input wins, then the box that
+    overlaps the garment more; IoU of boxes in pixels."""
+    import photo_crop as P
+
+    from oscar_fashion_ai.ml.crop import Box
+
+    assert P.iou(Box(0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert abs(P.iou(Box(0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
+    assert P.iou(Box(0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    small, small_wide, big = P.cam("cam-pool", 224, 0.5, 0.2), P.cam("cam-pool", 224, 0.5, 0.2, 0.5), \
+        P.cam("cam-pool", 288, 0.5, 0.2)
+
+    def results(scores):
+        return {kind: {name: {"p_at_5": p, "box_iou": i} for name, (p, i) in scores.items()} for kind in P.TARGET_KINDS}
+
+    close = results({small.name: (0.971, 0.1), small_wide.name: (0.970, 0.4), big.name: (0.974, 0.1)})
+    assert P.choose(close, [small, small_wide, big])[0] == small_wide  # within TIE: smaller input, larger IoU
+    apart = results({small.name: (0.960, 0.1), small_wide.name: (0.955, 0.4), big.name: (0.974, 0.1)})
+    assert P.choose(apart, [small, small_wide, big])[0] == big
