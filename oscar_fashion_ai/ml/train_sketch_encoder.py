@@ -214,8 +214,9 @@ def train(cfg: SketchTrainConfig) -> dict:
     metrics_out = {}
     for name, mask in (("", test_mask), ("validation_", val_mask)):
         q = np.flatnonzero(mask)
-        if not len(q):
-            continue
+        if not len(q) or (name == "" and val_mask.any()):
+            continue  # with --validation the card holds validation figures only: the test split is reported once,
+            #           after the choice (benchmarks/compare_models.py --split test)
         sketch_vecs = _embed(net, drawings[q, 0], device, amp).cpu().numpy()
         metrics_out[f"{name}sketch_to_image"] = sketch_retrieval(
             sketch_vecs, label_arr[q], gallery_all, label_arr, source_index=q) | SKETCH_QUERIES | {

@@ -43,8 +43,9 @@ class Command(BaseCommand):
             card = train(cfg)
         except (SourceError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        m = card["metrics"]["sketch_to_image"]
+        split = "test" if "sketch_to_image" in card["metrics"] else "validation"
+        m = card["metrics"].get("sketch_to_image") or card["metrics"]["validation_sketch_to_image"]
         self.stdout.write(self.style.SUCCESS(
-            f"Wrote {out} ({card['weights_bytes'] / 1e6:.1f} MB), version {card['version']}: sketch P@5 "
+            f"Wrote {out} ({card['weights_bytes'] / 1e6:.1f} MB), version {card['version']}: {split} sketch P@5 "
             f"{m['p_at_5']:.4f}, source in top 5 {m['source_hit_at_5']:.3f}. Set FASHION_AI['SKETCH_ENCODER_WEIGHTS'] "
             f"to it (no reindex needed)."))
