@@ -33,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from oscar_fashion_ai.ml import datasets, evaluate, generalisation as G  # noqa: E402
+from oscar_fashion_ai.ml import datasets, evaluate  # noqa: E402
+from oscar_fashion_ai.ml import generalisation as G  # noqa: E402
 from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -104,7 +105,8 @@ def main(argv=None):
     parser.add_argument("--distill", default="1", help="distillation weights of the recipes (comma-separated)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--split", choices=["validation", "test"], default="validation")
-    parser.add_argument("--cc0", type=Path, default=Path(os.environ.get("FASHION_AI_DATASET") or DATA / "clothing-dataset"))
+    parser.add_argument("--cc0", type=Path,
+                        default=Path(os.environ.get("FASHION_AI_DATASET") or DATA / "clothing-dataset"))
     parser.add_argument("--studio", type=Path, default=Path(os.environ.get("FASHION_AI_STUDIO_DATASET")
                                                             or DATA / "studio-catalog"))
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "generalisation")

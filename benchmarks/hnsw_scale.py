@@ -128,7 +128,8 @@ def vectors_and_queries(args, rows):
 def backend_cpu_seconds(pid):
     """CPU time (user + system, s) the server process ``pid`` has used, when it runs on this machine."""
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
@@ -138,8 +139,10 @@ def postmaster_children_cpu(cur):
     """CPU time (s) of the server's exited children (parallel build workers), when it runs on this machine."""
     try:
         cur.execute("SELECT current_setting('data_directory')")
-        pid = int(open(os.path.join(cur.fetchone()[0], "postmaster.pid")).readline())
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        with open(os.path.join(cur.fetchone()[0], "postmaster.pid")) as f:
+            pid = int(f.readline())
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
@@ -150,9 +153,10 @@ def backend_memory(cur):
     cur.execute("SELECT pg_backend_pid()")
     pid = cur.fetchone()[0]
     try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None
     return None
@@ -362,7 +366,8 @@ def measure_size(args, rows):
                 set_sql = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in gucs)
                 set_params = [x for kv in gucs.items() for x in (kv[0], str(kv[1]))]
 
-                def query(qi, vectors=queries, categories=query_cats):
+                def query(qi, vectors=queries, categories=query_cats, set_sql=set_sql, set_params=set_params,
+                          filtered=filtered):
                     with raw.transaction():
                         cur.execute(set_sql, set_params)
                         if filtered:

@@ -45,13 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from _common import RESULTS, ROOT, dataset_path, write
 
 sys.path.insert(0, str(ROOT))
 
-from oscar_fashion_ai.ml import crop, datasets, metrics, preprocessing  # noqa: E402
-from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
+from oscar_fashion_ai.ml import crop, datasets, metrics, preprocessing
+from oscar_fashion_ai.ml.embedder import Embedder
 
 KINDS = ("beside", "background", "side-by-side")
 TARGET_KINDS = ("beside", "background")
@@ -346,7 +345,7 @@ def run_split(split_name, queries, methods, embedder, gallery, records, by_label
     oracle = Method("oracle", "oracle")
     started = time.perf_counter()
     clean_vecs = []
-    for i, q in enumerate(queries):
+    for q in queries:
         clean_vecs.append(embedder.embed_images([embedder.load_image(q.path)])[0])
     clean_p = gallery.precision(np.array(clean_vecs), labels, [[q.source_id] for q in queries])
     out = {}

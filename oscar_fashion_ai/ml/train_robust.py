@@ -259,7 +259,8 @@ def _source_arrays(path, cfg, cache, trunk):
     for v, arr in enumerate(views):
         desc = f"{source_name(path)}, {VIEWS[v]}"
         f = cache.get(f"split{cfg.split_block}-{key}-v{v}",
-                      lambda arr=arr: _features(_Frozen(trunk, cfg.split_block), _Images(arr), example, cfg.threads,
+                      lambda arr=arr, desc=desc: _features(_Frozen(trunk, cfg.split_block), _Images(arr), example,
+                                                           cfg.threads,
                                                 desc=f"{desc}: blocks 0-{cfg.split_block - 1}", progress=cfg.progress))
 
         def _pooled(f=f, desc=desc):
@@ -310,7 +311,8 @@ def train(cfg: RobustConfig) -> dict:
     y = torch.tensor([index.get(n, -1) for n in labels])
 
     # 1. linear probe on the frozen ImageNet features (all three views of the training images)
-    lp_cfg = G.HeadConfig(dim=cfg.dim, epochs=cfg.lp_epochs, batch_size=128, lr=cfg.lp_lr, weight_decay=cfg.weight_decay,
+    lp_cfg = G.HeadConfig(dim=cfg.dim, epochs=cfg.lp_epochs, batch_size=128, lr=cfg.lp_lr,
+                          weight_decay=cfg.weight_decay,
                           margin=cfg.margin, scale=cfg.scale, label_smoothing=cfg.label_smoothing,
                           distill_weight=cfg.distill_weight, feature_dropout=cfg.feature_dropout, init="random",
                           seed=cfg.seed)
@@ -397,7 +399,8 @@ def train(cfg: RobustConfig) -> dict:
         vecs = _embed_maps(model, cfg.split_block, val_feats)
         candidates[f"{alpha:g}"] = {source_name(p): _val_p5(vecs[src == i], label_arr[src == i], splits[src == i])
                                     for i, p in enumerate(cfg.sources)}
-        _log(cfg, f"alpha {alpha:g}: validation P@5 {json.dumps({k: round(v['p_at_5'], 4) for k, v in candidates[f'{alpha:g}'].items()})}")
+        shown = {k: round(v["p_at_5"], 4) for k, v in candidates[f"{alpha:g}"].items()}
+        _log(cfg, f"alpha {alpha:g}: validation P@5 {json.dumps(shown)}")
     ok = [a for a, m in candidates.items() if all(m[s]["p_at_5"] >= baseline[s]["p_at_5"] for s in m)]
     pool = ok or list(candidates)
     chosen = max(pool, key=lambda a: np.mean([m["p_at_5"] for m in candidates[a].values()]))
@@ -406,7 +409,8 @@ def train(cfg: RobustConfig) -> dict:
 
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"backbone": "lite0", "dim": cfg.dim, "image_size": size, "preprocessing": preprocessing.PREPROCESSING_VERSION,
+    meta = {"backbone": "lite0", "dim": cfg.dim, "image_size": size,
+            "preprocessing": preprocessing.PREPROCESSING_VERSION,
             "labels": json.dumps(names), "recipe": "lp-ft-distill-wise"} | backbones.model_meta(model)
     digest = weights.save(model, out, meta, dtype=torch.float16 if cfg.half else None)
     card = {
@@ -434,7 +438,8 @@ def train(cfg: RobustConfig) -> dict:
                               "ImageNet-features baseline on any source (all alphas if none qualifies)",
                       "chosen_alpha": float(chosen), "any_alpha_qualified": bool(ok),
                       "validation_p_at_5": candidates, "imagenet_gap_baseline": baseline},
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(), "device": "cpu",
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+                    "device": "cpu",
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "wall_time_s": round(time.time() - started, 1),
         "command": cfg.command,
@@ -472,7 +477,8 @@ def main(argv=None):
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--float32", dest="half", action="store_false")
     a = p.parse_args(argv)
-    cfg = RobustConfig(sources=a.source, out=a.out, image_size=a.image_size, exclude_labels=tuple(x for x in a.exclude_labels.split(",") if x),
+    cfg = RobustConfig(sources=a.source, out=a.out, image_size=a.image_size,
+                       exclude_labels=tuple(x for x in a.exclude_labels.split(",") if x),
                        split_block=a.split_block, lp_epochs=a.lp_epochs, ft_epochs=a.ft_epochs, ft_lr=a.ft_lr,
                        batch_size=a.batch_size, distill_weight=a.distill,
                        wise_alphas=tuple(float(x) for x in a.wise_alphas.split(",")), seed=a.seed, threads=a.threads,

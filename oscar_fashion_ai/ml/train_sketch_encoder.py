@@ -29,8 +29,17 @@ import torch.nn.functional as F
 from . import backbones, datasets, metrics, pairs, preprocessing, weights
 from .embedder import version_string
 from .evaluate import sketch_retrieval
-from .train_embedder import (SKETCH_QUERIES, _log, _normalise_uint8, dataclass_from_args, labelled_split,
-                             machine_info, one_cycle, setup, split_card)
+from .train_embedder import (
+    SKETCH_QUERIES,
+    _log,
+    _normalise_uint8,
+    dataclass_from_args,
+    labelled_split,
+    machine_info,
+    one_cycle,
+    setup,
+    split_card,
+)
 
 ROLE = "sketch"
 
@@ -127,7 +136,8 @@ def train(cfg: SketchTrainConfig) -> dict:
     gallery = photo_vecs[torch.as_tensor(train_idx, device=device)]
     train_pos = torch.full((len(records),), -1, dtype=torch.long, device=device)
     train_pos[torch.as_tensor(train_idx, device=device)] = torch.arange(len(train_idx), device=device)
-    prototypes = torch.zeros(len(labels), dim, device=device).index_add_(0, y_all[torch.as_tensor(train_idx, device=device)], gallery)
+    train_labels = y_all[torch.as_tensor(train_idx, device=device)]
+    prototypes = torch.zeros(len(labels), dim, device=device).index_add_(0, train_labels, gallery)
     prototypes = F.normalize(prototypes, dim=1)
 
     drawings_t = torch.from_numpy(drawings)
@@ -244,7 +254,8 @@ def train(cfg: SketchTrainConfig) -> dict:
 
 
 def _prefix_features(net, drawings, cfg, device):
-    """The frozen prefix (stem + blocks before ``cfg.split_block``) of every drawing variant: (N, V, C, h, w) float16."""
+    """The frozen prefix (stem + blocks before ``cfg.split_block``) of every drawing variant: (N, V, C, h, w)
+    float16."""
     import tempfile
 
     from tqdm import tqdm
