@@ -34,7 +34,7 @@ import numpy as np
 #: Smallest box side the API accepts, in image pixels.
 MIN_BOX_SIDE = 8
 #: Input size of the preset's trunk pass, its centre prior, threshold and margin (chosen on the validation split).
-PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 256, 0.5, 0.35, 0.5
+PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 256, 0.35, 0.35, 0.5
 
 
 class BadBox(ValueError):
