@@ -220,9 +220,8 @@ def train(cfg: TrainConfig, records=None, on_epoch=None) -> dict:
         if cfg.max_minutes and epoch + 1 < epochs:
             # Fit the epochs to the budget: at the measured pace, how many fit in what is left? The learning-rate
             # schedule is re-planned for that many (it still ends annealed instead of being cut off at its peak).
-            per_epoch = (time.time() - loop_started) / (epoch + 1 - start_epoch)
-            left = cfg.max_minutes * 60 - (time.time() - started)
-            fit = max(epoch + 1, epoch + 1 + int(left // per_epoch))
+            fit, per_epoch = epochs_within_budget(cfg.max_minutes, started, loop_started, epoch + 1 - start_epoch,
+                                                  epoch, epochs)
             if fit < epochs:
                 epochs = fit
                 scheduler = one_cycle(optimizer, cfg.lr, steps_per_epoch * epochs, (epoch + 1) * steps_per_epoch)
@@ -248,6 +247,15 @@ def train(cfg: TrainConfig, records=None, on_epoch=None) -> dict:
             out[f"{name}image_to_image"] = metrics.category_retrieval(vecs[q], label_arr[q], vecs, label_arr,
                                                                       query_gallery_index=q) | RELEVANCE
     return _finish(cfg, model, records, labels, train_idx, (test_mask, val_mask), mode, device, history, started, out)
+
+
+def epochs_within_budget(max_minutes: float, started: float, loop_started: float, epochs_run: int, epoch: int,
+                         epochs: int) -> tuple[int, float]:
+    """(epochs that fit in ``max_minutes`` from ``started`` at the pace of the ``epochs_run`` epochs since
+    ``loop_started``, never fewer than ``epoch + 1`` nor more than ``epochs``; seconds per epoch)."""
+    per_epoch = (time.time() - loop_started) / max(epochs_run, 1)
+    left = max_minutes * 60 - (time.time() - started)
+    return min(epochs, max(epoch + 1, epoch + 1 + int(left // per_epoch))), per_epoch
 
 
 def one_cycle(optimizer, lr: float, total_steps: int, done_steps: int = 0):

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from . import backbones, datasets, metrics, preprocessing, weights
 from . import generalisation as G
 from .embedder import version_string
-from .train_embedder import CosFace, one_cycle
+from .train_embedder import CosFace, epochs_within_budget, one_cycle
 
 VIEWS = ("original", "mirrored", "jittered")
 
@@ -151,22 +151,15 @@ def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
-class _Frozen(torch.nn.Module):
-    def __init__(self, trunk, split):
+class _TrunkPart(torch.nn.Module):
+    """The trunk before block ``split`` (``until=True``) or from it on, as a module to export."""
+
+    def __init__(self, trunk, split, until: bool):
         super().__init__()
-        self.trunk, self.split = trunk, split
+        self.trunk, self.split, self.until = trunk, split, until
 
     def forward(self, x):
-        return self.trunk.forward_until(x, self.split)
-
-
-class _Rest(torch.nn.Module):
-    def __init__(self, trunk, split):
-        super().__init__()
-        self.trunk, self.split = trunk, split
-
-    def forward(self, x):
-        return self.trunk.forward_from(x, self.split)
+        return self.trunk.forward_until(x, self.split) if self.until else self.trunk.forward_from(x, self.split)
 
 
 def _features(module, inputs, example, threads, batch=64, desc="", progress=False):
@@ -228,11 +221,6 @@ def _embed_maps(model, split, feats, batch=256):
     return torch.cat(out).numpy()
 
 
-def _interpolate(lp_state: dict, ft_state: dict, alpha: float) -> dict:
-    return G.interpolate(lp_state, ft_state, alpha) if alpha not in (0.0, 1.0) else dict(
-        lp_state if alpha == 0.0 else ft_state)
-
-
 def _source_arrays(path, cfg, cache, trunk):
     """One source's readable records, labels, frozen-part features per view and pooled ImageNet features per view
     ((2, N, 1280): GAP, the distillation target and baseline; GeM, the probe's input)."""
@@ -256,15 +244,16 @@ def _source_arrays(path, cfg, cache, trunk):
              cache.get(f"jitter-{key}", lambda: _jitter(np.asarray(images), cfg.seed))]
     example = torch.zeros(2, 3, size, size)
     feats, pooled = [], []
+    prefix, rest = _TrunkPart(trunk, cfg.split_block, until=True), _TrunkPart(trunk, cfg.split_block, until=False)
     for v, arr in enumerate(views):
         desc = f"{source_name(path)}, {VIEWS[v]}"
         f = cache.get(f"split{cfg.split_block}-{key}-v{v}",
-                      lambda arr=arr, desc=desc: _features(_Frozen(trunk, cfg.split_block), _Images(arr), example,
-                                                           cfg.threads,
-                                                desc=f"{desc}: blocks 0-{cfg.split_block - 1}", progress=cfg.progress))
+                      lambda arr=arr, desc=desc: _features(prefix, _Images(arr), example, cfg.threads,
+                                                           desc=f"{desc}: blocks 0-{cfg.split_block - 1}",
+                                                           progress=cfg.progress))
 
         def _pooled(f=f, desc=desc):
-            maps = _features(_Rest(trunk, cfg.split_block), _Maps(f), torch.zeros(2, *f.shape[1:]), cfg.threads,
+            maps = _features(rest, _Maps(f), torch.zeros(2, *f.shape[1:]), cfg.threads,
                              desc=f"{desc}: rest of the ImageNet trunk", progress=cfg.progress)
             return np.stack([G.gap(maps), G.gem(maps)])
 
@@ -377,9 +366,7 @@ def train(cfg: RobustConfig) -> dict:
                         "distill": round(sums[1] / max(sums[2], 1), 5)})
         _log(cfg, f"FT epoch {epoch + 1}: {history[-1]}")
         if cfg.max_minutes and epoch + 1 < epochs:  # fit the remaining epochs to the budget, schedule re-planned
-            per_epoch = (time.time() - ft_started) / (epoch + 1)
-            left = cfg.max_minutes * 60 - (time.time() - started)
-            fit = max(epoch + 1, epoch + 1 + int(left // per_epoch))
+            fit, per_epoch = epochs_within_budget(cfg.max_minutes, started, ft_started, epoch + 1, epoch, epochs)
             if fit < epochs:
                 epochs = fit
                 scheduler = one_cycle(optimizer, cfg.ft_lr, steps * epochs, (epoch + 1) * steps)
@@ -395,7 +382,7 @@ def train(cfg: RobustConfig) -> dict:
         baseline[source_name(path)] = _val_p5(teacher[0][sel], label_arr[sel], splits[sel])
     candidates = {}
     for alpha in cfg.wise_alphas:
-        model.load_state_dict(_interpolate(lp_state, ft_state, float(alpha)))
+        model.load_state_dict(G.interpolate(lp_state, ft_state, float(alpha)))
         vecs = _embed_maps(model, cfg.split_block, val_feats)
         candidates[f"{alpha:g}"] = {source_name(p): _val_p5(vecs[src == i], label_arr[src == i], splits[src == i])
                                     for i, p in enumerate(cfg.sources)}
@@ -404,7 +391,7 @@ def train(cfg: RobustConfig) -> dict:
     ok = [a for a, m in candidates.items() if all(m[s]["p_at_5"] >= baseline[s]["p_at_5"] for s in m)]
     pool = ok or list(candidates)
     chosen = max(pool, key=lambda a: np.mean([m["p_at_5"] for m in candidates[a].values()]))
-    model.load_state_dict(_interpolate(lp_state, ft_state, float(chosen)))
+    model.load_state_dict(G.interpolate(lp_state, ft_state, float(chosen)))
     model.eval()
 
     out = Path(cfg.out)

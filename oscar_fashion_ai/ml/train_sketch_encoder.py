@@ -31,6 +31,7 @@ from .embedder import version_string
 from .evaluate import sketch_retrieval
 from .train_embedder import (
     SKETCH_QUERIES,
+    _frozen_runner,
     _log,
     _normalise_uint8,
     dataclass_from_args,
@@ -256,37 +257,16 @@ def train(cfg: SketchTrainConfig) -> dict:
 def _prefix_features(net, drawings, cfg, device):
     """The frozen prefix (stem + blocks before ``cfg.split_block``) of every drawing variant: (N, V, C, h, w)
     float16."""
-    import tempfile
-
     from tqdm import tqdm
 
-    from . import onnx_cache
-
-    trunk, split = net.trunk, cfg.split_block
     n, v, size = drawings.shape[0], drawings.shape[1], drawings.shape[-1]
-
-    class Prefix(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.trunk = trunk
-
-        def forward(self, x):
-            return self.trunk.forward_until(x, split)
-
-    if device.type == "cpu":
-        with tempfile.TemporaryDirectory(prefix="fashion-ai-sketch-") as tmp:
-            session = onnx_cache.session(Prefix().eval(), name="prefix", source_sha256=f"sketch-prefix-{split}",
-                                         example=torch.zeros(2, 3, size, size), input_names=["x"], output_names=["y"],
-                                         cache_dir=tmp, threads=cfg.threads,
-                                         dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-        run = lambda x: torch.from_numpy(session.run(["y"], {"x": x.numpy()})[0])  # noqa: E731
-    else:
-        run = lambda x: Prefix().eval()(x.to(device)).cpu()  # noqa: E731
+    run = _frozen_runner(net.trunk, cfg.split_block, device, size)  # ONNX Runtime on the CPU, as cached training
     flat = drawings.reshape(n * v, size, size)
     out = None
     with torch.inference_mode():
         for start in tqdm(range(0, len(flat), 64), desc="Frozen prefix of the drawings", disable=not cfg.progress):
-            y = run(_normalise_uint8(torch.from_numpy(np.ascontiguousarray(flat[start : start + 64])))).half()
+            x = _normalise_uint8(torch.from_numpy(np.ascontiguousarray(flat[start : start + 64]))).to(device)
+            y = run(x).half().cpu()
             if out is None:
                 out = np.empty((len(flat), *y.shape[1:]), np.float16)
             out[start : start + len(y)] = y.numpy()
