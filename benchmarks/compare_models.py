@@ -2,15 +2,17 @@
 
     python benchmarks/compare_models.py --photo P.safetensors [--sketch S1.safetensors,S2.safetensors] \
         [--photo P2.safetensors --sketch ...] [--expansion 0,1,2,3,5] [--category-boost 0,0.05] \
-        [--drawings xdog|edges|hed] [--source PATH] [--split test|validation|test-a|test-b]
+        [--drawings xdog,outline,abstract,doodle] [--source PATH] [--split test|validation|test-a|test-b]
 
 For each photo model: image->image P@5 and mAP@10 (test-split queries, query excluded, every image as gallery,
 as `manage.py fashion_evaluate --task image --source PATH`). For each sketch encoder given after it: the test
-split's synthetic drawings against that gallery (category P@5, source product in the top 1/5/10), for each query
-expansion setting and each category boost (without expansion), as `fashion_evaluate --task sketch` computes them on
-a store's index. Prints one JSON object. ``test-a`` / ``test-b`` are the two halves of the test split
-(sha1 % 10 == 0 / 5): choose a query-time setting on one, confirm it once on the other.
-This is how the candidates in README ("Models") were measured.
+split's synthetic drawings against that gallery (category P@5, the same with the source product left out of the
+gallery, and acc@1/5/10: the source product in the top 1/5/10), for each drawing style (``--drawings``, comma
+separated: edge maps xdog/edges/hed, human-like outline/abstract/doodle), each query expansion setting and each
+category boost (without expansion), as `fashion_evaluate --task sketch` computes them on a store's index.
+Prints one JSON object. ``test-a`` / ``test-b`` are the two halves of the test split (sha1 % 10 == 0 / 5):
+choose a query-time setting on one, confirm it once on the other. This is how the candidates in docs/MODELS.md
+were measured.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def main(argv=None):
     parser.add_argument("--category-boost", default="0,0.05",
                         help="category boost settings to measure (each without query expansion)")
     parser.add_argument("--rerank-depth", type=int, default=20)
-    parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog")
+    parser.add_argument("--drawings", default="xdog",
+                        help=f"comma-separated drawing styles ({', '.join(sketches.STYLES)})")
     parser.add_argument("--source", type=Path, default=None,
                         help="labelled data set (default: FASHION_AI_DATASET or ../shared/datasets/clothing-dataset)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="test",
@@ -73,9 +76,12 @@ def main(argv=None):
     sketch_lists = [s.split(",") for s in args.sketch] + [[]] * (len(args.photo) - len(args.sketch))
     expansions = [int(x) for x in args.expansion.split(",") if x.strip()]
     boosts = [float(x) for x in args.category_boost.split(",") if x.strip()]
+    styles = [x.strip() for x in args.drawings.split(",") if x.strip()]
+    if not styles or set(styles) - set(sketches.STYLES):
+        parser.error(f"--drawings: use {', '.join(sketches.STYLES)}")
 
     records = datasets.labelled_records(source)
-    drawings_cache: dict[int, list] = {}
+    drawings_cache: dict[tuple, list] = {}
     out = {"source": source.name, "split": args.split, "drawings": args.drawings, "photo_models": []}
     for photo_path, sketch_paths in zip(args.photo, sketch_lists):
         photo = Embedder(photo_path, threads=args.threads)
@@ -91,21 +97,26 @@ def main(argv=None):
             if encoder.pairs_with not in (None, photo.sha256):
                 print(f"warning: {sketch_path} was trained for another photo model", file=sys.stderr)
             size = encoder.info.image_size
-            if size not in drawings_cache:
-                drawings_cache[size] = [
-                    evaluate.synthetic_sketch(preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
-                                              size, args.drawings) for i in q]
-            sv = encoder.embed_images(drawings_cache[size])
-            results = {}
-            for n in expansions:
-                qv = sv if n == 0 else sketch_pipeline.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
-                results[str(n)] = evaluate.sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
-            by_boost = {str(w): evaluate.sketch_retrieval(sv, labels[q], vecs, labels, source_index=q,
-                                                          category_boost=w, rerank_depth=args.rerank_depth)
-                        for w in boosts}
-            entry["sketch_encoders"].append({"sketch_encoder": _name(sketch_path), "version": encoder.version,
-                                             "by_query_expansion": results, "by_category_boost": by_boost,
-                                             "rerank_depth": args.rerank_depth})
+            by_style = {}
+            for style in styles:
+                if (size, style) not in drawings_cache:
+                    drawings_cache[size, style] = [
+                        evaluate.synthetic_sketch(preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
+                                                  size, style, seed=int(i)) for i in q]
+                sv = encoder.embed_images(drawings_cache[size, style])
+                results = {}
+                for n in expansions:
+                    qv = sv if n == 0 else sketch_pipeline.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
+                    results[str(n)] = evaluate.sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
+                by_boost = {str(w): evaluate.sketch_retrieval(sv, labels[q], vecs, labels, source_index=q,
+                                                              category_boost=w, rerank_depth=args.rerank_depth)
+                            for w in boosts}
+                by_style[style] = {"by_query_expansion": results, "by_category_boost": by_boost}
+            record = {"sketch_encoder": _name(sketch_path), "version": encoder.version,
+                      "rerank_depth": args.rerank_depth, "by_drawings": by_style}
+            if len(styles) == 1:  # the layout of earlier result files
+                record |= by_style[styles[0]]
+            entry["sketch_encoders"].append(record)
         out["photo_models"].append(entry)
     print(json.dumps(out, indent=2))
 

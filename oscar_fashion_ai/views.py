@@ -344,7 +344,8 @@ def api_sketch(request):
 
     The pipeline is ``FASHION_AI["SKETCH_PIPELINE"]``; without a usable generator it falls back to ``direct``.
     ``generated_image`` is the generator's picture of the drawing ("what we understood"), or the normalised
-    drawing when there is no generator."""
+    drawing when there is no generator (``generated_by`` says which). ``like`` (a product id, optional) moves the
+    search towards that product: "closer to this" on a result blends its vector with the drawing's."""
     import base64
     import io
 
@@ -365,6 +366,9 @@ def api_sketch(request):
     try:
         search.ready_model()  # before spending CPU: the model loads and the index was built by it
         embedder = embedding.get_embedder()
+        like = search.like_product(extra.get("like") if hasattr(extra, "get") else None)
+    except ValueError as exc:
+        return error(str(exc))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
     sketch_embedder = embedding.get_sketch_embedder()
@@ -381,7 +385,11 @@ def api_sketch(request):
         generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
         query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), **filters)
-        results = search.nearest(query, k, category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
+        exclude = ()
+        if like is not None:
+            query, exclude = search.blend(query, like[1]), (like[0],)
+        results = search.nearest(query, k, exclude_ids=exclude,
+                                 category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
                                  depth=int(conf.get("SKETCH_RERANK_DEPTH")), **filters)
         results, nothing_close = search.apply_min_similarity(results, float(conf.get("SKETCH_MIN_SIMILARITY")))
     except search.SearchUnavailable as exc:
@@ -391,6 +399,7 @@ def api_sketch(request):
     body = {
         "results": search.result_dicts(results, request),
         "generated_image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+        "generated_by": "generator" if generated else "normalised drawing",
         "pipeline": pipeline,
         "model_version": _model_version(),
         "nothing_close": nothing_close,

@@ -65,6 +65,34 @@ def test_sketch_api_multipart_and_json(client, indexed):
     assert ids and all(Product.objects.get(pk=i).categories.get().slug == "shoes" for i in ids)
 
 
+def test_sketch_closer_to_a_product_blends_its_vector(client, indexed):
+    import numpy as np
+
+    url = reverse("fashion-ai:api-sketch")
+    data_url = "data:image/png;base64," + base64.b64encode(drawing_png()).decode()
+    plain = client.post(url, json.dumps({"sketch": data_url, "k": 6}), content_type="application/json").json()
+    target = ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED).exclude(
+        product_id__in=[r["product_id"] for r in plain["results"]]).first()
+    r = client.post(url, json.dumps({"sketch": data_url, "k": 6, "like": target.product_id}),
+                    content_type="application/json")
+    assert r.status_code == 200, r.content
+    closer = r.json()["results"]
+    assert target.product_id not in [x["product_id"] for x in closer]  # the product itself is not a new result
+    assert [x["product_id"] for x in closer] != [x["product_id"] for x in plain["results"]]
+    # the blended results lie nearer the liked product than the drawing's own results do
+    vec = {e.product_id: np.asarray(e.vector) for e in ProductEmbedding.objects.exclude(vector=None)}
+    t = vec[target.product_id]
+    assert np.mean([vec[x["product_id"]] @ t for x in closer]) > np.mean([vec[x["product_id"]] @ t
+                                                                          for x in plain["results"]])
+    assert r.json()["generated_by"] in ("generator", "normalised drawing")
+    for like, message in ((10 ** 9, "no such product"), ("shoe", "product id"), (True, "product id"),
+                          ([1], "product id")):
+        before = ProductEmbedding.objects.count()
+        r = client.post(url, json.dumps({"sketch": data_url, "like": like}), content_type="application/json")
+        assert r.status_code == 400 and message in r.json()["error"], (like, r.content)
+        assert ProductEmbedding.objects.count() == before
+
+
 @pytest.mark.parametrize("payload,status,message", [
     ({"sketch": "blank"}, 400, "canvas is empty"),
     ({"sketch": "jpeg"}, 400, "must be a PNG"),
@@ -166,6 +194,12 @@ def test_sketch_evaluation_with_other_drawing_styles(indexed, capsys, monkeypatc
     call_command("fashion_evaluate", "--task", "sketch", "--drawings", "edges", "--json")
     result = json.loads(capsys.readouterr().out)
     assert "edge-map" in result["source"] and result["queries"] > 0
+    call_command("fashion_evaluate", "--task", "sketch", "--drawings", "doodle")
+    text = capsys.readouterr().out
+    assert "doodle drawings of the test split" in text and "acc@1" in text and "acc@10" in text
+    call_command("fashion_evaluate", "--task", "sketch", "--drawings", "doodle", "--json")
+    doodles = json.loads(capsys.readouterr().out)
+    assert doodles["queries"] == result["queries"] and 0 <= doodles["p_at_5_source_excluded"] <= 1
     monkeypatch.delenv("FASHION_AI_HED_WEIGHTS", raising=False)
     monkeypatch.setattr(hed, "_shared", None)
     monkeypatch.setattr(hed, "bundled_weights", lambda: (_ for _ in ()).throw(hed.HEDUnavailable("no HED weights")))

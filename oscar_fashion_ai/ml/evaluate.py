@@ -37,12 +37,17 @@ def evaluate_image_retrieval(embedder, source: Path, progress=False) -> dict:
     return {"task": "image", **result, "model_version": embedder.version, "source": Path(source).name}
 
 
-def synthetic_sketch(img, size, style: str = "xdog"):
-    """The deterministic synthetic drawing of a product photo (XDoG, or ``style`` edges/hed, at the drawing
-    resolution, normalised like the widget's input at ``size``): the evaluation's stand-in for a shopper's drawing."""
-    from .sketches import photo_drawing
+def synthetic_sketch(img, size, style: str = "xdog", seed: int = 0):
+    """The synthetic drawing of a product photo at the drawing resolution, normalised like the widget's input at
+    ``size``: the evaluation's stand-in for a shopper's drawing. Edge styles (xdog, edges, hed) are the photo's
+    deterministic edge map; the human-like styles (outline, abstract, doodle) are drawn with their from-memory
+    distortions from a generator seeded by ``seed`` (so a query's drawing is the same in every run)."""
+    import numpy as np
 
-    return photo_drawing(img, size, style=style)
+    from .sketches import HUMAN_LIKE, photo_drawing
+
+    rng = np.random.default_rng([seed, HUMAN_LIKE.index(style)]) if style in HUMAN_LIKE else None
+    return photo_drawing(img, size, rng=rng, style=style)
 
 
 def evaluate_sketch_files(embedder, generator, source: Path, pipelines=("direct", "gan", "fusion"),
@@ -78,7 +83,8 @@ def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, sou
     store orders them (:func:`.sketch_pipeline.best_match_order` over the ``rerank_depth`` nearest)."""
     from .sketch_pipeline import reranked_neighbours
 
-    idx = reranked_neighbours(query_vecs, gallery_vecs, gallery_labels, k, category_boost, rerank_depth)
+    idx = reranked_neighbours(query_vecs, gallery_vecs, gallery_labels, k + 1, category_boost, rerank_depth)
+    idx, with_next = idx[:, :k], idx
     relevant = np.asarray(gallery_labels)[idx] == np.asarray(query_labels)[:, None]
     out = {"p_at_1": metrics.precision_at_k(relevant, 1), "p_at_5": metrics.precision_at_k(relevant, 5),
            "p_at_5_se": metrics.standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,
@@ -89,4 +95,10 @@ def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, sou
             hits = [s in row[:n] for s, row in zip(source_index, idx)]
             out[f"source_hit_at_{n}"] = float(np.mean(hits))
         out["source_hit_at_5_se"] = metrics.standard_error([s in row[:5] for s, row in zip(source_index, idx)])
+        # The drawing as a drawing of a photo that is not in the gallery: its source product left out.
+        others = [row[row != s][:5] for s, row in zip(source_index, with_next)]
+        others = np.stack([row[: min(map(len, others))] for row in others])
+        rel = np.asarray(gallery_labels)[others] == np.asarray(query_labels)[:, None]
+        out["p_at_5_source_excluded"] = metrics.precision_at_k(rel, 5)
+        out["p_at_5_source_excluded_se"] = metrics.standard_error(rel.mean(axis=1))
     return out

@@ -77,9 +77,11 @@ def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0,
     from tqdm import tqdm
 
     workers = workers or min(16, os.cpu_count() or 1)
-    unknown = set(styles) - {"xdog", "edges", "hed"}
+    unknown = set(styles) - set(sketches.STYLES)
     if unknown or not styles:
-        raise ValueError(f"unknown drawing style(s) {sorted(unknown)}; use xdog, edges, hed")
+        raise ValueError(f"unknown drawing style(s) {sorted(unknown)}; use {', '.join(sketches.STYLES)}")
+    if aligned and set(styles) & set(sketches.HUMAN_LIKE):
+        raise ValueError(f"aligned pairs (GAN training) use {', '.join(sketches.EDGE_STYLES)} drawings only")
     jobs = [(str(r.path), size, variants, seed * 100_003 + i, aligned, tuple(styles)) for i, r in enumerate(records)]
     photos = np.empty((len(jobs), size, size, 3), np.uint8)
     drawings = np.empty((len(jobs), variants, size, size), np.uint8)

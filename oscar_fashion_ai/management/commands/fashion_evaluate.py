@@ -19,8 +19,12 @@ class Command(BaseCommand):
                             default="configured",
                             help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
                                  "'all' adds an 'ablation' object with every pipeline")
-        parser.add_argument("--drawings", choices=["xdog", "edges", "hed"], default="xdog",
-                            help="sketch: style of the synthetic drawings (hed needs its weights, see ml/hed.py)")
+        parser.add_argument("--drawings", choices=["xdog", "edges", "hed", "outline", "abstract", "doodle"],
+                            default="xdog",
+                            help="sketch: style of the synthetic drawings of the test-split products: edge maps "
+                                 "(xdog, edges, hed; hed needs its weights, see ml/hed.py) or drawings like people "
+                                 "make from memory (outline, abstract, doodle; ml/sketches.py). The result has acc@1 "
+                                 "and acc@10 (the drawn product itself found) beside category P@5.")
         parser.add_argument("--expansion", type=int, default=None,
                             help="sketch: query expansion neighbours (default: FASHION_AI['SKETCH_QUERY_EXPANSION']; "
                                  "0 = off).")
@@ -158,14 +162,15 @@ class Command(BaseCommand):
                 with r.image.original.open("rb") as fh:
                     photo = preprocessing.open_image(fh.read(), decode_size=sketches.DRAW_RES)
                 try:
-                    direct.append(evaluate.synthetic_sketch(photo, size, drawings))
+                    direct.append(evaluate.synthetic_sketch(photo, size, drawings, seed=i))
                     if generator is not None and set(names) != {"direct"}:
-                        for_gan.append(evaluate.synthetic_sketch(photo, generator.image_size, drawings))
+                        for_gan.append(evaluate.synthetic_sketch(photo, generator.image_size, drawings, seed=i))
                 except hed.HEDUnavailable as exc:
                     raise CommandError(str(exc)) from exc
                 query_labels.append(labels[i])
                 sources.append(i)
-            kind = f"synthetic {dict(xdog='XDoG', edges='edge-map', hed='HED')[drawings]} drawings of the test split"
+            kind = (f"synthetic {dict(xdog='XDoG', edges='edge-map', hed='HED').get(drawings, drawings)} drawings of "
+                    "the test split")
         else:
             categories = {c.casefold(): c for c in set(labels)}
             aliases = dict(part.split("=", 1) for part in mapping.split(",") if "=" in part)
@@ -239,6 +244,10 @@ class Command(BaseCommand):
         if result["task"] == "sketch":
             hits = "".join(f", source in top {n}: {result[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
                            if f"source_hit_at_{n}" in result)
+            if "source_hit_at_1" in result:
+                hits += (f" (acc@1 {result['source_hit_at_1']:.3f}, acc@10 {result['source_hit_at_10']:.3f}: the "
+                         f"drawn product itself; P@5 with it left out of the gallery "
+                         f"{result['p_at_5_source_excluded']:.4f})")
             self.stdout.write(f"sketch retrieval ({result['source']}, pipeline {result['pipeline']}): "
                               f"P@5 {result['p_at_5']:.4f} (standard error {result.get('p_at_5_se', 0):.4f}){hits} "
                               f"({result['queries']} queries, gallery "
