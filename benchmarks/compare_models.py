@@ -2,7 +2,8 @@
 
     python benchmarks/compare_models.py --photo P.safetensors [--sketch S1.safetensors,S2.safetensors] \
         [--photo P2.safetensors --sketch ...] [--expansion 0,1,2,3,5] [--category-boost 0,0.05] \
-        [--drawings xdog,outline,abstract,doodle] [--source PATH] [--split test|validation|test-a|test-b]
+        [--drawings xdog,outline,abstract,doodle] [--source PATH] [--split test|validation|test-a|test-b] \
+        [--generator G.safetensors --pipelines direct,gan,fusion --fusion-weight 0.5]
 
 For each photo model: image->image P@5 and mAP@10 (test-split queries, query excluded, every image as gallery,
 as `manage.py fashion_evaluate --task image --source PATH`). For each sketch encoder given after it: the test
@@ -12,7 +13,9 @@ separated: edge maps xdog/edges/hed, human-like outline/abstract/doodle), each q
 category boost (without expansion), as `fashion_evaluate --task sketch` computes them on a store's index.
 Prints one JSON object. ``test-a`` / ``test-b`` are the two halves of the test split (sha1 % 10 == 0 / 5):
 choose a query-time setting on one, confirm it once on the other. This is how the candidates in docs/MODELS.md
-were measured.
+were measured. With ``--generator`` the pix2pix GAN's pipelines (:mod:`oscar_fashion_ai.ml.sketch_pipeline`: the
+generated picture embedded by the photo model, or fused with the drawing's vector) are measured beside ``direct``
+on the same drawings (``pipelines`` in each drawing style's entry).
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ def main(argv=None):
                         help="queries: the test split, the validation split (for models trained with --validation), "
                              "or one half of the test split")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--generator", type=Path, default=None, help="pix2pix generator weights (GAN ablation)")
+    parser.add_argument("--pipelines", default="direct,gan,fusion", help="with --generator: pipelines to measure")
+    parser.add_argument("--fusion-weight", type=float, default=0.5, help="with --generator: the GAN's share")
     args = parser.parse_args(argv)
     import os
 
@@ -80,9 +86,18 @@ def main(argv=None):
     if not styles or set(styles) - set(sketches.STYLES):
         parser.error(f"--drawings: use {', '.join(sketches.STYLES)}")
 
+    generator = None
+    pipelines = [x.strip() for x in args.pipelines.split(",") if x.strip()]
+    if set(pipelines) - set(sketch_pipeline.PIPELINES):
+        parser.error(f"--pipelines: use {', '.join(sketch_pipeline.PIPELINES)}")
+    if args.generator is not None:
+        from oscar_fashion_ai.ml.generator import SketchGenerator
+
+        generator = SketchGenerator(args.generator, threads=args.threads)
     records = datasets.labelled_records(source)
     drawings_cache: dict[tuple, list] = {}
-    out = {"source": source.name, "split": args.split, "drawings": args.drawings, "photo_models": []}
+    out = {"source": source.name, "split": args.split, "drawings": args.drawings, "photo_models": [],
+           "generator": _name(args.generator) if args.generator else None, "fusion_weight": args.fusion_weight}
     for photo_path, sketch_paths in zip(args.photo, sketch_lists):
         photo = Embedder(photo_path, threads=args.threads)
         vecs, kept = evaluate.embed_records(photo, records)
@@ -112,6 +127,20 @@ def main(argv=None):
                                                               category_boost=w, rerank_depth=args.rerank_depth)
                             for w in boosts}
                 by_style[style] = {"by_query_expansion": results, "by_category_boost": by_boost}
+                if generator is not None:
+                    key = (generator.image_size, style)
+                    if key not in drawings_cache:
+                        drawings_cache[key] = [evaluate.synthetic_sketch(
+                            preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
+                            generator.image_size, style, seed=int(i)) for i in q]
+                    by_style[style]["pipelines"] = {}
+                    for name in pipelines:
+                        pv, _ = sketch_pipeline.vectors(photo, generator, drawings_cache[size, style],
+                                                        drawings_cache[key], name, args.fusion_weight, encoder)
+                        by_style[style]["pipelines"][name] = {
+                            str(w): evaluate.sketch_retrieval(pv, labels[q], vecs, labels, source_index=q,
+                                                              category_boost=w, rerank_depth=args.rerank_depth)
+                            for w in boosts}
             record = {"sketch_encoder": _name(sketch_path), "version": encoder.version,
                       "rerank_depth": args.rerank_depth, "by_drawings": by_style}
             if len(styles) == 1:  # the layout of earlier result files

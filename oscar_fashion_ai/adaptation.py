@@ -51,6 +51,8 @@ class Options:
     progress: bool = True
     keep_work: bool = False
     recipe: dict = field(default_factory=dict)
+    sketch_minutes: float | None = None  # None: FASHION_AI["ADAPT_SKETCH_MAX_MINUTES"]; 0: no sketch encoder
+    sketch_recipe: dict = field(default_factory=dict)  # overrides of ml.adaptation.SKETCH_RECIPE
     command: str = "python manage.py fashion_adapt"
 
 
@@ -179,13 +181,27 @@ def _fingerprint(records) -> str:
 def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5) -> dict:
     """P@5 of ``embedder`` on the store's test split: the whole measurable catalog as gallery, query excluded,
     relevant = same first category. Returns the mean, its standard error and the per-query precisions."""
+    from .ml import metrics
+
+    items = catalog.items
+    vecs, ok = embed_catalog(embedder, items, progress)
+    labels = np.array([items[i].label for i in ok])
+    q = np.flatnonzero(catalog.test[ok]) if len(ok) else np.zeros(0, np.int64)
+    idx = metrics.neighbours(vecs[q], vecs, k, exclude=q)
+    per_query = (labels[idx] == labels[q][:, None]).mean(axis=1) if len(q) else np.zeros(0)
+    return {"p_at_5": float(per_query.mean()) if len(q) else 0.0, "p_at_5_se": metrics.standard_error(per_query),
+            "queries": int(len(q)), "gallery": int(len(ok)), "model_version": embedder.version,
+            "per_query": dict(zip([items[i].product_id for i in ok[q]], per_query.tolist()))}
+
+
+def embed_catalog(embedder, items, progress: bool = False):
+    """The items' photo vectors and the indices of the items whose image could be read."""
     from tqdm import tqdm
 
-    from .ml import metrics, preprocessing
+    from .ml import preprocessing
 
     vecs, ok = [], []
     batch = 64
-    items = catalog.items
     for start in tqdm(range(0, len(items), batch), desc=f"Measuring {embedder.version[:40]}", disable=not progress):
         images = []
         for i in range(start, min(start + batch, len(items))):
@@ -197,14 +213,7 @@ def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5) -> d
         if images:
             vecs.append(embedder.embed_images(images, batch_size=batch))
     vecs = np.concatenate(vecs) if vecs else np.zeros((0, embedder.info.dim), np.float32)
-    ok = np.asarray(ok, dtype=np.int64)
-    labels = np.array([items[i].label for i in ok])
-    q = np.flatnonzero(catalog.test[ok]) if len(ok) else np.zeros(0, np.int64)
-    idx = metrics.neighbours(vecs[q], vecs, k, exclude=q)
-    per_query = (labels[idx] == labels[q][:, None]).mean(axis=1) if len(q) else np.zeros(0)
-    return {"p_at_5": float(per_query.mean()) if len(q) else 0.0, "p_at_5_se": metrics.standard_error(per_query),
-            "queries": int(len(q)), "gallery": int(len(ok)), "model_version": embedder.version,
-            "per_query": dict(zip([items[i].product_id for i in ok[q]], per_query.tolist()))}
+    return vecs, np.asarray(ok, dtype=np.int64)
 
 
 def compare(current: dict, candidate: dict) -> dict:
@@ -333,11 +342,18 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         result["message"] = (f"Installed {candidate.version}: P@5 {now_result['p_at_5']:.4f} -> "
                              f"{cand_result['p_at_5']:.4f} on the store's test split.")
         reporter.line(result["message"])
+        sketch_minutes = (options.sketch_minutes if options.sketch_minutes is not None
+                          else float(conf.get("ADAPT_SKETCH_MAX_MINUTES")))
+        if sketch_minutes > 0:
+            result["sketch_encoder"] = adapt_sketch(installed, candidate, catalog, work, sketch_minutes, options,
+                                                    reporter)
+        if not result.get("sketch_encoder", {}).get("installed"):
+            result["sketch"] = sketch_notice()
+            reporter.line(result["sketch"])
         result["reindex"] = reindex(options.reindex, reporter, "fashion_adapt")
-        result["sketch"] = sketch_notice()
-        reporter.line(result["sketch"])
     if not options.keep_work:
-        shutil.rmtree(work / "pairs", ignore_errors=True)
+        for name in ("pairs", "sketch-pairs", "sketch-checkpoints"):
+            shutil.rmtree(work / name, ignore_errors=True)
     if result.get("installed") or not result["training"]["stopped_early"]:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
         state_file.unlink(missing_ok=True)
@@ -382,6 +398,91 @@ def reindex(mode: str, reporter: Reporter, requested_by: str) -> str:
                     "their vectors are complete, then switches.")
     reporter.line(text)
     return text
+
+
+#: The drawings a sketch encoder is measured with on the store's test split: an edge map of the product photo and
+#: a from-memory doodle of its silhouette (:mod:`oscar_fashion_ai.ml.sketches`).
+SKETCH_MEASURE_STYLES = ("xdog", "doodle")
+
+
+def measure_sketch(photo, drawing_embedder, catalog: Catalog, gallery=None, styles=SKETCH_MEASURE_STYLES) -> dict:
+    """Search by sketch on the store's test split: synthetic drawings of each test-split product (``styles``)
+    against the whole measurable catalog embedded by ``photo``. Category P@5 (the mean over the styles; per-query
+    values for the paired comparison) and acc@1 / acc@10, the drawn product itself found."""
+    from .ml import evaluate, metrics, preprocessing, sketches
+
+    vecs, ok = gallery if gallery is not None else embed_catalog(photo, catalog.items)
+    items = [catalog.items[i] for i in ok]
+    labels = np.array([it.label for it in items])
+    q = np.flatnonzero(catalog.test[ok]) if len(ok) else np.zeros(0, np.int64)
+    size = drawing_embedder.info.image_size
+    out = {"styles": {}, "model_version": drawing_embedder.version, "queries": int(len(q)), "gallery": len(vecs)}
+    per_query = np.zeros(len(q))
+    for style in styles:
+        drawings = [evaluate.synthetic_sketch(preprocessing.open_image(items[i].path, decode_size=sketches.DRAW_RES),
+                                              size, style, seed=int(i)) for i in q]
+        dv = drawing_embedder.embed_images(drawings)
+        result = evaluate.sketch_retrieval(dv, labels[q], vecs, labels, source_index=q)
+        idx = metrics.neighbours(dv, vecs, 5)
+        per_query += (labels[idx] == labels[q][:, None]).mean(axis=1) / len(styles)
+        out["styles"][style] = {k: result[k] for k in ("p_at_5", "p_at_5_se", "source_hit_at_1", "source_hit_at_10")}
+    out["p_at_5"] = float(per_query.mean()) if len(q) else 0.0
+    out["p_at_5_se"] = metrics.standard_error(per_query)
+    out["per_query"] = dict(zip([items[i].product_id for i in q], per_query.tolist()))
+    return out
+
+
+def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes: float, options: Options,
+                 reporter: Reporter) -> dict:
+    """Train a sketch encoder for the newly installed photo model, measure it against drawings embedded by the photo
+    model itself (what search by sketch does without one) on the store's test split, and install it into the
+    models folder's sketch/ only if it is better. A failure here never touches the photo model just installed."""
+    from . import embedding
+    from .ml import adaptation, datasets
+
+    reporter.stage("Training a sketch encoder for the new photo model", 0.91)
+    records = [datasets.Record(it.split_id, it.label, it.path) for it in catalog.items]
+    out = work / "sketch-candidate.safetensors"
+    budget = adaptation.Budget(max_minutes=minutes, resume=False, threads=options.threads,
+                               workers=options.workers, seed=options.seed, progress=options.progress)
+    started = time.time()
+    try:
+        card = adaptation.train_sketch_candidate(
+            records, photo_path, out, work, budget, options.sketch_recipe,
+            on_epoch=lambda e, n, _: reporter.stage(f"Sketch encoder: epoch {e}/{n}", 0.91 + 0.02 * e / max(n, 1)),
+            command=options.command)
+        encoder = embedding.load_embedder(out)
+    except (ValueError, RuntimeError, OSError, embedding.ModelUnavailable) as exc:
+        text = f"The sketch encoder could not be trained ({exc}); search by sketch uses the photo model."
+        reporter.line(text)
+        return {"installed": False, "message": text}
+    seconds = time.time() - started
+    gallery = embed_catalog(photo, catalog.items)
+    without = measure_sketch(photo, photo, catalog, gallery)
+    with_encoder = measure_sketch(photo, encoder, catalog, gallery)
+    diff = compare(without, with_encoder)
+    result = {"photo_model_alone": _public(without), "candidate": _public(with_encoder), "difference": diff,
+              "seconds": round(seconds, 1), "epochs": sum(1 for h in card.get("history", []) if "epoch" in h),
+              "styles": list(SKETCH_MEASURE_STYLES)}
+    reporter.line("Search by sketch on the store's test split (drawings: {}; P@5, acc@10 = the drawn product in the "
+                  "top 10):".format(", ".join(SKETCH_MEASURE_STYLES)))
+    for name, r in (("photo model alone", without), ("sketch encoder", with_encoder)):
+        acc = ", ".join(f"{s} acc@10 {v['source_hit_at_10']:.3f}" for s, v in r["styles"].items())
+        reporter.line(f"  {name:18s} P@5 {r['p_at_5']:.4f} ({r['p_at_5_se']:.4f}); {acc}")
+    if diff["gain"] > 0:
+        from . import model_store
+
+        card["adaptation"] = {k: result[k] for k in ("photo_model_alone", "candidate", "difference")}
+        out.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
+        model_store.add_version(out, encoder.version, folder=model_store.sketch_dir())
+        result["installed"], result["version"] = True, encoder.version
+        result["message"] = f"Installed the sketch encoder {encoder.version} for the new photo model."
+    else:
+        result["installed"] = False
+        result["message"] = "Kept no sketch encoder: it did not beat the photo model on the store's drawings."
+    reporter.line(result["message"])
+    out.unlink(missing_ok=True)
+    return result
 
 
 def sketch_notice() -> str:

@@ -51,6 +51,7 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("SKETCH_CATEGORY_BOOST", 0, 1)
     errors += _number("SKETCH_RERANK_DEPTH", 1, 1000, integer=True)
     errors += _number("ADAPT_MAX_MINUTES", 1, 10_000)
+    errors += _number("ADAPT_SKETCH_MAX_MINUTES", 0, 10_000)
     for name in ("QUEUE", "TRAINING_QUEUE"):
         if not isinstance(conf.get(name), str) or not conf.get(name).strip():
             errors.append(checks.Error(f"FASHION_AI[{name!r}] is {conf.get(name)!r}; it must be a Celery queue name.",

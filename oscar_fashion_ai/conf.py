@@ -50,6 +50,9 @@ DEFAULTS: dict[str, object] = {
     "TRAINING_QUEUE": "celery",
     # fashion_adapt's default training budget in minutes (training stops after the epoch that passes it).
     "ADAPT_MAX_MINUTES": 20.0,
+    # After a new photo model is installed, fashion_adapt trains a sketch encoder for it within this many minutes
+    # (0: skip; search by sketch then embeds drawings with the photo model until one is trained).
+    "ADAPT_SKETCH_MAX_MINUTES": 8.0,
     # Search by sketch / photo ---------------------------------------------------
     # Per-client rate limits ("N/s", "N/min", "N/hour"; None disables).
     "SKETCH_RATE_LIMIT": "30/min",

@@ -127,6 +127,19 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
     listing = io.StringIO()
     call_command("fashion_adapt", "--list", stdout=listing)
     assert f"* {new}" in listing.getvalue() and "store P@5" in listing.getvalue()
+    # A sketch encoder was trained for the new photo model and measured on the store's drawings; installed only
+    # when it beat the photo model alone, and then used by search by sketch.
+    assert "Search by sketch on the store's test split" in text
+    sketch = run.result["sketch_encoder"]
+    assert sketch["candidate"]["queries"] == sketch["photo_model_alone"]["queries"] > 0
+    assert set(sketch["candidate"]["styles"]) == {"xdog", "doodle"}
+    new_sha = embedding.get_embedder().sha256
+    if sketch["installed"]:
+        assert sketch["difference"]["gain"] > 0 and model_store.sketch_encoder_for(new_sha) is not None
+        assert embedding.get_sketch_embedder().version == sketch["version"]
+    else:
+        assert model_store.sketch_encoder_for(new_sha) is None and "Kept no sketch encoder" in text
+    assert not (model_store.work_dir() / "sketch-pairs").exists()  # the drawings' cache is cleaned up
 
     # Rollback: the previous version is the shop's model again, and the index follows.
     out = io.StringIO()
@@ -141,6 +154,27 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
         call_command("fashion_adapt", "--rollback", "nope")
     call_command("fashion_adapt", "--rollback", "package", "--reindex", "none", stdout=io.StringIO())
     assert model_store.configured_weights() is None
+
+
+@pytest.mark.training
+@pytest.mark.django_db
+def test_a_failed_sketch_encoder_leaves_the_new_photo_model_installed(models_dir, blind_weights, restore_schema,  # noqa: F811  (fixture)
+                                                                      monkeypatch):
+    use_model(blind_weights)
+    make_store(per_kind=12)
+    from oscar_fashion_ai.ml import adaptation as recipe
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(recipe, "train_sketch_candidate", broken)
+    text = adapt("--epochs", "2")
+    run = AdaptationRun.objects.get()
+    assert run.state == "installed" and model_store.read_pointer()["version"] == run.installed_version
+    assert "could not be trained (out of memory)" in text and "Search by sketch keeps working" in text
+    assert run.result["sketch_encoder"]["installed"] is False
+    with pytest.raises(CommandError, match="sketch-minutes"):
+        call_command("fashion_adapt", "--sketch-minutes", "-1")
 
 
 @pytest.mark.training

@@ -55,3 +55,37 @@ def train_candidate(records, out: Path, work_dir: Path, budget: Budget | None = 
     card = train(cfg, records=records, on_epoch=on_epoch)
     card["recipe"] = {**DEFAULT_RECIPE, **{k: v for k, v in asdict(cfg).items() if k in DEFAULT_RECIPE}}
     return card
+
+
+#: The sketch encoder ``fashion_adapt`` trains for a newly installed photo model (:mod:`.train_sketch_encoder` on
+#: the CPU: the frozen prefix of the drawings computed once, the later blocks trained).
+SKETCH_RECIPE = {
+    "epochs": 8,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "category_weight": 4.0,
+    "variants": 5,
+    "styles": "xdog,edges,outline,abstract",
+    "split_block": 11,
+}
+
+
+def train_sketch_candidate(records, photo_weights: Path, out: Path, work_dir: Path, budget: Budget | None = None,
+                           recipe: dict | None = None, on_epoch=None,
+                           command: str = "python manage.py fashion_adapt") -> dict:
+    """Train a sketch encoder for ``photo_weights`` on ``records`` (every measurable product of the shop: the
+    test split, ``sha1(upc) % 5 == 0``, is held out by the trainer) and write it to ``out``; returns its card.
+    Starts from the photo model's own weights."""
+    from .train_sketch_encoder import SketchTrainConfig, train
+
+    budget = budget or Budget()
+    recipe = {**SKETCH_RECIPE, **(recipe or {})}
+    work_dir = Path(work_dir)
+    cfg = SketchTrainConfig(
+        source="shop catalog", out=str(out), photo_weights=str(photo_weights),
+        checkpoint_dir=str(work_dir / "sketch-checkpoints"), pairs_cache=str(work_dir / "sketch-pairs"),
+        resume=budget.resume, max_minutes=budget.max_minutes, threads=budget.threads, workers=budget.workers,
+        device=budget.device, seed=budget.seed, progress=budget.progress, command=command, **recipe)
+    card = train(cfg, records=records, on_epoch=on_epoch)
+    card["recipe"] = recipe
+    return card

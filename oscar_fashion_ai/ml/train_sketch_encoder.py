@@ -102,7 +102,10 @@ def _embed(net, images_uint8, device, amp, batch=256):
     return F.normalize(torch.cat(out), dim=1)
 
 
-def train(cfg: SketchTrainConfig) -> dict:
+def train(cfg: SketchTrainConfig, records=None, on_epoch=None) -> dict:
+    """Train and write the encoder and its card; returns the card. ``records``: the labelled images
+    (:class:`.datasets.Record`) to use instead of reading ``cfg.source`` (their test split is held out);
+    ``on_epoch(epoch, epochs, entry)`` is called after every epoch."""
     started = time.time()
     device = setup(cfg)
     amp = device.type == "cuda"
@@ -112,8 +115,10 @@ def train(cfg: SketchTrainConfig) -> dict:
     backbone, dim, size = meta.get("backbone", "lite0"), int(meta.get("dim", 256)), int(meta.get("image_size", 160))
     net, _ = _load_net(cfg.init_weights or cfg.photo_weights, device, like=meta)
 
-    records = None
-    if cfg.extra_sources:  # labels kept apart per set ("<set>:<label>"), as in train_robust
+    given = records is not None
+    if given:
+        records = list(records)
+    elif cfg.extra_sources:  # labels kept apart per set ("<set>:<label>"), as in train_robust
         records = []
         for src in (cfg.source, *cfg.extra_sources):
             name = Path(src).resolve().name
@@ -211,6 +216,8 @@ def train(cfg: SketchTrainConfig) -> dict:
             sums["top1"] += float(((emb.detach() @ gallery.T).argmax(1) == train_pos[idx_d]).float().mean())
             bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}", top1=f"{sums['top1'] / steps:.3f}")
         history.append({"epoch": epoch + 1, **{k: round(v / max(steps, 1), 5) for k, v in sums.items()}})
+        if on_epoch is not None:
+            on_epoch(epoch + 1, cfg.epochs, history[-1])
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "epoch": epoch + 1, "history": json.dumps(history)}, ckpt_path)
@@ -239,7 +246,8 @@ def train(cfg: SketchTrainConfig) -> dict:
         "model": "Sketch encoder (drawings into the Image2Vec photo space)",
         "architecture": f"{backbone} + GeM pooling + linear {dim}-d, L2-normalised (same as the photo model); "
                         f"initialised from {Path(cfg.init_weights or cfg.photo_weights).name}; photo model frozen",
-        "data": {"source": Path(cfg.source).name, "extra_sources": [Path(x).name for x in cfg.extra_sources],
+        "data": {"source": cfg.source if given else Path(cfg.source).name,
+                 "extra_sources": [Path(x).name for x in cfg.extra_sources],
                  "images": len(records), "labels": labels,
                  "drawings": f"{cfg.variants} synthetic drawings per photo, styles {cfg.styles} (ml/sketches.py)"},
         "split": split_card(train_idx, (test_mask, val_mask)),

@@ -16,6 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--max-minutes", type=float, default=None,
                             help="Training budget: stop after the epoch that passes it (default "
                                  "FASHION_AI['ADAPT_MAX_MINUTES']).")
+        parser.add_argument("--sketch-minutes", type=float, default=None,
+                            help="After installing a photo model: train a sketch encoder for it within this budget, "
+                                 "installed only if it beats the photo model on the store's drawings (default "
+                                 "FASHION_AI['ADAPT_SKETCH_MAX_MINUTES']; 0 skips it).")
         parser.add_argument("--resume", action="store_true", help="Continue an interrupted run from its checkpoint.")
         parser.add_argument("--min-per-category", type=int, default=5,
                             help="Training products a category needs to be trained on (others are left out, and "
@@ -53,7 +57,7 @@ class Command(BaseCommand):
             if opts["rollback"] is not None:
                 result = adaptation.rollback(opts["rollback"] or None, opts["reindex"], reporter)
             else:
-                for name in ("max_minutes", "min_gain"):
+                for name in ("max_minutes", "min_gain", "sketch_minutes"):
                     if opts[name] is not None and opts[name] < 0:
                         raise CommandError(f"--{name.replace('_', '-')} must not be negative")
                 for name in ("min_per_category", "min_products", "min_test"):
@@ -67,7 +71,9 @@ class Command(BaseCommand):
                     min_products=opts["min_products"], min_test=opts["min_test"], min_gain=opts["min_gain"],
                     install=opts["install"], reindex=opts["reindex"], threads=opts["threads"], workers=opts["workers"],
                     seed=opts["seed"], progress=opts["verbosity"] > 0 and not opts["json"], keep_work=opts["keep_work"],
-                    recipe=recipe, command=management_command_line("fashion_adapt", {
+                    recipe=recipe, sketch_minutes=opts["sketch_minutes"],
+                    sketch_recipe={"epochs": opts["epochs"]} if opts["epochs"] else {},
+                    command=management_command_line("fashion_adapt", {
                         k: v for k, v in opts.items() if k not in {"json", "list", "rollback", "install"}}))
                 from django.utils import timezone
 
