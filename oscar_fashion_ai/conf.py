@@ -78,7 +78,8 @@ DEFAULTS: dict[str, object] = {
     # Chosen on half of the test split, confirmed on the other half (README, "Search by sketch").
     "SKETCH_CATEGORY_BOOST": 0.05,
     "SKETCH_RERANK_DEPTH": 20,
-    # Weights file for the sketch-to-photo generator; None uses the generator shipped in the package.
+    # Weights file for the sketch-to-photo generator (`fashion_train_gan`); None: the one `fashion_train_gan --install`
+    # wrote into the package, if any. The package ships none: it lost to the direct pipeline (docs/SKETCH.md).
     "SKETCH_GENERATOR_WEIGHTS": None,
     # Search by photo without a box from the shopper: preset the crop box to the most likely garment region
     # (oscar_fashion_ai.ml.crop, chosen by benchmarks/photo_crop.py; docs/PHOTO_SEARCH.md). False searches the whole

@@ -138,7 +138,7 @@ class Command(BaseCommand):
             self.report("ok", "cache folder", f"{folder} writable (user {user})")
 
     def check_models(self, timeout):
-        from oscar_fashion_ai import embedding
+        from oscar_fashion_ai import conf, embedding
 
         try:
             photo = embedding.get_embedder()
@@ -152,8 +152,12 @@ class Command(BaseCommand):
                                                   "model (train one with `manage.py fashion_train_sketch_encoder`)")
         else:
             self.report("ok", "sketch encoder", f"{drawings.version} ({drawings.runtime})")
+        from oscar_fashion_ai.ml.generator import PACKAGE_GENERATOR
+
         generator = embedding.get_generator()
-        if generator is None:
+        if generator is None and not conf.get("SKETCH_GENERATOR_WEIGHTS") and not PACKAGE_GENERATOR.exists():
+            self.report("ok", "sketch generator", "none (the default: drawings are embedded directly)")
+        elif generator is None:
             self.report("warn", "sketch generator", "cannot be loaded (see the log): sketch search shows the "
                                                     "drawing instead of a generated picture")
         else:
