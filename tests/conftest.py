@@ -175,7 +175,7 @@ def restore_schema():
     yield
     from django.db import connection
 
-    from oscar_fashion_ai import builds
+    from oscar_fashion_ai.indexing import builds
     from oscar_fashion_ai.models import IndexBuild, ProductEmbedding, ProductEmbeddingNext
 
     with connection.cursor() as cursor:

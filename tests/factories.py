@@ -70,7 +70,7 @@ def category_products(name):
 
 def embedding_receivers_paused():
     """The indexing receivers suspended in this thread (the test queues or runs the embedding itself)."""
-    from oscar_fashion_ai import receivers
+    from oscar_fashion_ai.indexing import receivers
 
     return receivers.paused()
 

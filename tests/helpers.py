@@ -3,7 +3,9 @@ client calls them, and the adaptation command as the adaptation tests run it."""
 
 import io
 import json
+import os
 import time
+from pathlib import Path
 
 from django.core.management import call_command
 from django.urls import reverse
@@ -50,7 +52,8 @@ FAST_ADAPT = ["--min-per-category", "3", "--min-products", "10", "--min-test", "
 
 def use_model(path):
     """Install ``path`` into the models folder as the shop's model (what an earlier fashion_adapt would leave)."""
-    from oscar_fashion_ai import embedding, model_store
+    from oscar_fashion_ai import model_store
+    from oscar_fashion_ai.indexing import embedding
 
     version = embedding.load_embedder(path).version
     model_store.add_version(path, version)
@@ -97,3 +100,17 @@ def vector_of(product):
     from oscar_fashion_ai.models import ProductEmbedding
 
     return np.asarray(ProductEmbedding.objects.get(product=product).vector)
+
+
+def postgres_pids(pgdata: Path):
+    """pids of postgres processes serving ``pgdata``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"postgres") and str(pgdata).encode() in cmd:
+                found.append(int(entry))
+    return found

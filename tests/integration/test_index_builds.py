@@ -1,5 +1,6 @@
 """No search gap while a new model's vectors are written: search keeps the model in use until the new index is
-complete, then switches in one transaction (oscar_fashion_ai.builds). Real PostgreSQL, Redis and Celery worker."""
+complete, then switches in one transaction (oscar_fashion_ai.indexing.builds). Real PostgreSQL and Redis; the real
+Celery worker's part is in tests/system/test_index_builds_worker.py."""
 
 import io
 
@@ -7,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import builds, embedding, index
+from oscar_fashion_ai.indexing import builds, embedding, index
 from oscar_fashion_ai.models import ProductEmbedding, ProductEmbeddingNext
 from tests.factories import embedding_receivers_paused
 from tests.helpers import make_catalog

@@ -19,9 +19,10 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import conf, preferences
+from oscar_fashion_ai import conf
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
+from oscar_fashion_ai.personalisation import preferences
 from tests.factories import make_image
 
 pytestmark = pytest.mark.usefixtures("fashion_models")
@@ -297,7 +298,7 @@ def test_an_unwritable_cache_warns_and_still_runs_onnx(tmp_path, tiny_weights, c
 
 
 def test_the_cache_lives_under_the_projects_data_folder_by_default(settings, tmp_path):
-    from oscar_fashion_ai import embedding
+    from oscar_fashion_ai.indexing import embedding
 
     settings.BASE_DIR = tmp_path
     settings.FASHION_AI = {k: v for k, v in settings.FASHION_AI.items() if k not in {"CACHE_DIR", "DATA_DIR"}}

@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import preferences
 from oscar_fashion_ai.ml import interests as im
 from oscar_fashion_ai.ml import recommend_eval, simulation
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent
+from oscar_fashion_ai.personalisation import preferences
 from tests.factories import category_products
 from tests.helpers import first_visit
 

@@ -89,7 +89,7 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
     url = reverse("fashion-ai-dashboard:fashion-ai-index")
     html = admin.get(url).content.decode()
     assert "tiny-gen" in html and 'id="fashion-ai-sketch-problem"' not in html  # the test generator's version
-    from oscar_fashion_ai import embedding
+    from oscar_fashion_ai.indexing import embedding
 
     assert embedding.get_sketch_embedder().version in html  # the encoder
     assert "+0.05 similarity among the 20 nearest" in html  # the default category re-ranking

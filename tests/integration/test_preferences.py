@@ -10,10 +10,10 @@ from django.urls import reverse
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import preferences
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.ml.preference import fold
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
+from oscar_fashion_ai.personalisation import preferences
 from tests.factories import category_products
 from tests.helpers import first_visit, vector_of
 

@@ -11,7 +11,6 @@
 import contextlib
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,8 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import embedding, tasks
+from oscar_fashion_ai import tasks
+from oscar_fashion_ai.indexing import embedding
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
 from tests.factories import slow_decoding_photo
 from tests.helpers import first_visit
@@ -31,9 +31,7 @@ pytestmark = pytest.mark.usefixtures("fashion_models")
 
 Product = get_model("catalogue", "Product")
 ProductImage = get_model("catalogue", "ProductImage")
-ROOT = Path(__file__).resolve().parents[2]
 DEAD_BROKER = "redis://127.0.0.1:1/0"
-WORKER_APP_NAME = "fashion-test-worker"  # tells the worker subprocesses' database connections apart
 
 
 

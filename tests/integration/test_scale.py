@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import embedding, hnsw, search
+from oscar_fashion_ai import search
+from oscar_fashion_ai.indexing import embedding, hnsw
 from oscar_fashion_ai.models import ProductEmbedding
 
 pytestmark = pytest.mark.usefixtures("fashion_models")

@@ -9,7 +9,7 @@ from django.urls import reverse
 from oscar.core.loading import get_model
 from PIL import Image
 
-from oscar_fashion_ai import embedding
+from oscar_fashion_ai.indexing import embedding
 from oscar_fashion_ai.models import ProductEmbedding
 from tests.factories import make_image
 

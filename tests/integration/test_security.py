@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import preferences
 from oscar_fashion_ai.models import IndexRun, PreferenceEvent, ProductEmbedding
+from oscar_fashion_ai.personalisation import preferences
 from tests.factories import make_image
 from tests.helpers import first_visit
 from tests.hostile import bomb_png, diff_counts, encode, png_claiming, row_counts, strip_png
@@ -225,7 +225,7 @@ def test_long_thin_images_are_refused_before_padding(client, indexed_catalog, se
     ok = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(strip_png(100, 390))})
     assert ok.status_code == 200  # an ordinary (if narrow) image is still fine
     # The indexing worker records such a product image as a permanent failure.
-    from oscar_fashion_ai import embedding
+    from oscar_fashion_ai.indexing import embedding
 
     product = indexed_catalog[0]
     image = product.images.get()
@@ -328,7 +328,7 @@ def test_pickled_weights_are_refused_and_never_executed(tmp_path, settings):
 
 
 def test_checksum_mismatch_is_refused_with_a_clear_error(tmp_path, tiny_weights, settings, client, caplog):
-    from oscar_fashion_ai import embedding
+    from oscar_fashion_ai.indexing import embedding
     from oscar_fashion_ai.ml import embedder
 
     tampered = tmp_path / "tampered.safetensors"

@@ -50,7 +50,7 @@ def test_float16_weights_give_the_float32_vectors(tiny_weights, tmp_path):
 
 
 def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_encoder, tmp_path, caplog):
-    from oscar_fashion_ai import embedding
+    from oscar_fashion_ai.indexing import embedding
 
     assert embedding.get_sketch_embedder().path == tiny_sketch_encoder
     # an encoder trained for another photo model: refused, logged, drawings go through the photo model
@@ -101,8 +101,9 @@ def test_query_expansion_moves_the_query_towards_its_neighbours():
 def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, settings, tiny_weights, tmp_path):
     from django.urls import reverse
 
-    from oscar_fashion_ai import embedding, search
+    from oscar_fashion_ai import search
     from oscar_fashion_ai.catalog_import import CatalogImporter
+    from oscar_fashion_ai.indexing import embedding
     from oscar_fashion_ai.ml import sketch_pipeline as sp
 
     CatalogImporter(stdout_progress=False).run(csv_dataset)

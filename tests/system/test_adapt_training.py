@@ -10,7 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import adaptation, builds, embedding, model_store
+from oscar_fashion_ai import adaptation, model_store
+from oscar_fashion_ai.indexing import builds, embedding
 from oscar_fashion_ai.ml import datasets
 from oscar_fashion_ai.models import AdaptationRun
 from tests.helpers import adapt, installed, make_store, store_p_at_5, use_model, wait_for

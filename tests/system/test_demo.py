@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import postgres_pids
+
 pytestmark = pytest.mark.usefixtures("fashion_models")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,18 +25,6 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _postgres_for(pgdata: Path):
-    """pids of postgres processes serving ``pgdata``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"postgres") and str(pgdata).encode() in cmd:
-                found.append(int(entry))
-    return found
 
 
 def _get(port, path):
@@ -81,7 +71,7 @@ def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_datas
             time.sleep(1)
         status, html = _get(port, "/catalogue/")
         assert status == 200 and "<strong>12</strong>" in html  # the 12 readable products are listed
-        assert _postgres_for(var / "pgdata")
+        assert postgres_pids(var / "pgdata")
         deadline = time.monotonic() + 240
         while "Fashion AI: embedded batch of" not in (tmp_path / "demo.log").read_text():
             assert time.monotonic() < deadline, "the demo's worker indexed nothing within 240 s"
@@ -93,9 +83,9 @@ def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_datas
             proc.wait(90)
     assert proc.returncode == 0, (tmp_path / "demo.log").read_text()[-3000:]
     deadline = time.monotonic() + 20
-    while _postgres_for(var / "pgdata") and time.monotonic() < deadline:
+    while postgres_pids(var / "pgdata") and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _postgres_for(var / "pgdata"), "PostgreSQL was left running after Ctrl-C"
+    assert not postgres_pids(var / "pgdata"), "PostgreSQL was left running after Ctrl-C"
     # Quiet logs: one line per batch (no second handler printing it again), none of the ONNX exporter's warnings.
     text = (tmp_path / "demo.log").read_text()
     batches = len(re.findall(r"Task oscar_fashion_ai\.embed_products\[[^\]]+\] succeeded", text))
@@ -125,16 +115,16 @@ def test_sigterm_stops_the_embedded_database(tmp_path, var):
                 pass
             assert time.monotonic() < deadline, "runserver did not serve within 180 s"
             time.sleep(1)
-        assert _postgres_for(var / "pgdata")
+        assert postgres_pids(var / "pgdata")
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
     deadline = time.monotonic() + 30
-    while _postgres_for(var / "pgdata") and time.monotonic() < deadline:
+    while postgres_pids(var / "pgdata") and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _postgres_for(var / "pgdata"), "PostgreSQL was left running after SIGTERM"
+    assert not postgres_pids(var / "pgdata"), "PostgreSQL was left running after SIGTERM"
 
 
 def test_handle_list_is_pruned_and_repaired(tmp_path):

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import builds, embedding
+from oscar_fashion_ai.indexing import builds, embedding
 from oscar_fashion_ai.models import IndexBuild, ProductEmbedding, ProductEmbeddingNext
 from tests.factories import embedding_receivers_paused
 from tests.helpers import make_catalog, photo_search, similar, wait_for

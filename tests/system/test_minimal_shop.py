@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import postgres_pids
+
 pytestmark = pytest.mark.usefixtures("fashion_models")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +32,6 @@ def _run(args, cwd, env, timeout=600):
     return proc
 
 
-def _postgres_for(pgdata: Path):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"postgres") and str(pgdata).encode() in cmd:
-                found.append(int(entry))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +159,9 @@ def test_minimal_shop_from_the_wheel_indexes_searches_and_recommends(shop):
     assert again["admin"]["offered"] and again["admin"]["post"] == 302 and again["admin"]["queued"]
 
     deadline = time.monotonic() + 20
-    while _postgres_for(pgdata) and time.monotonic() < deadline:
+    while postgres_pids(pgdata) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _postgres_for(pgdata), "the shop's embedded PostgreSQL was left running"
+    assert not postgres_pids(pgdata), "the shop's embedded PostgreSQL was left running"
 
 
 def _readme_install_section():

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import preferences
 from oscar_fashion_ai.catalog_import import CatalogImporter
 from oscar_fashion_ai.models import CustomerPreference
+from oscar_fashion_ai.personalisation import preferences
 from tests.factories import category_products
 from tests.helpers import first_visit, vector_of
 

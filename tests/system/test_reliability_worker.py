@@ -24,26 +24,17 @@ from django.core.files.base import ContentFile
 from django.db import connection
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import embedding, receivers, tasks
+from oscar_fashion_ai import tasks
+from oscar_fashion_ai.indexing import embedding, receivers
 from oscar_fashion_ai.models import ProductEmbedding
 from tests.factories import slow_decoding_photo
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("fashion_models")
 
-Product = get_model("catalogue", "Product")
 ProductImage = get_model("catalogue", "ProductImage")
 ROOT = Path(__file__).resolve().parents[2]
-DEAD_BROKER = "redis://127.0.0.1:1/0"
 WORKER_APP_NAME = "fashion-test-worker"  # tells the worker subprocesses' database connections apart
-
-
-def wait_for(predicate, timeout=60.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 class WorkerProcess:

@@ -13,9 +13,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from . import conf
-from .ml import preprocessing
-from .ml.embedder import Embedder, ModelUnavailable
+from .. import conf
+from ..ml import preprocessing
+from ..ml.embedder import Embedder, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _stamp(path: Path):
 
 def load_embedder(path) -> Embedder:
     """The process-wide embedder for one weights file (None: the package's), loaded on first use."""
-    from .ml.embedder import PACKAGE_WEIGHTS
+    from ..ml.embedder import PACKAGE_WEIGHTS
 
     path = Path(path) if path else PACKAGE_WEIGHTS
     key = (str(path), _stamp(path), conf.get("TORCH_THREADS"), conf.cache_dir())
@@ -64,7 +64,7 @@ def load_embedder(path) -> Embedder:
 def configured_embedder() -> Embedder:
     """The photo model the shop is configured to use (``EMBEDDER_WEIGHTS``, else the one installed in
     ``MODELS_DIR`` by ``fashion_adapt``, else the package's): the model the next index build uses."""
-    from . import model_store
+    from .. import model_store
 
     return load_embedder(model_store.configured_weights())
 
@@ -94,8 +94,8 @@ def get_embedder() -> Embedder:
 
     That is the configured model, except while the index holds another model's vectors (a new model's vectors are
     being written, or have not been requested yet): then it is the model that made the index, so that search keeps
-    answering until the switch (see ``oscar_fashion_ai.builds``). A configured model that cannot be loaded raises
-    :class:`ModelUnavailable` (search is off with the reason)."""
+    answering until the switch (see ``oscar_fashion_ai.indexing.builds``). A configured model that cannot be
+    loaded raises :class:`ModelUnavailable` (search is off with the reason)."""
     configured = configured_embedder()
     state = _index_state()
     active = state.active if state is not None else None
@@ -113,7 +113,7 @@ def get_generator():
     """The process-wide sketch generator, loaded on first use; None (with one logged error per process and
     weights file) when it cannot be loaded: sketch search then embeds the drawing directly."""
     global _generator, _generator_key
-    from .ml.generator import GeneratorUnavailable, SketchGenerator
+    from ..ml.generator import GeneratorUnavailable, SketchGenerator
 
     key = (conf.get("SKETCH_GENERATOR_WEIGHTS"), conf.get("TORCH_THREADS"))
     if _generator_key != key:
@@ -134,8 +134,8 @@ def get_sketch_embedder() -> Embedder:
     """The network that embeds drawings: the sketch encoder made for the configured photo model, or (when
     there is none, it cannot be loaded, or it belongs to another photo model; logged once) the photo model."""
     global _sketch, _sketch_key, _sketch_notice
-    from . import model_store
-    from .ml.embedder import PACKAGE_SKETCH_WEIGHTS
+    from .. import model_store
+    from ..ml.embedder import PACKAGE_SKETCH_WEIGHTS
 
     photo = get_embedder()
     configured = conf.get("SKETCH_ENCODER_WEIGHTS") or model_store.sketch_encoder_for(photo.sha256)
@@ -148,7 +148,7 @@ def get_sketch_embedder() -> Embedder:
                 path = Path(configured or PACKAGE_SKETCH_WEIGHTS)
                 if configured or path.exists():
                     try:
-                        from .ml import weights
+                        from ..ml import weights
 
                         pairs_with = weights.read_metadata(path).get("pairs_with") if path.exists() else None
                         if path.exists() and pairs_with != photo.sha256:
@@ -186,7 +186,7 @@ def model_info():
 
 def stored_dimensions() -> int | None:
     """Dimension of the vector column as it is in the database."""
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -203,7 +203,7 @@ class IndexMismatch(RuntimeError):
 
 def check_index(info=None):
     """Raise :class:`IndexMismatch` with a clear message when searching would compare apples and pears."""
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     info = info or model_info()
     dims = stored_dimensions()
@@ -223,7 +223,7 @@ def check_index(info=None):
 
 def ensure_dimensions(dim: int) -> bool:
     """Resize the vector column (and rebuild its HNSW index) for ``dim``-d vectors. Returns True if changed."""
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     if stored_dimensions() == dim:
         return False
@@ -236,7 +236,7 @@ def ensure_dimensions(dim: int) -> bool:
         cursor.execute(f"ALTER TABLE {table} ALTER COLUMN vector TYPE vector({int(dim)})")
         from . import hnsw
 
-        cursor.execute(  # graph parameters for the catalog size (oscar_fashion_ai.hnsw)
+        cursor.execute(  # graph parameters for the catalog size (oscar_fashion_ai.indexing.hnsw)
             f"CREATE INDEX fashion_ai_embedding_hnsw ON {table} USING hnsw (vector vector_cosine_ops) "
             + hnsw.with_clause(hnsw.catalog_size(max_age=0))
         )
@@ -262,8 +262,8 @@ def _read(image) -> bytes:
 def _write_target():
     """(embedder, table, build): where vectors written now go. During an index build: the build's model and the
     second table; otherwise the model in use and the table search reads (recording that model on first use)."""
+    from ..models import ProductEmbedding, ProductEmbeddingNext
     from . import builds
-    from .models import ProductEmbedding, ProductEmbeddingNext
 
     state = builds.state()
     if state.building is not None:
@@ -279,8 +279,8 @@ def _write_target():
 
 def _still_valid(table, build, version) -> bool:
     """Under the writers' lock: the batch's table still takes vectors of ``version``."""
+    from ..models import ProductEmbedding
     from . import builds
-    from .models import ProductEmbedding
 
     state = builds.state()
     if build is not None:
@@ -294,7 +294,7 @@ def embed_products(product_ids, force: bool = False, _retry: bool = True) -> dic
     Returns counts: indexed, skipped (unchanged), failed (permanent: no/corrupt/missing image).
     Transient errors (database, storage I/O) propagate so that the Celery task retries.
     During an index build the vectors go to the build's table, and the last batch switches search over
-    (``oscar_fashion_ai.builds``).
+    (``oscar_fashion_ai.indexing.builds``).
     """
     from . import builds
 
@@ -369,8 +369,8 @@ def embed_products(product_ids, force: bool = False, _retry: bool = True) -> dic
 def mark_pending(product_ids):
     """Record that products need (re)indexing, so a sweep finds them even if no task ever runs. During an index
     build the build's rows are marked (search keeps the current vectors until the switch)."""
+    from ..models import ProductEmbedding, ProductEmbeddingNext
     from . import builds
-    from .models import ProductEmbedding, ProductEmbeddingNext
 
     Product = get_model("catalogue", "Product")
     ids = list(Product.objects.filter(pk__in=list(product_ids)).values_list("pk", flat=True))

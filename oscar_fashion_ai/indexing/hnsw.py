@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from . import conf
+from .. import conf
 
 #: Name of the plugin's HNSW index (migration 0001).
 INDEX_NAME = "fashion_ai_embedding_hnsw"
@@ -168,7 +168,7 @@ def catalog_size(alias: str = DEFAULT_DB_ALIAS, max_age: float = 300.0) -> int:
     cached = _sizes.get(alias)
     if cached and now - cached[0] < max_age:
         return cached[1]
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [ProductEmbedding._meta.db_table])
@@ -208,7 +208,7 @@ def tune_index(alias: str = DEFAULT_DB_ALIAS, rows: int | None = None, force: bo
     """Rebuild the HNSW index with the parameters for ``rows`` vectors (default: the live catalog size) when the
     live index has others (or ``force``). Outside a transaction the rebuild is ``REINDEX INDEX CONCURRENTLY``:
     searches keep using the old index until the new one is ready. Returns what was done."""
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     connection = connections[alias]
     if rows is None:

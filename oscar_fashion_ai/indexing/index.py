@@ -15,7 +15,7 @@ class BrokerUnavailable(RuntimeError):
 
 
 def _models():
-    from .models import IndexRun, ProductEmbedding
+    from ..models import IndexRun, ProductEmbedding
 
     return get_model("catalogue", "Product"), ProductEmbedding, IndexRun
 
@@ -50,7 +50,8 @@ def model_status():
 
 def sketch_status() -> dict:
     """What search by sketch runs: the configured pipeline, the one in effect, and the generator (or why not)."""
-    from . import conf, embedding
+    from .. import conf
+    from . import embedding
 
     configured = conf.get("SKETCH_PIPELINE")
     generator = embedding.get_generator()
@@ -74,8 +75,8 @@ def sketch_status() -> dict:
 def products_needing_index(scope: str = "stale", category_slug: str | None = None):
     """Product ids to (re)index for ``scope`` in {"all", "stale", "failed"}: during an index build, those of the
     build (its rows pending or missing, or failed), otherwise those of the index search reads."""
+    from ..models import ProductEmbeddingNext
     from . import builds
-    from .models import ProductEmbeddingNext
 
     Product, ProductEmbedding, _ = _models()
     if scope not in {"all", "stale", "failed"}:
@@ -211,7 +212,7 @@ def index_stats() -> dict:
 
 def request_reindex(scope: str = "stale", requested_by: str = "", product_ids=None, category_slug=None) -> int:
     """Queue reindex work on the broker. Returns the number of products queued."""
-    from . import publishing
+    from .. import publishing
 
     _, _, IndexRun = _models()
     ids, force, build = prepare_reindex(scope, category_slug, product_ids, requested_by)

@@ -18,9 +18,9 @@ from django.db.models import Count
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from . import conf, publishing, search
-from .ml import interests as interest_model
-from .ml.preference import fold
+from .. import conf, publishing, search
+from ..ml import interests as interest_model
+from ..ml.preference import fold
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "fashion_ai_shopper"
@@ -64,7 +64,7 @@ def _half_life_seconds() -> float:
 
 def record_event(owner: Owner, product_id: int, kind: str, when=None):
     """Store one event and (after commit) queue the vector update. Never raises into the request."""
-    from .models import PreferenceEvent
+    from ..models import PreferenceEvent
 
     weights = conf.get("PREFERENCE_WEIGHTS")
     if kind not in weights:
@@ -76,7 +76,7 @@ def record_event(owner: Owner, product_id: int, kind: str, when=None):
 
 def apply_pending(owner: Owner):
     """Fold the owner's unapplied events into their preference vector (idempotent, concurrency-safe)."""
-    from .models import CustomerPreference, PreferenceEvent, ProductEmbedding
+    from ..models import CustomerPreference, PreferenceEvent, ProductEmbedding
 
     with transaction.atomic():
         lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
@@ -148,7 +148,7 @@ def product_keys(product_ids) -> dict:
 
 def rebuild(owner: Owner):
     """Recompute the owner's vector from all their events."""
-    from .models import CustomerPreference, PreferenceEvent
+    from ..models import CustomerPreference, PreferenceEvent
 
     lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
     with transaction.atomic():
@@ -159,7 +159,7 @@ def rebuild(owner: Owner):
 
 def merge_into_user(shopper_key: str, user_id: int):
     """After login: the anonymous shopper's events become the user's, and the user's vector is rebuilt."""
-    from .models import CustomerPreference, PreferenceEvent
+    from ..models import CustomerPreference, PreferenceEvent
 
     with transaction.atomic():
         moved = PreferenceEvent.objects.filter(shopper_key=shopper_key, user__isnull=True).update(
@@ -171,7 +171,7 @@ def merge_into_user(shopper_key: str, user_id: int):
 
 
 def forget(owner: Owner):
-    from .models import CustomerPreference, PreferenceEvent
+    from ..models import CustomerPreference, PreferenceEvent
 
     lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
     with transaction.atomic():
@@ -180,7 +180,7 @@ def forget(owner: Owner):
 
 
 def get_preference(owner: Owner | None):
-    from .models import CustomerPreference
+    from ..models import CustomerPreference
 
     if owner is None:
         return None

@@ -44,7 +44,7 @@ class State:
 
 
 def _models():
-    from .models import IndexBuild, ProductEmbedding, ProductEmbeddingNext
+    from ..models import IndexBuild, ProductEmbedding, ProductEmbeddingNext
 
     return IndexBuild, ProductEmbedding, ProductEmbeddingNext
 
@@ -92,8 +92,8 @@ def snapshot_weights(path: Path, sha256: str) -> Path:
     """Where a model in use keeps its weights: the package's own file is copied into the models folder first (a
     package upgrade replaces it in place, and search must keep embedding queries with the model that made the
     index); any other file stays where it is."""
-    from . import model_store
-    from .ml.embedder import PACKAGE_WEIGHTS
+    from .. import model_store
+    from ..ml.embedder import PACKAGE_WEIGHTS
 
     path = Path(path)
     if path.resolve().parent != PACKAGE_WEIGHTS.resolve().parent:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import conf
-from .ml import interests as interest_model
-from .ml import recommend_eval, simulation
+from .. import conf
+from ..ml import interests as interest_model
+from ..ml import recommend_eval, simulation
 
 STUDIO_ENV = "FASHION_AI_STUDIO_DATASET"
 ATTRIBUTES = ("label", "colour", "usage", "sub_category", "master_category")
@@ -36,7 +36,7 @@ def cc0_catalog(embedder):
     """(vectors, categories, colour tones) of the store's indexed products (the CC0 catalog in the demo)."""
     from PIL import Image
 
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     rows = list(ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
                 .select_related("image").prefetch_related("product__categories").order_by("product_id"))
