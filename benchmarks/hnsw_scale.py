@@ -16,7 +16,7 @@ Every row also gets a random category (one of --categories, independent of the v
 keeps ~1/categories of the candidates).
 
 Index and query settings default to `auto`: what the plugin chooses for a catalog of --rows products
-(`oscar_fashion_ai.hnsw`, the same functions `fashion_reindex --tune-index` and every search use). `--ef-search`
+(`oscar_fashion_ai.indexing.hnsw`, the same functions `fashion_reindex --tune-index` and every search use). `--ef-search`
 takes numbers and `auto` (the plugin's per-query choice for k and the filter). `--index-type halfvec` indexes
 the vectors as half precision (an expression index on `v::halfvec`; the table keeps float32).
 
@@ -238,7 +238,7 @@ def ensure_shared_buffers(args, sizes):
     written with ALTER SYSTEM and the server restarted; on another server it is only reported. Returns the value."""
     from django.db import connection
 
-    from oscar_fashion_ai import hnsw
+    from oscar_fashion_ai.indexing import hnsw
     from shop import embedded_db
 
     with connection.cursor() as cur:
@@ -279,7 +279,7 @@ def measure_size(args, rows):
     from django.db import connection
     from pgvector.psycopg import register_vector
 
-    from oscar_fashion_ai import hnsw
+    from oscar_fashion_ai.indexing import hnsw
 
     t = time.perf_counter()
     data, cats, queries, query_cats, vectors = vectors_and_queries(args, rows)

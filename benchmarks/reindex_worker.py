@@ -31,7 +31,7 @@ def main():
     from django.conf import settings
     from oscar.core.loading import get_model
 
-    from oscar_fashion_ai import embedding, index
+    from oscar_fashion_ai.indexing import embedding, index
     from oscar_fashion_ai.models import ProductEmbedding
 
     settings.FASHION_AI = {**settings.FASHION_AI, "QUEUE": "fashion-bench"}

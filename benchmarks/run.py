@@ -1,4 +1,4 @@
-"""Every number of README's Results table in one reproducible report.
+"""Every number of the Results table (README's summary, docs/BENCHMARKS.md in full) in one reproducible report.
 
     python benchmarks/run.py [--quick] [--gpu] [--out DIR] [--only quality,speed,scale | --skip ...]
                              [--sizes 10000,100000,1000000] [--ef-search auto,40,100,200,400]
@@ -18,13 +18,11 @@ and homepage-freshness jobs start their own Celery workers). Each measurement ru
            (iterative_scan off / relaxed_order), for each ef_search (auto: the plugin's choice for the size)
 
 Writes to --out (default benchmarks/results/; --quick: benchmarks/results/quick/): each job's JSON,
-logs/<job>.log, report.json, report.md (the Results table, pasteable into README) and PNG plots. A failing job is
+logs/<job>.log, report.json, report.md (the Results table of docs/BENCHMARKS.md) and PNG plots. A failing job is
 recorded in the report and the other jobs still run; the exit status is 1 if any stage failed (130 if interrupted).
 
-Profiles (2-core development machine; see README "Benchmarks"): --quick (a 500-product reindex, 10k vectors,
-fewer requests and shoppers) took 2.2 minutes on an idle machine and 4.5 on a busy one; the default (3 full
-reindexes, 10k/100k/1M vectors) is estimated at 20-25 minutes from its stages run at reduced size (the 1M-vector
-HNSW build alone took 405 s).
+Profiles: --quick (a 500-product reindex, 10k vectors, fewer requests and shoppers) and the default (3 full
+reindexes, 10k/100k/1M vectors); their measured run times are in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -304,7 +302,7 @@ def main(argv=None):
     ]
     if "scale" in args.stages and not args.sizes and not args.quick:
         notes.append("Scale sizes 10k/100k/1M: a 1M-vector HNSW build fits the 40-minute budget on 2 cores "
-                     "(see README 'Benchmarks'); pass --sizes to change them.")
+                     "(see docs/BENCHMARKS.md); pass --sizes to change them.")
     report = {
         "benchmark": "report", "date": date, "machine": machine(), "command": command, "profile": profile,
         "options": {"quick": args.quick, "gpu": args.gpu, "stages": args.stages, "sizes": args.sizes,

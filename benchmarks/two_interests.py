@@ -30,7 +30,7 @@ def main():
     from django.test.utils import setup_test_environment
     from oscar.core.loading import get_model
 
-    from oscar_fashion_ai import preferences
+    from oscar_fashion_ai.personalisation import preferences
 
     setup_test_environment()
     Product = get_model("catalogue", "Product")

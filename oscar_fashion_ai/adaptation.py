@@ -8,7 +8,7 @@ catalog" task).
 3. The candidate and the model in use are measured on the test-split products the same way (P@5 with the whole
    catalog as gallery, query excluded, relevant = same first category), side by side with standard errors.
 4. Only a better candidate is installed into ``FASHION_AI["MODELS_DIR"]`` (every version kept, the pointer replaced
-   in one rename), and the catalog is reindexed with no gap in search (:mod:`oscar_fashion_ai.builds`).
+   in one rename), and the catalog is reindexed with no gap in search (:mod:`oscar_fashion_ai.indexing.builds`).
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
     """Adapt, measure, and install a better candidate. Returns the outcome (``installed``: True/False, metrics).
     Raises :class:`AdaptError` for a store that cannot be adapted; the model in use is never touched unless the
     candidate is better and fully written."""
-    from . import builds, embedding
+    from .indexing import builds, embedding
     from .ml import adaptation, datasets
 
     started = time.time()
@@ -374,7 +374,7 @@ def install(candidate_path: Path, version: str, card: dict, result: dict) -> Pat
 
 def reindex(mode: str, reporter: Reporter, requested_by: str) -> str:
     """Index the catalog with the newly configured model; search keeps the model in use until it is complete."""
-    from . import index
+    from .indexing import index
 
     if mode == "none":
         text = ("Not reindexed (--reindex none): search keeps the model in use until `fashion_reindex` builds the new "
@@ -437,7 +437,7 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
     """Train a sketch encoder for the newly installed photo model, measure it against drawings embedded by the photo
     model itself (what search by sketch does without one) on the store's test split, and install it into the
     models folder's sketch/ only if it is better. A failure here never touches the photo model just installed."""
-    from . import embedding
+    from .indexing import embedding
     from .ml import adaptation, datasets
 
     reporter.stage("Training a sketch encoder for the new photo model", 0.91)
@@ -494,7 +494,7 @@ def sketch_notice() -> str:
 
 def rollback(version: str | None, reindex_mode: str, reporter: Reporter) -> dict:
     """Point the models folder back at an installed version (default: the previous one), then reindex with no gap."""
-    from . import builds, embedding
+    from .indexing import builds, embedding
 
     if conf.get("EMBEDDER_WEIGHTS"):
         raise AdaptError("FASHION_AI['EMBEDDER_WEIGHTS'] is set, so the models folder is not used: change that setting "

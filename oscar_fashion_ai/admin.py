@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from oscar.core.loading import get_model
 
-from . import index
+from .indexing import index
 from .models import IndexRun, ProductEmbedding
 
 

@@ -97,7 +97,7 @@ def search_index_paused():
     """Pause haystack's per-save index updates during a bulk import (we update in batches afterwards)."""
     from django.apps import apps
 
-    from . import receivers
+    from .indexing import receivers
 
     config = apps.get_app_config("haystack") if apps.is_installed("haystack") else None
     processor = getattr(config, "signal_processor", None)
@@ -184,7 +184,7 @@ class CatalogImporter:
         update_search_index(imported)
         if self.changed_ids:
             from . import publishing
-            from .embedding import mark_pending
+            from .indexing.embedding import mark_pending
 
             mark_pending(self.changed_ids)
             transaction.on_commit(lambda ids=list(self.changed_ids): publishing.enqueue_embedding_quietly(ids))

@@ -112,7 +112,7 @@ def check_install_settings(app_configs=None, **kwargs):
 def check_scale_settings(app_configs=None, **kwargs):
     from django.conf import settings
 
-    from .hnsw import MAX_EF_SEARCH, MAX_M, parse_size
+    from .indexing.hnsw import MAX_EF_SEARCH, MAX_M, parse_size
 
     errors = []
     for name, low, high in (("HNSW_M", 2, MAX_M), ("HNSW_EF_CONSTRUCTION", 4, 1000),
@@ -157,7 +157,7 @@ def check_index_for_catalog_size(app_configs=None, databases=None, **kwargs):
     """With ``manage.py check --database default``: the live HNSW index and ef_search against the catalog's band."""
     from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-    from . import hnsw
+    from .indexing import hnsw
 
     if not databases or DEFAULT_DB_ALIAS not in databases:
         return []

@@ -140,11 +140,11 @@ DEFAULTS: dict[str, object] = {
     # read replica; None = "default". Add "oscar_fashion_ai.routers.SearchRouter" to DATABASE_ROUTERS.
     "SEARCH_DATABASE": None,
     # HNSW graph parameters used when the index is (re)built (`fashion_reindex --tune-index`, `--all --sync`,
-    # a dimension change). None = chosen from the catalog size by the measured bands in oscar_fashion_ai.hnsw.
+    # a dimension change). None = chosen from the catalog size by the measured bands in oscar_fashion_ai.indexing.hnsw.
     "HNSW_M": None,
     "HNSW_EF_CONSTRUCTION": None,
     # hnsw.ef_search of a 10-result query without a category filter. None = chosen from the catalog size (the
-    # bands of oscar_fashion_ai.hnsw); either way it is raised for more results and for filtered queries.
+    # bands of oscar_fashion_ai.indexing.hnsw); either way it is raised for more results and for filtered queries.
     "HNSW_EF_SEARCH": None,
     # hnsw.max_scan_tuples: how far an iterative scan may walk the graph to fill a filtered query. None = chosen
     # from the catalog size.

@@ -9,8 +9,8 @@ from django.utils.translation import gettext_lazy as _
 from pgvector.django import HnswIndex, VectorField
 
 #: Dimension of the vector column as created by the first migration. A model with another
-#: dimension is detected by ``oscar_fashion_ai.index.check_index`` and ``fashion_reindex --all``
-#: resizes the column (see ``oscar_fashion_ai.index.ensure_dimensions``).
+#: dimension is detected by ``oscar_fashion_ai.indexing.index.check_index`` and ``fashion_reindex --all``
+#: resizes the column (see ``oscar_fashion_ai.indexing.index.ensure_dimensions``).
 EMBEDDING_DIMENSIONS = 256
 
 
@@ -19,7 +19,7 @@ class EmbeddingRow(models.Model):
     and the one a new model's vectors are written into meanwhile (:class:`ProductEmbeddingNext`).
 
     The two tables must stay alike column for column: the switch to a new model renames one into the other
-    (``oscar_fashion_ai.builds.activate``). Add or change columns here, never on one of the two classes."""
+    (``oscar_fashion_ai.indexing.builds.activate``). Add or change columns here, never on one of the two classes."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -77,8 +77,8 @@ class ProductEmbedding(EmbeddingRow):
 class ProductEmbeddingNext(EmbeddingRow):
     """Vectors of the model being indexed (an :class:`IndexBuild` in state ``building``), written while search
     keeps reading :class:`ProductEmbedding`; empty otherwise. When every product has its row, the two tables swap
-    names in one transaction (``oscar_fashion_ai.builds``). Its vector column takes the new model's dimension and
-    its HNSW index the served index's parameters when a build starts."""
+    names in one transaction (``oscar_fashion_ai.indexing.builds``). Its vector column takes the new model's
+    dimension and its HNSW index the served index's parameters when a build starts."""
 
     product = models.OneToOneField("catalogue.Product", on_delete=models.CASCADE, related_name="+",
                                    verbose_name=_("product"))

@@ -12,7 +12,8 @@ from django.db.models import Exists, OuterRef
 from oscar.core.loading import get_model
 from pgvector.django import CosineDistance
 
-from . import conf, embedding, hnsw, routers
+from . import conf, routers
+from .indexing import embedding, hnsw
 
 logger = logging.getLogger(__name__)
 

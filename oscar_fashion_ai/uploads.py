@@ -13,7 +13,7 @@ class BadUpload(ValueError):
 
 
 def _decode_size() -> int:
-    from . import embedding
+    from .indexing import embedding
 
     try:
         return embedding.model_info().image_size

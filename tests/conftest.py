@@ -1,36 +1,30 @@
-import io
-import json
-import random
+"""Fixtures shared by every test.
 
-import numpy as np
+The tests live in three folders: ``unit/`` (no database), ``integration/`` (the test database, Django's test client,
+Redis without a worker) and ``system/`` (real Celery workers, headless Chromium, CPU training, subprocesses such as an
+embedded PostgreSQL or pip). Every test under ``system/`` is marked ``system`` here, so ``pytest -m "not system"`` is
+the fast loop; ``python -m pytest`` runs everything. Test data: tests/factories.py; helpers: tests/helpers.py.
+
+The small networks (``tiny_weights`` and friends) are built once per session, and only for tests that ask for them:
+``fashion_models`` points the plugin's settings at them, ``indexed_catalog`` is the imported and indexed CSV catalog.
+"""
+
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
-from PIL import Image
 
-COLOURS = {"Shirt": (200, 30, 30), "Pants": (30, 30, 200), "Shoes": (30, 160, 30)}
+from tests.factories import COLOURS, make_image
+
+SYSTEM = Path(__file__).resolve().parent / "system"
 
 
-def make_image(kind: str, seed: int, size=(96, 128), fmt="JPEG") -> bytes:
-    """A small synthetic 'product photo': a coloured silhouette per category on a light background."""
-    rng = random.Random(seed)
-    img = Image.new("RGB", size, (235 + rng.randint(0, 20), 235, 235))
-    from PIL import ImageDraw
-
-    draw = ImageDraw.Draw(img)
-    colour = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in COLOURS.get(kind, (120, 120, 120)))
-    w, h = size
-    if kind == "Shirt":
-        draw.rectangle([w * 0.25, h * 0.2, w * 0.75, h * 0.85], fill=colour)
-        draw.rectangle([w * 0.05, h * 0.2, w * 0.95, h * 0.4], fill=colour)
-    elif kind == "Pants":
-        draw.rectangle([w * 0.3, h * 0.1, w * 0.48, h * 0.95], fill=colour)
-        draw.rectangle([w * 0.52, h * 0.1, w * 0.7, h * 0.95], fill=colour)
-        draw.rectangle([w * 0.3, h * 0.1, w * 0.7, h * 0.3], fill=colour)
-    else:
-        draw.ellipse([w * 0.1, h * 0.55, w * 0.9, h * 0.85], fill=colour)
-    buf = io.BytesIO()
-    img.save(buf, fmt)
-    return buf.getvalue()
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SYSTEM in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture
@@ -97,16 +91,104 @@ def tiny_sketch_encoder(tmp_path_factory, tiny_weights):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _fashion_settings(settings, tiny_weights, tiny_generator, tiny_sketch_encoder, tmp_path_factory):
-    import os
+def _save_like_a_trained_model(model, path, meta):
+    from oscar_fashion_ai.ml import backbones, weights
 
-    # One ONNX cache for the whole run (the subprocess workers get it through the environment).
+    digest = weights.save(model, path, meta | backbones.model_meta(model))
+    path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_weights(tmp_path_factory):
+    """A second small model that makes 128-d vectors (another seed, another dimension): a new model to switch to."""
+    from oscar_fashion_ai.ml import backbones
+
+    torch.manual_seed(7)
+    model = backbones.build("lite0", dim=128, image_size=64, pretrained=True)
+    return _save_like_a_trained_model(model, tmp_path_factory.mktemp("other-weights") / "other.safetensors",
+                                      {"backbone": "lite0", "dim": 128, "image_size": 64, "preprocessing": "p1"})
+
+
+@pytest.fixture(scope="session")
+def blind_weights(tmp_path_factory):
+    """A model in use that cannot tell products apart (its projection ignores the image): every vector is the same."""
+    from oscar_fashion_ai.ml import backbones
+
+    torch.manual_seed(3)
+    model = backbones.build("lite0", dim=256, image_size=64, pretrained=True)
+    with torch.no_grad():
+        model.proj.weight.zero_()
+    return _save_like_a_trained_model(model, tmp_path_factory.mktemp("blind") / "blind.safetensors",
+                                      {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache_dir(tmp_path_factory):
+    """One ONNX cache for the whole run (the subprocess workers get it through the environment)."""
     os.environ.setdefault("FASHION_AI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+
+
+@pytest.fixture
+def fashion_models(settings, tiny_weights, tiny_generator, tiny_sketch_encoder):
+    """The plugin's settings pointed at the small session-built networks: the photo model, the sketch generator and
+    the sketch encoder (and the session's ONNX cache)."""
     settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights),
                            "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator),
                            "SKETCH_ENCODER_WEIGHTS": str(tiny_sketch_encoder),
                            "CACHE_DIR": os.environ["FASHION_AI_CACHE_DIR"]}
+
+
+@pytest.fixture
+def imported_catalog(db, csv_dataset, fashion_models):
+    """The CSV data set imported as a catalog (3 categories x 4 products), not yet embedded."""
+    from oscar.core.loading import get_model
+
+    from oscar_fashion_ai.catalog_import import CatalogImporter
+
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    return get_model("catalogue", "Product").objects.order_by("pk")
+
+
+@pytest.fixture
+def indexed_catalog(imported_catalog):
+    """The CSV catalog imported and embedded (``fashion_reindex --all --sync``), with an empty cache."""
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    call_command("fashion_reindex", "--all", "--sync", verbosity=0)
+    cache.clear()
+    return imported_catalog
+
+
+@pytest.fixture
+def models_dir(settings, fashion_models, tmp_path):
+    """A fresh models folder for fashion_adapt, with no ``EMBEDDER_WEIGHTS`` set (the folder's pointer decides)."""
+    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": None, "MODELS_DIR": str(tmp_path / "models")}
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def restore_schema():
+    """The switch renames tables and may change the vector dimension (DDL survives the test): put both tables back
+    to 256-d afterwards, so later tests start from the migrations' schema."""
+    yield
+    from django.db import connection
+
+    from oscar_fashion_ai.indexing import builds
+    from oscar_fashion_ai.models import IndexBuild, ProductEmbedding, ProductEmbeddingNext
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for model, name in ((ProductEmbedding, builds.MAIN_INDEX), (ProductEmbeddingNext, builds.NEXT_INDEX)):
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"TRUNCATE {table}")
+            cursor.execute(f"DROP INDEX IF EXISTS {name}")
+            cursor.execute(f"ALTER TABLE {table} ALTER COLUMN vector TYPE vector(256)")
+            cursor.execute(f"CREATE INDEX {name} ON {table} USING hnsw (vector vector_cosine_ops) "
+                           "WITH (m = 16, ef_construction = 64)")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    IndexBuild.objects.all().delete()
 
 
 @pytest.fixture
@@ -120,18 +202,6 @@ def celery_worker_thread(transactional_db):
     app.control.purge()
     with start_worker(app, pool="solo", loglevel="WARNING", perform_ping_check=True, shutdown_timeout=30) as worker:
         yield worker
-
-
-def first_visit(client, product):
-    """A browser's first product view: it opens the shopper's session and records nothing (requests without a
-    session, e.g. bots that keep no cookies, never record events). The views after it are recorded."""
-    response = client.get(product.get_absolute_url())
-    assert response.status_code == 200
-    return response
-
-
-def rgb_close(a, b):
-    return np.allclose(a, b, atol=1e-4)
 
 
 @pytest.fixture(autouse=True)

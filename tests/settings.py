@@ -15,7 +15,8 @@ FASHION_AI = {"BATCH_SIZE": 8, "SKETCH_RATE_LIMIT": None, "PHOTO_RATE_LIMIT": No
               "MODELS_DIR": tempfile.mkdtemp(prefix="fashion-ai-test-models-")}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
-# django-oscar-api (requirements-dev.txt), for the headless-shop test (tests/test_interests.py, tests/headless_urls.py).
+# django-oscar-api (requirements-dev.txt), for the headless-shop test (tests/integration/test_interests.py,
+# tests/headless_urls.py).
 try:
     import oscarapi  # noqa: F401
 except ImportError:
@@ -23,5 +24,6 @@ except ImportError:
 else:
     INSTALLED_APPS = INSTALLED_APPS + ["rest_framework", "oscarapi"]  # noqa: F405
 # A second database alias, as a read replica would be: a test mirror of "default" (the same test database through
-# its own connection). Only tests that set FASHION_AI["SEARCH_DATABASE"] = "search" use it (tests/test_scale.py).
+# its own connection). Only tests that set FASHION_AI["SEARCH_DATABASE"] = "search" use it
+# (tests/integration/test_scale.py).
 DATABASES["search"] = {**DATABASES["default"], "ATOMIC_REQUESTS": False, "TEST": {"MIRROR": "default"}}  # noqa: F405

@@ -1,4 +1,4 @@
-"""Settings of a real ``celery -A shop worker`` subprocess started by tests/test_reliability.py.
+"""Settings of a real ``celery -A shop worker`` subprocess started by tests/system/test_reliability_worker.py.
 
 The test passes its own test database (DATABASE_URL), media folder and weights through the environment, so the
 worker sees exactly what the test process sees.

@@ -12,12 +12,18 @@ class FashionAIDashboardConfig(OscarDashboardConfig):
     verbose_name = _("Fashion AI dashboard")
     default_permissions = ["is_staff"]
 
-    def get_urls(self):
-        from . import views
+    def ready(self):
+        from ..loading import get_class
 
+        # Loaded the Oscar way: a fork of this dashboard app may override any of them.
+        self.index_view = get_class("views", "IndexStatusView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard")
+        self.reindex_view = get_class("views", "ReindexView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard")
+        self.adapt_view = get_class("views", "AdaptView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard")
+
+    def get_urls(self):
         urls = [
-            path("", views.IndexStatusView.as_view(), name="fashion-ai-index"),
-            path("reindex/", views.ReindexView.as_view(), name="fashion-ai-reindex"),
-            path("adapt/", views.AdaptView.as_view(), name="fashion-ai-adapt"),
+            path("", self.index_view.as_view(), name="fashion-ai-index"),
+            path("reindex/", self.reindex_view.as_view(), name="fashion-ai-reindex"),
+            path("adapt/", self.adapt_view.as_view(), name="fashion-ai-adapt"),
         ]
         return self.post_process_urls(urls)

@@ -3,7 +3,7 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.generic import TemplateView, View
 
-from .. import index
+from ..indexing import index
 
 
 class IndexStatusView(TemplateView):

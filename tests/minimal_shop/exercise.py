@@ -1,5 +1,6 @@
 """The test's client for the minimal shop (not part of the shop): run with the shop's settings, it uses the shop
-as a shop owner and a shopper would and prints what it saw as one JSON line (tests/test_minimal_shop.py checks it).
+as a shop owner and a shopper would and prints what it saw as one JSON line
+(tests/system/test_minimal_shop.py checks it).
 
     python exercise.py shop    # catalog, worker indexing, product page, admin, dashboard, APIs, recommendations
     python exercise.py admin   # the admin action (run again with the plugin's apps listed first)

@@ -138,7 +138,8 @@ class Command(BaseCommand):
             self.report("ok", "cache folder", f"{folder} writable (user {user})")
 
     def check_models(self, timeout):
-        from oscar_fashion_ai import conf, embedding
+        from oscar_fashion_ai import conf
+        from oscar_fashion_ai.indexing import embedding
 
         try:
             photo = embedding.get_embedder()
@@ -164,7 +165,7 @@ class Command(BaseCommand):
             self.report("ok", "sketch generator", f"{generator.version} ({generator.runtime})")
 
     def check_index(self, timeout):
-        from oscar_fashion_ai import index
+        from oscar_fashion_ai.indexing import index
 
         stats = index.index_stats()
         if stats["problem"]:

@@ -54,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args, task, source=None, json=False, **options):
-        from oscar_fashion_ai import embedding
+        from oscar_fashion_ai.indexing import embedding
 
         try:
             embedder = embedding.get_embedder()
@@ -67,7 +67,7 @@ class Command(BaseCommand):
                 self._write_card(result)
             return self._print(result, json)
         if task == "recommend":
-            from oscar_fashion_ai import recommend_evaluation
+            from oscar_fashion_ai.personalisation import recommend_evaluation
 
             sims = ("cc0", "studio") if options["simulation"] == "both" else (options["simulation"],)
             if options["tune"] and options["split"] != "validation":
@@ -132,7 +132,8 @@ class Command(BaseCommand):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
-        from oscar_fashion_ai import conf, embedding
+        from oscar_fashion_ai import conf
+        from oscar_fashion_ai.indexing import embedding
         from oscar_fashion_ai.ml import datasets, evaluate, hed, metrics, preprocessing, sketch_pipeline, sketches
         from oscar_fashion_ai.ml.sketch_input import BlankSketch
 
@@ -218,7 +219,7 @@ class Command(BaseCommand):
         import platform
         from datetime import UTC, datetime
 
-        from oscar_fashion_ai import embedding
+        from oscar_fashion_ai.indexing import embedding
 
         generator = embedding.get_generator()
         if "ablation" not in result or generator is None:

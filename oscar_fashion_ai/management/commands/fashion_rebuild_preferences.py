@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from oscar_fashion_ai import preferences
 from oscar_fashion_ai.models import PreferenceEvent
+from oscar_fashion_ai.personalisation import preferences
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oscar_fashion_ai import conf, index
+from oscar_fashion_ai import conf
+from oscar_fashion_ai.indexing import index
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         parser.set_defaults(scope="stale")
 
     def tune(self, force=False):
-        from oscar_fashion_ai import hnsw
+        from oscar_fashion_ai.indexing import hnsw
 
         try:
             result = hnsw.tune_index(force=force)
@@ -66,7 +67,7 @@ class Command(BaseCommand):
             return
         from tqdm import tqdm
 
-        from oscar_fashion_ai import builds, embedding
+        from oscar_fashion_ai.indexing import builds, embedding
         from oscar_fashion_ai.models import IndexRun
 
         try:
@@ -109,7 +110,7 @@ class Command(BaseCommand):
         if totals["failed"]:
             self.stdout.write("Failures are listed on the dashboard's Fashion AI page and in the admin.")
         if scope == "all" and not category:
-            from oscar_fashion_ai import hnsw
+            from oscar_fashion_ai.indexing import hnsw
 
             hnsw.forget_catalog_size()
             self.tune()

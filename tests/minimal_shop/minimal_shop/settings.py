@@ -1,6 +1,6 @@
 """A minimal Oscar shop with oscar-fashion-ai: `django-admin startproject`, Oscar set up as its documentation says,
 then the plugin added exactly as README's "Installing into your own Oscar shop" says. It is not the demo store:
-tests/test_minimal_shop.py installs the plugin from a freshly built wheel and runs this project outside the
+tests/system/test_minimal_shop.py installs the plugin from a freshly built wheel and runs this project outside the
 repository."""
 
 import os

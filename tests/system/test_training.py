@@ -1,0 +1,63 @@
+"""The training commands on a tiny data set (CPU): weights, model card, samples, checkpoints and resume."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from oscar_fashion_ai.ml import weights
+
+pytestmark = pytest.mark.usefixtures("fashion_models")
+
+
+@pytest.mark.training
+def test_train_gan_command_writes_weights_card_samples_and_resumes(csv_dataset, tmp_path):
+    out = tmp_path / "gen.safetensors"
+    args = ["--source", str(csv_dataset), "--out", str(out), "--image-size", "32", "--ngf", "4", "--batch-size", "4",
+            "--variants", "2", "--workers", "1", "--sample-every", "1", "--checkpoint-dir", str(tmp_path / "ck")]
+    call_command("fashion_train_gan", *args, "--epochs", "1", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["weights_sha256"] == weights.sha256(out)
+    assert card["split"]["train"] + card["split"]["test"] == card["data"]["images"] == 12
+    assert card["metrics"]["test_l1"] is not None and len(card["history"]) == 1
+    assert card["command"].startswith("python ") and "fashion_train_gan" in card["command"]
+    assert (tmp_path / "gen-samples" / "epoch_001.png").exists()
+    call_command("fashion_train_gan", *args, "--epochs", "2", "--resume", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert [h["epoch"] for h in card["history"]] == [1, 2]  # continued from the checkpoint, not restarted
+    from oscar_fashion_ai.ml.generator import SketchGenerator
+
+    assert SketchGenerator(out, runtime="torch").image_size == 32
+    with pytest.raises(CommandError, match="power of two"):
+        call_command("fashion_train_gan", *args, "--image-size", "48", verbosity=0)
+
+
+@pytest.mark.training
+def test_train_embedder_full_mode_on_photos_and_drawings(csv_dataset, tmp_path, tiny_weights):
+    out = tmp_path / "emb.safetensors"
+    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "full",
+                 "--image-size", "64", "--epochs", "1", "--batch-size", "4", "--variants", "2", "--workers", "1",
+                 "--init-weights", str(tiny_weights), "--device", "cpu", verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["training"]["mode"] == "full" and card["training"]["pair_weight"] == 1.0
+    metrics = card["metrics"]
+    assert {"p_at_5", "map_at_10"} <= set(metrics["image_to_image"])
+    assert {"p_at_5", "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(metrics["sketch_to_image"])
+    from oscar_fashion_ai.ml.embedder import Embedder
+
+    emb = Embedder(out, runtime="torch")
+    assert emb.info.dim == 256 and emb.info.image_size == 64
+
+
+@pytest.mark.training
+def test_train_embedder_cached_mode_skips_unreadable_images(csv_dataset, tmp_path):
+    out = tmp_path / "cached.safetensors"
+    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "cached",
+                 "--image-size", "64", "--epochs", "1", "--batch-size", "4", "--workers", "1", "--device", "cpu",
+                 verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["training"]["mode"] == "cached"
+    assert card["split"]["train"] + card["split"]["test"] == 12  # the corrupt image was skipped, not fatal
+
+
