@@ -92,7 +92,8 @@ def test_dashboard_adapt_button_is_staff_only(models_dir, tiny_weights, settings
 
 
 @pytest.mark.parametrize("name, bad", [("ADAPT_MAX_MINUTES", 0), ("ADAPT_MAX_MINUTES", "20"), ("TRAINING_QUEUE", ""),
-                                       ("TRAINING_QUEUE", None), ("MODELS_DIR", 3)])
+                                       ("TRAINING_QUEUE", None), ("MODELS_DIR", 3),
+                                       ("ADAPT_SKETCH_MAX_MINUTES", -1), ("ADAPT_SKETCH_MAX_MINUTES", "8")])
 def test_adaptation_settings_are_checked(settings, name, bad):
     from django.core.management.base import SystemCheckError
 
