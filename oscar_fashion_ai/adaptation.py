@@ -440,6 +440,11 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
     from .indexing import embedding
     from .ml import adaptation, datasets
 
+    if conf.get("SKETCH_ENCODER_WEIGHTS"):
+        text = ("FASHION_AI['SKETCH_ENCODER_WEIGHTS'] is set, so an installed sketch encoder would not be used: no "
+                "sketch encoder trained (set it to None to use the models folder).")
+        reporter.line(text)
+        return {"installed": False, "message": text}
     reporter.stage("Training a sketch encoder for the new photo model", 0.91)
     records = [datasets.Record(it.split_id, it.label, it.path) for it in catalog.items]
     out = work / "sketch-candidate.safetensors"

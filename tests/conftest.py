@@ -163,8 +163,10 @@ def indexed_catalog(imported_catalog):
 
 @pytest.fixture
 def models_dir(settings, fashion_models, tmp_path):
-    """A fresh models folder for fashion_adapt, with no ``EMBEDDER_WEIGHTS`` set (the folder's pointer decides)."""
-    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": None, "MODELS_DIR": str(tmp_path / "models")}
+    """A fresh models folder for fashion_adapt, with no ``EMBEDDER_WEIGHTS`` or ``SKETCH_ENCODER_WEIGHTS`` set (the
+    folder decides)."""
+    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": None, "SKETCH_ENCODER_WEIGHTS": None,
+                           "MODELS_DIR": str(tmp_path / "models")}
     return tmp_path / "models"
 
 

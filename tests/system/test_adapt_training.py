@@ -112,6 +112,18 @@ def test_a_failed_sketch_encoder_leaves_the_new_photo_model_installed(models_dir
         call_command("fashion_adapt", "--sketch-minutes", "-1")
 
 
+def test_adapt_does_not_train_a_sketch_encoder_that_a_setting_would_override(models_dir, settings, tmp_path,
+                                                                             monkeypatch):
+    from oscar_fashion_ai.ml import adaptation as recipe
+
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / "mine.safetensors")}
+    monkeypatch.setattr(recipe, "train_sketch_candidate", lambda *a, **k: pytest.fail("trained anyway"))
+    lines = []
+    out = adaptation.adapt_sketch(tmp_path / "photo.safetensors", None, None, tmp_path, 5, adaptation.Options(),
+                                  adaptation.Reporter(write=lines.append))
+    assert out["installed"] is False and "SKETCH_ENCODER_WEIGHTS" in out["message"] and lines
+
+
 @pytest.mark.training
 @pytest.mark.django_db
 def test_adapt_keeps_a_model_that_is_not_beaten(models_dir, tiny_weights, restore_schema):
