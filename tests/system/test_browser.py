@@ -40,6 +40,17 @@ def test_new_shopper_gets_recommendations_from_three_views(browser, live_server,
     assert page.locator("#fashion-ai-photo").get_attribute("capture") == "environment"
 
 
+def draw_outline_with_mouse(page):
+    """A closed four-sided outline drawn on the sketch canvas with the mouse."""
+    box = page.locator("#fashion-ai-canvas").bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x0 + w * 0.3, y0 + h * 0.2)
+    page.mouse.down()
+    for fx, fy in [(0.7, 0.2), (0.65, 0.8), (0.35, 0.8), (0.3, 0.2)]:
+        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
+    page.mouse.up()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_sketch_widget_draw_and_search_without_reload(browser, live_server, csv_dataset):
     CatalogImporter(stdout_progress=False).run(csv_dataset)
@@ -53,13 +64,7 @@ def test_sketch_widget_draw_and_search_without_reload(browser, live_server, csv_
     # Blank canvas: a friendly message, no results.
     page.click("#fashion-ai-sketch-submit")
     page.wait_for_function("document.getElementById('fashion-ai-sketch-status').textContent.includes('empty')")
-    box = page.locator("#fashion-ai-canvas").bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    page.mouse.move(x0 + w * 0.3, y0 + h * 0.2)
-    page.mouse.down()
-    for fx, fy in [(0.7, 0.2), (0.65, 0.8), (0.35, 0.8), (0.3, 0.2)]:
-        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
-    page.mouse.up()
+    draw_outline_with_mouse(page)
     page.click("#fashion-ai-sketch-submit")
     page.wait_for_selector("#fashion-ai-sketch-results li", timeout=20000)
     assert page.locator("#fashion-ai-sketch-results li").count() >= 5
@@ -128,13 +133,7 @@ def test_sketch_widget_hints_redo_category_after_and_closer_to_this(browser, liv
     ink = """() => { const c = document.getElementById('fashion-ai-canvas');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; }"""
-    box = page.locator("#fashion-ai-canvas").bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    page.mouse.move(x0 + w * 0.3, y0 + h * 0.2)
-    page.mouse.down()
-    for fx, fy in [(0.7, 0.2), (0.65, 0.8), (0.35, 0.8), (0.3, 0.2)]:
-        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
-    page.mouse.up()
+    draw_outline_with_mouse(page)
     drawn = page.evaluate(ink)
     assert drawn > 500
     page.click("#fashion-ai-undo")
