@@ -36,16 +36,23 @@ def clamp_k(value, default=None) -> int:
     return k
 
 
-def ready_model():
+def model_in_use():
+    """(embedder, info) of the model search reads with, once its index is checked; raises :class:`SearchUnavailable`
+    with the reason. A request looks this up once and passes both on (each lookup reads the index state)."""
     try:
-        info = embedding.model_info()
+        embedder = embedding.get_embedder()
     except embedding.ModelUnavailable as exc:
         raise SearchUnavailable(str(exc)) from exc
     try:
-        embedding.check_index(info)
+        embedding.check_index(embedder.info)
     except embedding.IndexMismatch as exc:
         raise SearchUnavailable(str(exc)) from exc
-    return info
+    return embedder, embedder.info
+
+
+def ready_model():
+    """The :class:`ModelInfo` of the model in use, once its index is checked (see :func:`model_in_use`)."""
+    return model_in_use()[1]
 
 
 def search_alias() -> str:
@@ -82,7 +89,8 @@ def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
     limit = max(k, depth if category_boost else 0)
     with search_session(limit, filtered=category is not None or price_range is not None) as alias:
-        rows = list(nearest_queryset(vector, info.version, exclude_ids, category, price_range).using(alias)[:limit])
+        rows = list(nearest_queryset(vector, info.version, exclude_ids, category, price_range).defer("vector")
+                    .using(alias)[:limit])
         # An iterative scan in relaxed order may return rows slightly out of order: sort them.
         found = sorted(((row.product, 1.0 - float(row.distance)) for row in rows), key=lambda item: -item[1])
         if category_boost and len(found) > 1:
@@ -127,6 +135,9 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
         .annotate(distance=CosineDistance("vector", vector))
         .order_by("distance")
         .select_related("product")
+        # result_dicts() shows each product's primary image (a variant's falls back to its parent's): one query
+        # for all of them instead of one per product.
+        .prefetch_related("product__images", "product__parent__images")
     )
     exclude_ids = list(exclude_ids)
     if exclude_ids:
@@ -137,14 +148,14 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
     return qs
 
 
-def expanded_query(vector, n: int, category=None, price_range=None):
+def expanded_query(vector, n: int, category=None, price_range=None, info=None):
     """The query vector expanded with its ``n`` nearest product vectors (search by sketch, see
     :func:`oscar_fashion_ai.ml.sketch_pipeline.expand_query`); the vector itself when ``n`` is 0."""
     from .ml.sketch_pipeline import expand_query
 
     if n <= 0:
         return np.asarray(vector, dtype=np.float32)
-    info = ready_model()
+    info = info or ready_model()
     vector = np.asarray(vector, dtype=np.float32)
     with search_session(n, filtered=category is not None or price_range is not None) as alias:
         found = list(nearest_queryset(vector, info.version, (), category, price_range).using(alias).values_list(
@@ -177,7 +188,7 @@ def similar_products(product, k: int, category=None, price_range=None):
 LIKE_WEIGHT = 0.5
 
 
-def like_product(value):
+def like_product(value, info=None):
     """The product a sketch search should move towards (``like``: a product id) as (product id, its vector in the
     model in use); None when ``value`` is empty. Raises ValueError with a user-facing message."""
     from .models import ProductEmbedding
@@ -187,7 +198,7 @@ def like_product(value):
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
         raise ValueError("like must be a product id.")
     product_id = int(value)
-    info = ready_model()
+    info = info or ready_model()
     with routers.search_reads(search_alias()):
         row = ProductEmbedding.objects.filter(
             product_id=product_id, product__is_public=True, status=ProductEmbedding.Status.INDEXED,
@@ -283,14 +294,15 @@ def filters_from(params) -> dict:
             "price_range": (low, high) if low is not None or high is not None else None}
 
 
-def photo_vector(photo, auto_crop: bool = True):
+def photo_vector(photo, auto_crop: bool = True, embedder=None):
     """The search vector of an uploaded photo (:class:`oscar_fashion_ai.uploads.Photo`), the box it stands for
     (pixels of ``photo.size``) and where the box came from: ``"request"`` (the shopper's box, cropped and
-    embedded), ``"preset"`` (:class:`oscar_fashion_ai.ml.crop.GarmentLocator`) or ``"whole"``."""
+    embedded), ``"preset"`` (:class:`oscar_fashion_ai.ml.crop.GarmentLocator`) or ``"whole"``. ``embedder``: the
+    model in use, as :func:`model_in_use` returned it (looked up when not given)."""
     from .ml import crop
 
-    ready_model()
-    embedder = embedding.get_embedder()
+    if embedder is None:
+        embedder, _ = model_in_use()
     width, height = photo.size
     if photo.box is not None and not photo.box.covers(width, height):
         vector = embedder.embed_images([crop.crop_image(photo.image, photo.box, photo.size)])[0]

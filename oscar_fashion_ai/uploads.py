@@ -41,14 +41,16 @@ class Photo:
     box: object = None  # ml.crop.Box in pixels of ``size``
 
 
-def photo_from_request(request, field: str = "image", box=None, preset_size: int | None = None) -> Photo:
+def photo_from_request(request, field: str = "image", box=None, preset_size: int | None = None,
+                       model_size: int | None = None) -> Photo:
     """The uploaded photo and the shopper's optional ``box`` (``"x,y,w,h"`` in image pixels), checked against the
     image; raises :class:`BadUpload` for a bad upload or a bad box. JPEGs are decoded at the smallest scale that
-    keeps the box (or, without one, ``preset_size`` px for the preset crop) at the model's resolution."""
+    keeps the box (or, without one, ``preset_size`` px for the preset crop) at the model's resolution
+    (``model_size``: the input size of the model in use, looked up when not given)."""
     from .ml import crop
 
     data, limit = _upload_bytes(request, field)
-    model_size = _decode_size()
+    model_size = model_size or _decode_size()
     size = preprocessing.oriented_size(data)
     parsed = None
     if box not in (None, "") and size is not None:

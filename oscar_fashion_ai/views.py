@@ -71,7 +71,7 @@ def api_photo(request):
         return error(str(exc))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    body = {"results": search.result_dicts(found["results"], request), "model_version": _model_version(),
+    body = {"results": search.result_dicts(found["results"], request), "model_version": found["model_version"],
             "box": found["box"].as_dict(), "box_source": found["box_source"],
             "image_size": {"width": found["size"][0], "height": found["size"][1]},
             "nothing_close": found["nothing_close"]}
@@ -96,12 +96,22 @@ def _photo_search(request, k, filters):
     from .uploads import photo_from_request
 
     auto = bool(conf.get("PHOTO_AUTO_CROP"))
+    try:  # once per request; a bad upload is still a 400 when search is unavailable
+        embedder, info = search.model_in_use()
+        unavailable = None
+    except search.SearchUnavailable as exc:
+        embedder = info = None
+        unavailable = exc
     photo = photo_from_request(request, "image", box=request.POST.get("box") or request.GET.get("box"),
-                               preset_size=_preset_size() if auto else None)
-    vector, box, source = search.photo_vector(photo, auto_crop=auto)
-    results, nothing_close = search.apply_min_similarity(search.nearest(vector, k, **filters),
+                               preset_size=_preset_size() if auto else None,
+                               model_size=info.image_size if info else None)
+    if unavailable is not None:
+        raise unavailable
+    vector, box, source = search.photo_vector(photo, auto_crop=auto, embedder=embedder)
+    results, nothing_close = search.apply_min_similarity(search.nearest(vector, k, info=info, **filters),
                                                          float(conf.get("PHOTO_MIN_SIMILARITY")))
-    return {"results": results, "nothing_close": nothing_close, "box": box, "box_source": source, "size": photo.size}
+    return {"results": results, "nothing_close": nothing_close, "box": box, "box_source": source, "size": photo.size,
+            "model_version": info.version}
 
 
 def _preset_size():
@@ -210,33 +220,33 @@ def api_sketch(request):
     except (BadUpload, ValueError) as exc:
         return error(str(exc))
     try:
-        search.ready_model()  # before spending CPU: the model loads and the index was built by it
-        embedder = embedding.get_embedder()
-        like = search.like_product(extra.get("like") if hasattr(extra, "get") else None)
+        # once per request, before spending CPU: the model loads and the index was built by it
+        embedder, info = search.model_in_use()
+        like = search.like_product(extra.get("like") if hasattr(extra, "get") else None, info=info)
     except ValueError as exc:
         return error(str(exc))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    sketch_embedder = embedding.get_sketch_embedder()
+    sketch_embedder = embedding.get_sketch_embedder(embedder)
     generator = embedding.get_generator()
     pipeline = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
     try:
         direct, for_gan = sketch_pipeline.prepare(img, embedder, generator, sketch_embedder)
     except BlankSketch as exc:
         return JsonResponse({"results": [], "error": str(exc), "blank": True, "generated_image": None,
-                             "model_version": _model_version()}, status=400)
+                             "model_version": info.version}, status=400)
     vecs, generated = sketch_pipeline.vectors(embedder, generator, [direct], [for_gan], pipeline,
                                               float(conf.get("SKETCH_FUSION_WEIGHT")), sketch_embedder)
     if generated is None and generator is not None:
         generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
-        query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), **filters)
+        query = search.expanded_query(vecs[0], int(conf.get("SKETCH_QUERY_EXPANSION")), info=info, **filters)
         exclude = ()
         if like is not None:
             query, exclude = search.blend(query, like[1]), (like[0],)
         results = search.nearest(query, k, exclude_ids=exclude,
                                  category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
-                                 depth=int(conf.get("SKETCH_RERANK_DEPTH")), **filters)
+                                 depth=int(conf.get("SKETCH_RERANK_DEPTH")), info=info, **filters)
         results, nothing_close = search.apply_min_similarity(results, float(conf.get("SKETCH_MIN_SIMILARITY")))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
@@ -247,7 +257,7 @@ def api_sketch(request):
         "generated_image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
         "generated_by": "generator" if generated else "normalised drawing",
         "pipeline": pipeline,
-        "model_version": _model_version(),
+        "model_version": info.version,
         "nothing_close": nothing_close,
     }
     if nothing_close:

@@ -135,14 +135,15 @@ def get_generator():
     return _generator
 
 
-def get_sketch_embedder() -> Embedder:
-    """The network that embeds drawings: the sketch encoder made for the configured photo model, or (when
-    there is none, it cannot be loaded, or it belongs to another photo model; logged once) the photo model."""
+def get_sketch_embedder(photo: Embedder | None = None) -> Embedder:
+    """The network that embeds drawings: the sketch encoder made for the photo model in use (``photo``, looked up
+    when not given), or (when there is none, it cannot be loaded, or it belongs to another photo model; logged
+    once) the photo model."""
     global _sketch, _sketch_key, _sketch_notice
     from .. import model_store
     from ..ml.embedder import PACKAGE_SKETCH_WEIGHTS
 
-    photo = get_embedder()
+    photo = photo or get_embedder()
     configured = conf.get("SKETCH_ENCODER_WEIGHTS") or model_store.sketch_encoder_for(photo.sha256)
     key = (str(configured) if configured else None, photo.sha256, conf.get("TORCH_THREADS"))
     if _sketch_key != key:

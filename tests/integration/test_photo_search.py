@@ -368,3 +368,36 @@ def test_settings_from_environment():
     out = conf.from_environment({"FASHION_AI_PHOTO_AUTO_CROP": "0", "FASHION_AI_PHOTO_MIN_SIMILARITY": "0.5"})
     assert out == {"PHOTO_AUTO_CROP": False, "PHOTO_MIN_SIMILARITY": 0.5}
 
+
+
+@pytest.mark.django_db
+def test_search_queries_do_not_grow_with_the_number_of_results(client, indexed_catalog):
+    """Each search reads the model in use once and every result's image in one query: a search for 10 products
+    runs as many queries as one for 2 (the old path ran one image query per result and read the index state five
+    times)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.integration.test_sketch import drawing_png
+
+    data = jpeg(pair())
+
+    def count(send):
+        with CaptureQueriesContext(connection) as queries:
+            response = send()
+        assert response.status_code == 200, response.content[:300]
+        return len(queries.captured_queries), len(response.json()["results"])
+
+    post_photo(client, data)  # warm-up: model loading and the first session are not the search
+    photo_few, n_few = count(lambda: post_photo(client, data, k="2"))
+    photo_many, n_many = count(lambda: post_photo(client, data, k="10"))
+    assert (n_few, n_many) == (2, 10)
+    assert photo_many == photo_few
+    sketch = reverse("fashion-ai:api-sketch")
+
+    def post_sketch(k):
+        return client.post(sketch, {"sketch": io.BytesIO(drawing_png()), "k": str(k)})
+
+    sketch_few, _ = count(lambda: post_sketch(2))
+    sketch_many, n = count(lambda: post_sketch(10))
+    assert n == 10 and sketch_many == sketch_few
