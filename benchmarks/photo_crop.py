@@ -160,6 +160,7 @@ class Method:
     tau: float = 0.0
     margin: float = 0.0
     fraction: float = 1.0
+    soft: float = 0.0
 
     def describe(self):
         if self.kind == "whole":
@@ -168,15 +169,17 @@ class Method:
             return f"fixed centre crop ({self.fraction:.0%} of each side), embedded at 160 px"
         box = f"box grown by {self.margin:.0%} of its size on each side" if self.margin else "box"
         what = "pooled from the same pass" if self.kind == "cam-pool" else "cropped from the photo and embedded at 160 px"
+        if self.soft:
+            what += f", cells weighted by (1 - {self.soft}) + {self.soft} x their centre-weighted activation"
         return f"activation map at {self.size} px, centre prior sigma {self.sigma}, tau {self.tau}; {box} {what}"
 
 
-def cam_name(kind, size, sigma, tau, margin=0.0):
-    return f"{kind}-{size}-s{sigma}-t{tau}" + (f"-m{margin}" if margin else "")
+def cam_name(kind, size, sigma, tau, margin=0.0, soft=0.0):
+    return f"{kind}-{size}-s{sigma}-t{tau}" + (f"-m{margin}" if margin else "") + (f"-soft{soft}" if soft else "")
 
 
-def cam(kind, size, sigma, tau, margin=0.0):
-    return Method(cam_name(kind, size, sigma, tau, margin), kind, size, sigma, tau, margin)
+def cam(kind, size, sigma, tau, margin=0.0, soft=0.0):
+    return Method(cam_name(kind, size, sigma, tau, margin, soft), kind, size, sigma, tau, margin, soft=soft)
 
 
 def candidates():
@@ -189,6 +192,13 @@ def candidates():
                 for margin in (0.0, 0.25, 0.5):
                     out.append(cam("cam-pool", size, sigma, tau, margin))
     out.append(cam("cam-pool", 256, 0.0, 0.2))
+    # Added in the third validation round: the box's cells weighted by their centre-weighted activation (soft).
+    for size in (256, 288):
+        for sigma in (0.35, 0.5):
+            for tau in (0.2, 0.35):
+                for margin in (0.25, 0.5):
+                    for soft in (0.5, 1.0):
+                        out.append(cam("cam-pool", size, sigma, tau, margin, soft))
     return out
 
 
@@ -203,7 +213,7 @@ RELEASE = Method("whole", "whole", 160)
 
 def shipped_method(embedder) -> Method:
     loc = crop.GarmentLocator(embedder)
-    return cam("cam-pool", loc.size, loc.sigma, loc.tau, loc.margin)
+    return cam("cam-pool", loc.size, loc.sigma, loc.tau, loc.margin, loc.soft)
 
 
 def vectors_for(composite: Composite, methods, embedder, feature_cache, boxes=None) -> dict:
@@ -245,7 +255,7 @@ def vectors_for(composite: Composite, methods, embedder, feature_cache, boxes=No
             if m.kind == "whole":
                 out[m.name] = embedder.pool_features(feats[None])[0]
                 continue
-            located = crop.GarmentLocator(embedder, m.size, m.sigma, m.tau, m.margin).locate(img, feats)
+            located = crop.GarmentLocator(embedder, m.size, m.sigma, m.tau, m.margin, m.soft).locate(img, feats)
             shown = to_full(located.box, img.size, full)
             if boxes is not None:
                 boxes[m.name] = shown
@@ -395,7 +405,7 @@ def latency(embedder_threads1, queries, records, by_label_others, n, method: Met
     """Per image, ms: today's whole-image embedding at 160 px vs the preset (both from the decoded upload)."""
     comps = [compose(q, "beside", records, by_label_others[q.label], seeded(q.source_id, "beside")) for q in queries[:n]]
     e = embedder_threads1
-    loc = crop.GarmentLocator(e, method.size, method.sigma, method.tau, method.margin)
+    loc = crop.GarmentLocator(e, method.size, method.sigma, method.tau, method.margin, method.soft)
     release_imgs = [preprocessing.open_image(c.data, decode_size=e.info.image_size) for c in comps]
     preset_imgs = [preprocessing.open_image(c.data, decode_size=method.size) for c in comps]
     for img in release_imgs[:3]:
@@ -425,7 +435,7 @@ def latency(embedder_threads1, queries, records, by_label_others, n, method: Met
 
 def min_similarity(gallery, embedder, queries, records, by_label_others, method: Method, n):
     """Top-1 similarity of garment queries (preset crop of ``beside`` composites) vs of background-only mosaics."""
-    loc = crop.GarmentLocator(embedder, method.size, method.sigma, method.tau, method.margin)
+    loc = crop.GarmentLocator(embedder, method.size, method.sigma, method.tau, method.margin, method.soft)
     garment, garment_excl, empty, empty_excl = [], [], [], []
     for q in queries[:n]:
         c = compose(q, "beside", records, by_label_others[q.label], seeded(q.source_id, "beside"))
@@ -503,11 +513,11 @@ def method_from(row: dict) -> Method:
 
 def method_row(m: Method) -> dict:
     return {"name": m.name, "kind": m.kind, "size": m.size, "sigma": m.sigma, "tau": m.tau, "margin": m.margin,
-            "fraction": m.fraction}
+            "fraction": m.fraction, "soft": m.soft}
 
 
 def same_preset(a: Method, b: Method) -> bool:
-    return (a.kind, a.size, a.sigma, a.tau, a.margin) == (b.kind, b.size, b.sigma, b.tau, b.margin)
+    return (a.kind, a.size, a.sigma, a.tau, a.margin, a.soft) == (b.kind, b.size, b.sigma, b.tau, b.margin, b.soft)
 
 
 def baseline_split(split_name, queries, method, records, by_label_others, args, kinds):
@@ -516,7 +526,7 @@ def baseline_split(split_name, queries, method, records, by_label_others, args, 
     base = ImageNetBaseline(threads=args.threads)
     gallery = build_gallery(base, records, args.gallery_cache.with_name(args.gallery_cache.stem + "_imagenet.npz"))
     whole = Method("whole", "whole", base.info.image_size)
-    preset = cam("cam-pool", method.size, method.sigma, method.tau, method.margin)
+    preset = cam("cam-pool", method.size, method.sigma, method.tau, method.margin, method.soft)
     return run_split(f"{split_name} baseline", queries, [whole, preset], base, gallery, records, by_label_others,
                      kinds), {"whole": whole.describe(), preset.name: preset.describe(), "model": base.version}
 

@@ -35,6 +35,9 @@ import numpy as np
 MIN_BOX_SIDE = 8
 #: Input size of the preset's trunk pass, its centre prior, threshold and margin (chosen on the validation split).
 PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 256, 0.35, 0.35, 0.5
+#: How much the preset's pooling weights the box's cells by their centre-weighted activation: 0 = every cell under
+#: the box counts by how much of it the box covers; s in (0, 1] = that times ``(1 - s) + s * score``.
+PRESET_SOFT = 0.0
 
 
 class BadBox(ValueError):
@@ -160,17 +163,17 @@ def max_sum_rectangle(score: np.ndarray) -> tuple[int, int, int, int]:
     return found
 
 
-def preset_box(heat: np.ndarray, width: int, height: int, sigma: float = 0.35, tau: float = 0.2,
-               margin: float = 0.0) -> Box:
-    """The preset crop box for a ``width`` x ``height`` photo from its activation map ``heat`` (rows x cols over
-    the padded square). See the module docstring."""
+def centre_weighted(heat: np.ndarray, width: int, height: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(score, inside) for an activation map ``heat`` over the padded square of a ``width`` x ``height`` photo: the
+    map normalised to 0..1 over the cells whose centre lies on the photo (``inside``), times the Gaussian centre
+    prior (``sigma`` in half-widths; 0 = no prior)."""
     rows, cols = heat.shape
     cell, ox, oy = grid_geometry(cols, width, height)
     cy = (np.arange(rows) + 0.5) * cell - oy
     cx = (np.arange(cols) + 0.5) * cell - ox
     inside = (cy[:, None] >= 0) & (cy[:, None] < height) & (cx[None] >= 0) & (cx[None] < width)
     if not inside.any():
-        return Box(0, 0, width, height)
+        return np.zeros_like(heat, dtype=np.float32), inside
     values = heat[inside]
     low, high = float(values.min()), float(values.max())
     norm = (heat - low) / max(high - low, 1e-12)
@@ -178,6 +181,18 @@ def preset_box(heat: np.ndarray, width: int, height: int, sigma: float = 0.35, t
         dx = (cx[None] - width / 2) / (width / 2)
         dy = (cy[:, None] - height / 2) / (height / 2)
         norm = norm * np.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+    return np.where(inside, norm, 0.0).astype(np.float32), inside
+
+
+def preset_box(heat: np.ndarray, width: int, height: int, sigma: float = 0.35, tau: float = 0.2,
+               margin: float = 0.0) -> Box:
+    """The preset crop box for a ``width`` x ``height`` photo from its activation map ``heat`` (rows x cols over
+    the padded square). See the module docstring."""
+    rows, cols = heat.shape
+    cell, ox, oy = grid_geometry(cols, width, height)
+    norm, inside = centre_weighted(heat, width, height, sigma)
+    if not inside.any():
+        return Box(0, 0, width, height)
     r0, r1, c0, c1 = max_sum_rectangle(np.where(inside, norm - tau, -1e6))
     x0, x1 = c0 * cell - ox, c1 * cell - ox
     y0, y1 = r0 * cell - oy, r1 * cell - oy
@@ -218,9 +233,10 @@ class GarmentLocator:
     """The preset crop of an embedder (:class:`.embedder.Embedder`): one trunk pass at ``size`` px."""
 
     def __init__(self, embedder, size: int = PRESET_SIZE, sigma: float = PRESET_SIGMA, tau: float = PRESET_TAU,
-                 margin: float = PRESET_MARGIN):
+                 margin: float = PRESET_MARGIN, soft: float = PRESET_SOFT):
         self.embedder = embedder
         self.size, self.sigma, self.tau, self.margin = int(size), float(sigma), float(tau), float(margin)
+        self.soft = float(soft)
 
     def feature_map(self, img) -> np.ndarray:
         from . import preprocessing
@@ -232,9 +248,18 @@ class GarmentLocator:
         feats = self.feature_map(img) if feats is None else feats
         heat = activation_map(feats, self.embedder.gem_p)
         box = preset_box(heat, img.width, img.height, self.sigma, self.tau, self.margin)
-        return Located(box, self.pooled(feats, img.width, img.height, box))
+        emphasis = None
+        if self.soft:
+            score, _ = centre_weighted(heat, img.width, img.height, self.sigma)
+            emphasis = (1.0 - self.soft) + self.soft * score
+        return Located(box, self.pooled(feats, img.width, img.height, box, emphasis))
 
-    def pooled(self, feats: np.ndarray, width: int, height: int, box) -> np.ndarray:
-        """The embedding of ``box``'s cells of a feature map of a ``width`` x ``height`` image."""
+    def pooled(self, feats: np.ndarray, width: int, height: int, box, emphasis: np.ndarray | None = None) -> np.ndarray:
+        """The embedding of ``box``'s cells of a feature map of a ``width`` x ``height`` image (each cell weighted
+        by how much of it the box covers, times ``emphasis`` (rows, cols) if given)."""
         weights = cell_weights(feats.shape[1], feats.shape[2], width, height, box)
+        if emphasis is not None:
+            weights = weights * emphasis
+            if weights.sum() <= 0:
+                weights = cell_weights(feats.shape[1], feats.shape[2], width, height, box)
         return self.embedder.pool_features(feats[None], weights[None])[0]
