@@ -555,8 +555,8 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
     write(args.out + "_validation", {
         "command": "python benchmarks/photo_crop.py --phase validation" + (f" --limit {args.limit}" if args.limit else ""),
         "data": f"{source.name}, validation split (sha1(id) % 5 == 1): {len(validation)} query photos; gallery: all "
-                f"{len(gallery.labels)} labelled photos; the shipped photo model was trained on these photos "
-                "(it holds out only the test split)",
+                f"{len(gallery.labels)} labelled photos; whether the photo model saw these photos is in its model "
+                "card (the shipped one trains on the train split only)",
         "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
         "threads": args.threads, "gallery": len(gallery.labels), "recipe": RECIPE,
         "methods": {m.name: m.describe() for m in methods},

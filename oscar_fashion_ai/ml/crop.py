@@ -15,7 +15,8 @@ largest sum of ``activation - tau`` (maximum-sum subrectangle, exact, O(n^3) on 
 searches a sliver of the garment).
 
 **Vector of the preset box**: the model's own pooling and projection over the box's cells of the same feature map
-(cells weighted by how much of them the box covers), so the preset costs one forward pass, like the whole-image
+(cells weighted by how much of them the box covers, times their centre-weighted activation when ``soft`` is set),
+so the preset costs one forward pass, like the whole-image
 search it replaces, only at a larger input. A box the shopper drew is cropped from the pixels and embedded at the
 model's input size (:func:`crop_image`): drawn boxes follow the garment's outline, where a fresh embedding of the
 crop is best.
@@ -34,10 +35,10 @@ import numpy as np
 #: Smallest box side the API accepts, in image pixels.
 MIN_BOX_SIDE = 8
 #: Input size of the preset's trunk pass, its centre prior, threshold and margin (chosen on the validation split).
-PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 256, 0.35, 0.35, 0.5
+PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 256, 0.5, 0.2, 0.25
 #: How much the preset's pooling weights the box's cells by their centre-weighted activation: 0 = every cell under
 #: the box counts by how much of it the box covers; s in (0, 1] = that times ``(1 - s) + s * score``.
-PRESET_SOFT = 0.0
+PRESET_SOFT = 1.0
 
 
 class BadBox(ValueError):
