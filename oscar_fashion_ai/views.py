@@ -30,10 +30,10 @@ def health(request):
 
 
 def _model_version():
-    from .indexing import embedding
+    from . import runtime
 
     try:
-        return embedding.model_info().version
+        return runtime.model_info().version
     except Exception:  # noqa: BLE001
         return None
 
@@ -195,7 +195,7 @@ def api_sketch(request):
     import base64
     import io
 
-    from .indexing import embedding
+    from . import runtime
     from .ml import sketch_pipeline
     from .ml.sketch_input import BlankSketch
     from .uploads import sketch_from_request
@@ -211,14 +211,14 @@ def api_sketch(request):
         return error(str(exc))
     try:
         search.ready_model()  # before spending CPU: the model loads and the index was built by it
-        embedder = embedding.get_embedder()
+        embedder = runtime.get_embedder()
         like = search.like_product(extra.get("like") if hasattr(extra, "get") else None)
     except ValueError as exc:
         return error(str(exc))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    sketch_embedder = embedding.get_sketch_embedder()
-    generator = embedding.get_generator()
+    sketch_embedder = runtime.get_sketch_embedder()
+    generator = runtime.get_generator()
     pipeline = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
     try:
         direct, for_gan = sketch_pipeline.prepare(img, embedder, generator, sketch_embedder)

@@ -298,13 +298,13 @@ def test_an_unwritable_cache_warns_and_still_runs_onnx(tmp_path, tiny_weights, c
 
 
 def test_the_cache_lives_under_the_projects_data_folder_by_default(settings, tmp_path):
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import runtime
 
     settings.BASE_DIR = tmp_path
     settings.FASHION_AI = {k: v for k, v in settings.FASHION_AI.items() if k not in {"CACHE_DIR", "DATA_DIR"}}
     assert conf.data_dir() == tmp_path / "var" / "fashion-ai"
     assert conf.cache_dir() == tmp_path / "var" / "fashion-ai" / "onnx"
-    assert embedding.get_embedder().runtime == "onnxruntime"
+    assert runtime.get_embedder().runtime == "onnxruntime"
     assert list((tmp_path / "var" / "fashion-ai" / "onnx").glob("*.onnx"))
     settings.FASHION_AI = {**settings.FASHION_AI, "DATA_DIR": str(tmp_path / "elsewhere")}
     assert conf.cache_dir() == tmp_path / "elsewhere" / "onnx"
