@@ -118,7 +118,7 @@ class Command(BaseCommand):
         import tempfile
 
         from oscar_fashion_ai import conf
-        from oscar_fashion_ai.ml.onnx_cache import _private
+        from oscar_fashion_ai.ml.onnx_cache import not_private
 
         folder = conf.cache_dir()
         try:
@@ -129,7 +129,7 @@ class Command(BaseCommand):
             self.report("warn", "cache folder", f"{folder} is not writable ({exc}): every process exports the "
                                                 "models again when it starts. Set FASHION_AI['CACHE_DIR'].")
             return
-        problem = _private(folder)
+        problem = not_private(folder)
         if problem:
             self.report("warn", "cache folder", f"{folder}: {problem}; cached exports there are not used. Use a "
                                                 "folder only this user can write to.")
