@@ -43,20 +43,17 @@ def _safely(fn):
     return wrapper
 
 
+_PRODUCT_EVENT_KINDS = {product_viewed: "view", basket_addition: "basket"}
+
+
 @receiver(product_viewed, dispatch_uid="fashion_ai_product_viewed")
-@_safely
-def on_product_viewed(sender, product, user=None, request=None, **kwargs):
-    owner = _shopper(request)
-    if owner is not None:
-        preferences.record_event(owner, product.pk, "view")
-
-
 @receiver(basket_addition, dispatch_uid="fashion_ai_basket_addition")
 @_safely
-def on_basket_addition(sender, product, user=None, request=None, **kwargs):
+def on_product_event(sender, signal, product, user=None, request=None, **kwargs):
+    """A product view or a basket addition: one event of that kind for the request's shopper."""
     owner = _shopper(request)
     if owner is not None:
-        preferences.record_event(owner, product.pk, "basket")
+        preferences.record_event(owner, product.pk, _PRODUCT_EVENT_KINDS[signal])
 
 
 @receiver(order_placed, dispatch_uid="fashion_ai_order_placed")
