@@ -1,7 +1,7 @@
 """Personalisation receivers: Oscar's product-view, basket, order and login signals become shopper events.
 
-Nothing is recorded with ``FASHION_AI["PERSONALISATION"]`` off, nor for a request without a session cookie; a
-receiver never breaks or slows the shopper's request (errors are logged).
+Nothing is recorded (and nothing merged at login) with ``FASHION_AI["PERSONALISATION"]`` off, nor for a request
+without a session cookie; a receiver never breaks or slows the shopper's request (errors are logged).
 """
 
 import logging
@@ -73,6 +73,9 @@ def on_order_placed(sender, order, user=None, **kwargs):
 @receiver(user_logged_in, dispatch_uid="fashion_ai_user_logged_in")
 @_safely
 def on_login(sender, request=None, user=None, **kwargs):
+    """The anonymous shopper's events become the account's (nothing is merged with personalisation off)."""
+    if not conf.get("PERSONALISATION"):
+        return
     session = getattr(request, "session", None)
     key = session.get(preferences.SESSION_KEY) if session is not None else None
     if key and user is not None:
