@@ -2,7 +2,7 @@
 
 On a GPU the PyTorch model runs directly; on the CPU the model is exported once to ONNX and run
 with ONNX Runtime, which is an order of magnitude faster than eager PyTorch for this network
-(see README, "Benchmarks"). Both paths give the same vectors up to float rounding.
+(docs/BENCHMARKS.md). Both paths give the same vectors up to float rounding.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="Embed in this process; no broker or worker needed.")
         parser.add_argument("--tune-index", action="store_true",
                             help="Only rebuild the HNSW index (concurrently: search keeps working) if its m / "
-                                 "ef_construction are not the ones for the catalog size (see README, 'Scaling'); "
+                                 "ef_construction are not the ones for the catalog size (docs/SCALING.md); "
                                  "embeds nothing. --all --sync does this at its end.")
         parser.add_argument("--rebuild-index", action="store_true",
                             help="Like --tune-index, but rebuild even when the parameters already match.")
