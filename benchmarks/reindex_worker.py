@@ -31,7 +31,8 @@ def main():
     from django.conf import settings
     from oscar.core.loading import get_model
 
-    from oscar_fashion_ai.indexing import embedding, index
+    from oscar_fashion_ai import runtime
+    from oscar_fashion_ai.indexing import index
     from oscar_fashion_ai.models import ProductEmbedding
 
     settings.FASHION_AI = {**settings.FASHION_AI, "QUEUE": "fashion-bench"}
@@ -39,7 +40,7 @@ def main():
     total = Product.objects.count()
     if not total:
         raise SystemExit("The catalog is empty: run `python manage.py fashion_load_catalog` first.")
-    version = embedding.model_info().version
+    version = runtime.model_info().version
     ids = index.products_needing_index("all")[: args.limit] if args.limit else None
     env = dict(os.environ, FASHION_AI_TORCH_THREADS=str(args.threads))
     worker = subprocess.Popen(

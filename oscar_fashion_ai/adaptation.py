@@ -234,7 +234,8 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
     """Adapt, measure, and install a better candidate. Returns the outcome (``installed``: True/False, metrics).
     Raises :class:`AdaptError` for a store that cannot be adapted; the model in use is never touched unless the
     candidate is better and fully written."""
-    from .indexing import builds, embedding
+    from . import runtime
+    from .indexing import builds
     from .ml import adaptation, datasets
 
     started = time.time()
@@ -242,8 +243,8 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         raise AdaptError("FASHION_AI['EMBEDDER_WEIGHTS'] is set, so an installed model would not be used: set it to "
                          "None to use the models folder, or run with --no-install to measure only.")
     try:
-        current = embedding.get_embedder()
-    except embedding.ModelUnavailable as exc:
+        current = runtime.get_embedder()
+    except runtime.ModelUnavailable as exc:
         raise AdaptError(f"The model in use cannot be loaded: {exc}") from exc
     if options.install:
         builds.adopt(current, requested_by="fashion_adapt")  # search keeps it while the new vectors are written
@@ -296,8 +297,8 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
 
     reporter.stage("Measuring the candidate and the model in use", 0.82)
     try:
-        candidate = embedding.load_embedder(candidate_path)
-    except embedding.ModelUnavailable as exc:
+        candidate = runtime.load_embedder(candidate_path)
+    except runtime.ModelUnavailable as exc:
         raise AdaptError(f"The candidate cannot be loaded: {exc}") from exc
     now_result = measure(current, catalog, progress=options.progress)
     cand_result = measure(candidate, catalog, progress=options.progress)
@@ -437,7 +438,7 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
     """Train a sketch encoder for the newly installed photo model, measure it against drawings embedded by the photo
     model itself (what search by sketch does without one) on the store's test split, and install it into the
     models folder's sketch/ only if it is better. A failure here never touches the photo model just installed."""
-    from .indexing import embedding
+    from . import runtime
     from .ml import adaptation, datasets
 
     if conf.get("SKETCH_ENCODER_WEIGHTS"):
@@ -456,8 +457,8 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
             records, photo_path, out, work, budget, options.sketch_recipe,
             on_epoch=lambda e, n, _: reporter.stage(f"Sketch encoder: epoch {e}/{n}", 0.91 + 0.02 * e / max(n, 1)),
             command=options.command)
-        encoder = embedding.load_embedder(out)
-    except (ValueError, RuntimeError, OSError, embedding.ModelUnavailable) as exc:
+        encoder = runtime.load_embedder(out)
+    except (ValueError, RuntimeError, OSError, runtime.ModelUnavailable) as exc:
         text = f"The sketch encoder could not be trained ({exc}); search by sketch uses the photo model."
         reporter.line(text)
         return {"installed": False, "message": text}
@@ -499,14 +500,15 @@ def sketch_notice() -> str:
 
 def rollback(version: str | None, reindex_mode: str, reporter: Reporter) -> dict:
     """Point the models folder back at an installed version (default: the previous one), then reindex with no gap."""
-    from .indexing import builds, embedding
+    from . import runtime
+    from .indexing import builds
 
     if conf.get("EMBEDDER_WEIGHTS"):
         raise AdaptError("FASHION_AI['EMBEDDER_WEIGHTS'] is set, so the models folder is not used: change that setting "
                          "instead.")
     try:
-        builds.adopt(embedding.get_embedder(), requested_by="fashion_adapt --rollback")
-    except embedding.ModelUnavailable:
+        builds.adopt(runtime.get_embedder(), requested_by="fashion_adapt --rollback")
+    except runtime.ModelUnavailable:
         pass
     try:
         target = version or model_store.previous_version()

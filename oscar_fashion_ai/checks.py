@@ -106,7 +106,7 @@ def check_install_settings(app_configs=None, **kwargs):
                         "to anyone.", hint="Use a folder outside MEDIA_ROOT and STATIC_ROOT.",
                         id="oscar_fashion_ai.E005"))
     return errors
-# --- scale: HNSW parameters and the search database (README "Scaling") ------------------------------------------
+# --- scale: HNSW parameters and the search database (docs/SCALING.md) ------------------------------------------
 
 @checks.register()
 def check_scale_settings(app_configs=None, **kwargs):
@@ -196,7 +196,7 @@ def check_index_for_catalog_size(app_configs=None, databases=None, **kwargs):
     if ef is not None and ef < band.ef_search:
         problems.append(checks.Warning(
             f"FASHION_AI['HNSW_EF_SEARCH'] is {ef}; a catalog of about {rows:,} vectors needs {band.ef_search} to keep "
-            "recall@10 at 0.95 (README, 'Scaling').", hint="Set it to None to follow the catalog size.",
+            "recall@10 at 0.95 (docs/SCALING.md).", hint="Set it to None to follow the catalog size.",
             id="oscar_fashion_ai.W012"))
     return problems
 

@@ -63,7 +63,7 @@ DEFAULTS: dict[str, object] = {
     "MAX_SKETCH_SIDE": 2048,
     # How a drawing becomes a search vector: "direct" (embed the drawing), "gan" (embed the generator's
     # product-like image) or "fusion" (both, weighted by SKETCH_FUSION_WEIGHT = share of the GAN). The default
-    # was chosen by `fashion_evaluate --task sketch --pipeline all` (README, "Search by sketch").
+    # was chosen by `fashion_evaluate --task sketch --pipeline all` (docs/SKETCH.md).
     "SKETCH_PIPELINE": "direct",
     "SKETCH_FUSION_WEIGHT": 0.5,
     # Weights file for the sketch encoder, the network that embeds drawings into the photo model's vector space
@@ -71,11 +71,11 @@ DEFAULTS: dict[str, object] = {
     # model it was trained for; otherwise (or when it is missing) drawings go through the photo model itself.
     "SKETCH_ENCODER_WEIGHTS": None,
     # Query expansion for search by sketch: after a first search, search again with the drawing's vector plus
-    # its N nearest product vectors (weighted by similarity^3). 0 turns it off. See README, "Search by sketch".
+    # its N nearest product vectors (weighted by similarity^3). 0 turns it off. See docs/SKETCH.md.
     "SKETCH_QUERY_EXPANSION": 0,
     # Sketch results follow the best match's category: among the SKETCH_RERANK_DEPTH nearest products, those
     # sharing a category with the nearest one get this much added to their cosine similarity (0 turns it off).
-    # Chosen on half of the test split, confirmed on the other half (README, "Search by sketch").
+    # Chosen on half of the test split, confirmed on the other half (docs/SKETCH.md).
     "SKETCH_CATEGORY_BOOST": 0.05,
     "SKETCH_RERANK_DEPTH": 20,
     # Weights file for the sketch-to-photo generator (`fashion_train_gan`); None: the one `fashion_train_gan --install`
@@ -108,7 +108,7 @@ DEFAULTS: dict[str, object] = {
     # Personalisation on or off. False: no shopper events are recorded (no profiles, no tasks) and everyone sees
     # the popular products. Either way a request without a session cookie (a first visit, a bot) records nothing.
     "PERSONALISATION": True,
-    # Multi-interest profiles (README, "Personalised homepage"; docs/RECOMMENDATIONS.md). The defaults of these five
+    # Multi-interest profiles (docs/RECOMMENDATIONS.md). The defaults of these five
     # were chosen on the validation shoppers of the CC0 simulation (`fashion_evaluate --task recommend --simulation
     # cc0 --split validation --tune`; the best settings there are within one standard error of each other). A
     # shopper's events are grouped into at most PREFERENCE_MAX_INTERESTS interests (one per category engaged with;
@@ -135,7 +135,7 @@ DEFAULTS: dict[str, object] = {
     # ONNX exports of the models (made once, checked against the weights' checksum before each use). None:
     # <DATA_DIR>/onnx. Must be writable by the web and worker processes' user, and by no one else.
     "CACHE_DIR": None,
-    # Scale (HNSW parameters and the search database; README "Scaling", docs/SCALING.md) ------------------
+    # Scale (HNSW parameters and the search database; docs/SCALING.md) ------------------
     # Database alias the search reads go to (nearest-neighbour queries and what a search reads with them), e.g. a
     # read replica; None = "default". Add "oscar_fashion_ai.routers.SearchRouter" to DATABASE_ROUTERS.
     "SEARCH_DATABASE": None,

@@ -209,7 +209,7 @@ class CustomerPreference(models.Model):
     """A shopper's style: the time-decayed, kind-weighted mean of the vectors of products they interacted with.
 
     ``vector`` is the mean S/W where S = sum_i w_i * 2^(-(t_ref - t_i)/h) * v_i and
-    W = sum_i w_i * 2^(-(t_ref - t_i)/h), both decayed to ``reference_time`` (see README, "Personalised homepage").
+    W = sum_i w_i * 2^(-(t_ref - t_i)/h), both decayed to ``reference_time`` (docs/RECOMMENDATIONS.md).
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,

@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef
 from oscar.core.loading import get_model
 from pgvector.django import CosineDistance
 
-from . import conf, routers
+from . import conf, routers, runtime
 from .indexing import embedding, hnsw
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ def model_in_use():
     """(embedder, info) of the model search reads with, once its index is checked; raises :class:`SearchUnavailable`
     with the reason. A request looks this up once and passes both on (each lookup reads the index state)."""
     try:
-        embedder = embedding.get_embedder()
-    except embedding.ModelUnavailable as exc:
+        embedder = runtime.get_embedder()
+    except runtime.ModelUnavailable as exc:
         raise SearchUnavailable(str(exc)) from exc
     try:
         embedding.check_index(embedder.info)
@@ -225,7 +225,7 @@ def has_vector(product) -> bool:
 def search_by_image(rgb_image, k: int, category=None):
     for _ in range(2):  # twice when the index switched models while the query was embedded
         info = ready_model()  # a model that cannot load is SearchUnavailable (503 with the reason), not a server error
-        embedder = embedding.get_embedder()
+        embedder = runtime.get_embedder()
         if embedder.version != info.version:
             continue
         found = nearest(embedder.embed_images([rgb_image])[0], k, category=category, info=info)
@@ -297,7 +297,7 @@ def filters_from(params) -> dict:
 def photo_vector(photo, auto_crop: bool = True, embedder=None):
     """The search vector of an uploaded photo (:class:`oscar_fashion_ai.uploads.Photo`), the box it stands for
     (pixels of ``photo.size``) and where the box came from: ``"request"`` (the shopper's box, cropped and
-    embedded), ``"preset"`` (:class:`oscar_fashion_ai.ml.crop.GarmentLocator`) or ``"whole"``. ``embedder``: the
+    embedded), ``"preset"`` (:func:`oscar_fashion_ai.runtime.get_locator`) or ``"whole"``. ``embedder``: the
     model in use, as :func:`model_in_use` returned it (looked up when not given)."""
     from .ml import crop
 
@@ -308,7 +308,7 @@ def photo_vector(photo, auto_crop: bool = True, embedder=None):
         vector = embedder.embed_images([crop.crop_image(photo.image, photo.box, photo.size)])[0]
         return vector, photo.box, "request"
     if photo.box is None and auto_crop:
-        located = crop.GarmentLocator(embedder).locate(photo.image)
+        located = runtime.get_locator(embedder).locate(photo.image)
         sx, sy = width / photo.image.width, height / photo.image.height
         x, y, w, h = located.box.scaled(sx, sy)
         left, top = max(0, int(round(x))), max(0, int(round(y)))

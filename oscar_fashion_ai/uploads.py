@@ -13,10 +13,10 @@ class BadUpload(ValueError):
 
 
 def _decode_size() -> int:
-    from .indexing import embedding
+    from . import runtime
 
     try:
-        return embedding.model_info().image_size
+        return runtime.model_info().image_size
     except Exception:  # noqa: BLE001 - validation must work even when the model does not load
         return 512
 

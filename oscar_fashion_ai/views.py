@@ -1,6 +1,5 @@
 """Storefront pages and the JSON API of oscar-fashion-ai."""
 
-import json
 import logging
 
 from django.conf import settings
@@ -11,13 +10,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from oscar.core.loading import get_model
 
 from . import conf, search
+from .http import error, model_version, rate_limit_wait, rate_limited, too_many_message
 from .uploads import BadUpload
 
 logger = logging.getLogger(__name__)
-
-
-def error(message, status=400):
-    return JsonResponse({"error": message}, status=status)
 
 
 @require_GET
@@ -27,15 +23,6 @@ def health(request):
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         row = cursor.fetchone()
     return JsonResponse({"database": "ok", "pgvector": row[0] if row else None}, status=200 if row else 503)
-
-
-def _model_version():
-    from .indexing import embedding
-
-    try:
-        return embedding.model_info().version
-    except Exception:  # noqa: BLE001
-        return None
 
 
 @require_GET
@@ -52,7 +39,7 @@ def api_similar(request, pk):
         results = search.similar_products(product, k)
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    return JsonResponse({"results": search.result_dicts(results, request), "model_version": _model_version()})
+    return JsonResponse({"results": search.result_dicts(results, request), "model_version": model_version()})
 
 
 # The public search endpoints only read, but they are deliberately *not* csrf_exempt: a cross-site page could
@@ -60,7 +47,7 @@ def api_similar(request, pk):
 # API clients read the csrftoken cookie and send it as X-CSRFToken (see README, "JSON API").
 @require_POST
 def api_photo(request):
-    limited = _rate_limited("photo", request, "PHOTO_RATE_LIMIT")
+    limited = rate_limited("photo", request, "PHOTO_RATE_LIMIT")
     if limited:
         return limited
     try:
@@ -140,11 +127,11 @@ def photo_search(request):
     status = 200
     if request.method == "POST":
         # The form runs the same model as the API, so it shares the API's per-client budget.
-        limited = _rate_limited("photo", request, "PHOTO_RATE_LIMIT")
-        if limited:
-            ctx["error"] = json.loads(limited.content)["error"]
+        wait = rate_limit_wait("photo", request, "PHOTO_RATE_LIMIT")
+        if wait is not None:
+            ctx["error"] = too_many_message(wait)
             response = render(request, template, ctx, status=429)
-            response["Retry-After"] = limited["Retry-After"]
+            response["Retry-After"] = str(wait)
             return response
         try:
             found = _photo_search(request, int(conf.get("DEFAULT_K")), search.filters_from(request.POST))
@@ -183,17 +170,6 @@ def more_like_this(request, pk):
 
 # --- Search by sketch -------------------------------------------------------------------------
 
-def _rate_limited(scope, request, setting):
-    from . import ratelimit
-
-    wait = ratelimit.hit(scope, request, conf.get(setting))
-    if wait is None:
-        return None
-    response = error(f"Too many searches: please wait {wait} seconds and try again.", status=429)
-    response["Retry-After"] = str(wait)
-    return response
-
-
 @require_POST
 def api_sketch(request):
     """Drawing -> normalised line drawing -> (generator ->) Image2Vec -> nearest products.
@@ -205,12 +181,12 @@ def api_sketch(request):
     import base64
     import io
 
-    from .indexing import embedding
+    from . import runtime
     from .ml import sketch_pipeline
     from .ml.sketch_input import BlankSketch
     from .uploads import sketch_from_request
 
-    limited = _rate_limited("sketch", request, "SKETCH_RATE_LIMIT")
+    limited = rate_limited("sketch", request, "SKETCH_RATE_LIMIT")
     if limited:
         return limited
     try:
@@ -227,8 +203,8 @@ def api_sketch(request):
         return error(str(exc))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    sketch_embedder = embedding.get_sketch_embedder(embedder)
-    generator = embedding.get_generator()
+    sketch_embedder = runtime.get_sketch_embedder(embedder)
+    generator = runtime.get_generator()
     pipeline = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
     try:
         direct, for_gan = sketch_pipeline.prepare(img, embedder, generator, sketch_embedder)

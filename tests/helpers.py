@@ -52,10 +52,9 @@ FAST_ADAPT = ["--min-per-category", "3", "--min-products", "10", "--min-test", "
 
 def use_model(path):
     """Install ``path`` into the models folder as the shop's model (what an earlier fashion_adapt would leave)."""
-    from oscar_fashion_ai import model_store
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import model_store, runtime
 
-    version = embedding.load_embedder(path).version
+    version = runtime.load_embedder(path).version
     model_store.add_version(path, version)
     model_store.activate_version(version, reason="test")
     return version

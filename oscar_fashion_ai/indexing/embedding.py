@@ -1,192 +1,22 @@
-"""Django glue around the pure-PyTorch embedder: one lazily loaded model per process, and the
-function that turns product ids into stored vectors."""
+"""Writing vectors: the function that turns product ids into stored vectors, and the vector column's dimension.
+
+The models themselves are loaded (once per process) by :mod:`oscar_fashion_ai.runtime`."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from pathlib import Path
 
 import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from .. import conf
+from .. import conf, runtime
 from ..ml import preprocessing
-from ..ml.embedder import Embedder, ModelUnavailable
+from ..ml.embedder import ModelUnavailable
 
 logger = logging.getLogger(__name__)
-
-_lock = threading.Lock()
-_embedders: dict = {}  # (weights path, file stamp, threads) -> Embedder; a few models at most
-_generator = None
-_generator_key = None
-_sketch = None
-_sketch_key = None
-_sketch_notice = None
-
-
-def _stamp(path: Path):
-    """Changes when the weights file or its card changes (a replaced file is loaded again)."""
-    stamps = []
-    for p in (path, path.with_suffix(".card.json")):
-        try:
-            st = p.stat()
-            stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        except OSError:
-            stamps.append(None)
-    return tuple(stamps)
-
-
-def load_embedder(path) -> Embedder:
-    """The process-wide embedder for one weights file (None: the package's), loaded on first use."""
-    from ..ml.embedder import PACKAGE_WEIGHTS
-
-    path = Path(path) if path else PACKAGE_WEIGHTS
-    key = (str(path), _stamp(path), conf.get("TORCH_THREADS"), conf.cache_dir())
-    embedder = _embedders.get(key)
-    if embedder is None:
-        with _lock:
-            embedder = _embedders.get(key)
-            if embedder is None:
-                embedder = Embedder(path, threads=conf.get("TORCH_THREADS"), cache_dir=conf.cache_dir())
-                for old in [k for k in _embedders if k[0] == key[0]]:
-                    del _embedders[old]
-                while len(_embedders) >= 4:
-                    del _embedders[next(iter(_embedders))]
-                _embedders[key] = embedder
-                logger.info("Fashion AI: loaded embedder %s (%s)", embedder.version, embedder.runtime)
-    return embedder
-
-
-def configured_embedder() -> Embedder:
-    """The photo model the shop is configured to use (``EMBEDDER_WEIGHTS``, else the one installed in
-    ``MODELS_DIR`` by ``fashion_adapt``, else the package's): the model the next index build uses."""
-    from .. import model_store
-
-    return load_embedder(model_store.configured_weights())
-
-
-def embedder_for(record) -> Embedder:
-    """The embedder of an :class:`~oscar_fashion_ai.models.IndexBuild` (its weights file, checked against the
-    checksum recorded when its index was started)."""
-    embedder = load_embedder(record.weights)
-    if embedder.sha256 != record.weights_sha256:
-        raise ModelUnavailable(f"The weights file {record.weights} of model {record.version} has changed since its "
-                               "index was built.")
-    return embedder
-
-
-def _index_state():
-    from . import builds
-
-    try:
-        return builds.state()
-    except Exception as exc:  # noqa: BLE001 - no database (e.g. an offline evaluation): the configured model
-        logger.debug("Fashion AI: no index state: %s", exc)
-        return None
-
-
-def get_embedder() -> Embedder:
-    """The model in use: the one whose vectors search reads and that embeds search queries.
-
-    That is the configured model, except while the index holds another model's vectors (a new model's vectors are
-    being written, or have not been requested yet): then it is the model that made the index, so that search keeps
-    answering until the switch (see ``oscar_fashion_ai.indexing.builds``). A configured model that cannot be
-    loaded raises :class:`ModelUnavailable` (search is off with the reason)."""
-    configured = configured_embedder()
-    state = _index_state()
-    active = state.active if state is not None else None
-    if active is None or active.version == configured.version:
-        return configured
-    try:
-        return embedder_for(active)
-    except ModelUnavailable as exc:
-        logger.error("Fashion AI: the model in use cannot be loaded (%s); search uses the configured model %s",
-                     exc, configured.version)
-        return configured
-
-
-def get_generator():
-    """The process-wide sketch generator, loaded on first use; None (with one logged error per process and
-    weights file) when it cannot be loaded: sketch search then embeds the drawing directly."""
-    global _generator, _generator_key
-    from ..ml.generator import PACKAGE_GENERATOR, GeneratorUnavailable, SketchGenerator
-
-    key = (conf.get("SKETCH_GENERATOR_WEIGHTS"), conf.get("TORCH_THREADS"))
-    if _generator_key != key:
-        with _lock:
-            if _generator_key != key:
-                if not key[0] and not PACKAGE_GENERATOR.exists():
-                    # None configured and none installed into the package (`fashion_train_gan --install`): the
-                    # default since the GAN lost to embedding the drawing directly (docs/SKETCH.md). Not an error.
-                    _generator, _generator_key = None, key
-                    return None
-                try:
-                    _generator = SketchGenerator(conf.get("SKETCH_GENERATOR_WEIGHTS"),
-                                                 threads=conf.get("TORCH_THREADS"), cache_dir=conf.cache_dir())
-                    logger.info("Fashion AI: loaded sketch generator %s (%s)", _generator.version, _generator.runtime)
-                except GeneratorUnavailable as exc:
-                    _generator = None
-                    logger.error("Fashion AI: %s; sketch search embeds drawings directly", exc)
-                _generator_key = key
-    return _generator
-
-
-def get_sketch_embedder(photo: Embedder | None = None) -> Embedder:
-    """The network that embeds drawings: the sketch encoder made for the photo model in use (``photo``, looked up
-    when not given), or (when there is none, it cannot be loaded, or it belongs to another photo model; logged
-    once) the photo model."""
-    global _sketch, _sketch_key, _sketch_notice
-    from .. import model_store
-    from ..ml.embedder import PACKAGE_SKETCH_WEIGHTS
-
-    photo = photo or get_embedder()
-    configured = conf.get("SKETCH_ENCODER_WEIGHTS") or model_store.sketch_encoder_for(photo.sha256)
-    key = (str(configured) if configured else None, photo.sha256, conf.get("TORCH_THREADS"))
-    if _sketch_key != key:
-        with _lock:
-            if _sketch_key != key:
-                _sketch = photo
-                _sketch_notice = None
-                path = Path(configured or PACKAGE_SKETCH_WEIGHTS)
-                if configured or path.exists():
-                    try:
-                        from ..ml import weights
-
-                        pairs_with = weights.read_metadata(path).get("pairs_with") if path.exists() else None
-                        if path.exists() and pairs_with != photo.sha256:
-                            _sketch_notice = (
-                                f"The sketch encoder {path.name} was trained for another photo model than the one in "
-                                f"use ({photo.version}): search by sketch works, with drawings embedded by the photo "
-                                "model, which finds fewer matches. Train a sketch encoder for it with `manage.py "
-                                "fashion_train_sketch_encoder` (or `fashion_adapt --sketch-minutes N`).")
-                            logger.error("Fashion AI: %s", _sketch_notice)
-                        else:
-                            candidate = Embedder(path, threads=conf.get("TORCH_THREADS"), cache_dir=conf.cache_dir())
-                            if candidate.info.dim != photo.info.dim:
-                                raise ModelUnavailable(f"{path} makes {candidate.info.dim}-d vectors, the photo "
-                                                       f"model {photo.info.dim}-d")
-                            _sketch = candidate
-                            logger.info("Fashion AI: loaded sketch encoder %s (%s)", candidate.version,
-                                        candidate.runtime)
-                    except (ModelUnavailable, ValueError) as exc:
-                        logger.error("Fashion AI: %s; drawings are embedded by the photo model", exc)
-                _sketch_key = key
-    return _sketch
-
-
-def sketch_encoder_notice() -> str | None:
-    """Why drawings are embedded by the photo model although a sketch encoder exists (None when they are not)."""
-    get_sketch_embedder()
-    return _sketch_notice
-
-
-def model_info():
-    return get_embedder().info
-
 
 # --- vector column dimension ---------------------------------------------------------------
 
@@ -211,7 +41,7 @@ def check_index(info=None):
     """Raise :class:`IndexMismatch` with a clear message when searching would compare apples and pears."""
     from ..models import ProductEmbedding
 
-    info = info or model_info()
+    info = info or runtime.model_info()
     dims = stored_dimensions()
     if dims != info.dim:
         raise IndexMismatch(
@@ -274,10 +104,10 @@ def _write_target():
     state = builds.state()
     if state.building is not None:
         try:
-            return embedder_for(state.building), ProductEmbeddingNext, state.building
+            return runtime.embedder_for(state.building), ProductEmbeddingNext, state.building
         except ModelUnavailable as exc:
             builds.abandon(f"its model cannot be loaded: {exc}")
-    embedder = get_embedder()
+    embedder = runtime.get_embedder()
     if state.active is None:
         builds.adopt(embedder)
     return embedder, ProductEmbedding, None
@@ -388,5 +218,5 @@ def mark_pending(product_ids):
         Table.objects.bulk_create([Table(product_id=pk) for pk in ids if pk not in have], ignore_conflicts=True)
 
 
-__all__ = ["get_embedder", "configured_embedder", "load_embedder", "get_sketch_embedder", "model_info",
-           "embed_products", "mark_pending", "check_index", "ensure_dimensions", "IndexMismatch", "ModelUnavailable"]
+__all__ = ["embed_products", "mark_pending", "check_index", "ensure_dimensions", "stored_dimensions", "IndexMismatch",
+           "ModelUnavailable"]

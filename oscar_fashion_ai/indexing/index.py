@@ -22,10 +22,10 @@ def _models():
 
 def current_model_version() -> str | None:
     """The configured embedder's version string, or None if the model cannot be loaded."""
-    from . import embedding
+    from .. import runtime
 
     try:
-        return embedding.model_info().version
+        return runtime.model_info().version
     except Exception:  # stats must render even when the model is broken
         logger.exception("Fashion AI: the embedding model could not be loaded")
         return None
@@ -34,10 +34,11 @@ def current_model_version() -> str | None:
 def model_status():
     """(version, problem) for the dashboard: the configured model's version (None if it cannot load) and, when
     search is switched off, the reason (model error, or an index built by another model/dimension)."""
+    from .. import runtime
     from . import embedding
 
     try:
-        info = embedding.model_info()
+        info = runtime.model_info()
     except Exception as exc:  # noqa: BLE001 - the dashboard must render even when the model is broken
         logger.error("Fashion AI: the embedding model could not be loaded: %s", exc)
         return None, str(exc)
@@ -50,16 +51,15 @@ def model_status():
 
 def sketch_status() -> dict:
     """What search by sketch runs: the configured pipeline, the one in effect, and the generator (or why not)."""
-    from .. import conf
-    from . import embedding
+    from .. import conf, runtime
 
     configured = conf.get("SKETCH_PIPELINE")
-    generator = embedding.get_generator()
+    generator = runtime.get_generator()
     try:
-        photo, drawings = embedding.get_embedder(), embedding.get_sketch_embedder()
+        photo, drawings = runtime.get_embedder(), runtime.get_sketch_embedder()
         encoder = drawings.version if drawings is not photo else None
-        notice = embedding.sketch_encoder_notice()
-    except embedding.ModelUnavailable:
+        notice = runtime.sketch_encoder_notice()
+    except runtime.ModelUnavailable:
         encoder, notice = None, None
     common = {"configured": configured, "encoder": encoder, "encoder_notice": notice,
               "expansion": conf.get("SKETCH_QUERY_EXPANSION"),
@@ -110,11 +110,12 @@ def products_needing_index(scope: str = "stale", category_slug: str | None = Non
 def model_switch_pending() -> tuple[object | None, str | None]:
     """(configured embedder, reason) when the configured model is not the one in use and no build of it is under
     way, i.e. when a reindex should build its vectors; (None, None) otherwise."""
-    from . import builds, embedding
+    from .. import runtime
+    from . import builds
 
     try:
-        configured = embedding.configured_embedder()
-    except embedding.ModelUnavailable:
+        configured = runtime.configured_embedder()
+    except runtime.ModelUnavailable:
         return None, None
     state = builds.state()
     if state.building is not None:

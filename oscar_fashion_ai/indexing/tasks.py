@@ -15,18 +15,20 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, IndexChanged)
 
+#: The options of an idempotent task: acked after it ran, redelivered when its worker dies, retried with backoff on
+#: transient errors (the database or the broker away for a moment); no result stored.
+RETRIED = {
+    "ignore_result": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
 
-@shared_task(
-    name=EMBED_PRODUCTS,
-    ignore_result=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-)
+
+@shared_task(name=EMBED_PRODUCTS, retry_backoff_max=300, **RETRIED)
 def embed_products(product_ids, force=False):
     """Embed a batch of products in one forward pass and store their vectors."""
     from .embedding import embed_products as run

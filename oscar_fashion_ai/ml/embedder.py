@@ -2,12 +2,11 @@
 
 On a GPU the PyTorch model runs directly; on the CPU the model is exported once to ONNX and run
 with ONNX Runtime, which is an order of magnitude faster than eager PyTorch for this network
-(see README, "Benchmarks"). Both paths give the same vectors up to float rounding.
+(docs/BENCHMARKS.md). Both paths give the same vectors up to float rounding.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import backbones, preprocessing, weights
-
-logger = logging.getLogger(__name__)
+from . import backbones, onnx_cache, preprocessing, weights
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite0-fashion.safetensors"
 #: The sketch encoder trained with the package's photo weights (drawings -> the same vector space).
@@ -66,16 +63,10 @@ class Embedder:
         self.info = ModelInfo(version_string(backbone, dim, image_size, self.sha256), dim, image_size, backbone)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
-        self._session = None
         self._trunk_session = None  # exported on first use of feature_maps()
         self._onnx_args = (cache_dir, threads)
-        if self.device.type == "cpu" and runtime in {"auto", "onnx"}:
-            try:
-                self._session = self._onnx_session(cache_dir, threads)
-            except Exception as exc:  # fall back to PyTorch, loudly
-                if runtime == "onnx":
-                    raise
-                logger.warning("ONNX Runtime unavailable (%s); using eager PyTorch (slower)", exc)
+        self._session = onnx_cache.cpu_session(lambda: self._onnx_session(cache_dir, threads), self.device, runtime,
+                                               "the embedder")
         if self._session is None and self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
@@ -91,8 +82,6 @@ class Embedder:
     def _onnx_session(self, cache_dir, threads, part: str = ""):
         """An ONNX Runtime session for the whole model (``part=""``: images -> vectors) or for its trunk
         (``part="trunk"``: images of any size -> feature maps), exported once into the checked cache folder."""
-        from . import onnx_cache
-
         dummy = torch.zeros(2, 3, self.info.image_size, self.info.image_size)
         if part == "trunk":
             module, output = self.model.trunk, "features"

@@ -7,16 +7,13 @@ against their model card.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from . import gan, weights
-
-logger = logging.getLogger(__name__)
+from . import gan, onnx_cache, weights
 
 PACKAGE_GENERATOR = Path(__file__).resolve().parent.parent / "weights" / "sketch-gan.safetensors"
 
@@ -45,18 +42,10 @@ class SketchGenerator:
         self.version = (card or {}).get("version") or f"pix2pix-{weights.sha256(path)[:12]}"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
-        self._session = None
-        if self.device.type == "cpu" and runtime in {"auto", "onnx"}:
-            try:
-                self._session = self._onnx_session(cache_dir, threads)
-            except Exception as exc:  # eager PyTorch still works, only slower
-                if runtime == "onnx":
-                    raise
-                logger.warning("ONNX Runtime unavailable for the generator (%s); using eager PyTorch", exc)
+        self._session = onnx_cache.cpu_session(lambda: self._onnx_session(cache_dir, threads), self.device, runtime,
+                                               "the sketch generator")
 
     def _onnx_session(self, cache_dir, threads):
-        from . import onnx_cache
-
         dummy = torch.zeros(1, 1, self.image_size, self.image_size)
         return onnx_cache.session(self.model, name=self.version, source_sha256=weights.sha256(self.path),
                                   example=dummy, input_names=["drawings"], output_names=["photos"],

@@ -51,7 +51,7 @@ def fingerprint(model: torch.nn.Module, source_sha256: str, example: torch.Tenso
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _private(path: Path) -> str | None:
+def not_private(path: Path) -> str | None:
     """None when ``path`` belongs to this user and no one else can write to it; else why not."""
     try:
         info = path.lstat()
@@ -84,7 +84,7 @@ def _cached(folder: Path, onnx_path: Path, meta_path: Path, key: str) -> bytes |
         return None
     problem = None
     for path in (folder, onnx_path, meta_path):
-        why = _private(path)
+        why = not_private(path)
         if why:
             problem = f"{path}: {why}"
             break
@@ -108,7 +108,7 @@ def _cached(folder: Path, onnx_path: Path, meta_path: Path, key: str) -> bytes |
 def _store(folder: Path, onnx_path: Path, meta_path: Path, data: bytes, key: str) -> None:
     """Write the export and its sidecar (atomically, private to this user). Raises OSError."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    problem = _private(folder)
+    problem = not_private(folder)
     if problem:
         raise PermissionError(f"the folder is not private to this user: {problem}")
     meta = {"fingerprint": key, "onnx_sha256": hashlib.sha256(data).hexdigest(), "torch": torch.__version__,
@@ -119,6 +119,21 @@ def _store(folder: Path, onnx_path: Path, meta_path: Path, data: bytes, key: str
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
         tmp.replace(path)
+
+
+def cpu_session(make, device: torch.device, runtime: str, what: str):
+    """The ONNX Runtime session ``make()`` returns for a network that runs on the CPU, or None (eager PyTorch): on
+    another device, with ``runtime="torch"``, or with ``runtime="auto"`` when ONNX Runtime cannot run the network
+    (with a warning: eager PyTorch still works, only slower). ``runtime="onnx"`` raises instead."""
+    if device.type != "cpu" or runtime not in {"auto", "onnx"}:
+        return None
+    try:
+        return make()
+    except Exception as exc:  # fall back to PyTorch, loudly
+        if runtime == "onnx":
+            raise
+        logger.warning("ONNX Runtime unavailable for %s (%s); using eager PyTorch (slower)", what, exc)
+        return None
 
 
 def session(model: torch.nn.Module, *, name: str, source_sha256: str, example: torch.Tensor, input_names,

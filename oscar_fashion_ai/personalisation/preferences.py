@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.utils import timezone
 from oscar.core.loading import get_model
 
-from .. import conf, publishing, search
+from .. import conf, publishing, runtime, search
 from ..ml import interests as interest_model
 from ..ml.preference import fold
 
@@ -86,7 +86,7 @@ def apply_pending(owner: Owner):
         if not events:
             return pref
         try:
-            version = search.embedding.model_info().version
+            version = runtime.model_info().version
         except Exception:  # noqa: BLE001 - no model: events stay pending for later
             logger.warning("Fashion AI: no model; %d preference events left pending", len(events))
             return pref

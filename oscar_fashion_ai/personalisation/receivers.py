@@ -1,7 +1,7 @@
 """Personalisation receivers: Oscar's product-view, basket, order and login signals become shopper events.
 
-Nothing is recorded with ``FASHION_AI["PERSONALISATION"]`` off, nor for a request without a session cookie; a
-receiver never breaks or slows the shopper's request (errors are logged).
+Nothing is recorded (and nothing merged at login) with ``FASHION_AI["PERSONALISATION"]`` off, nor for a request
+without a session cookie; a receiver never breaks or slows the shopper's request (errors are logged).
 """
 
 import logging
@@ -43,20 +43,17 @@ def _safely(fn):
     return wrapper
 
 
+_PRODUCT_EVENT_KINDS = {product_viewed: "view", basket_addition: "basket"}
+
+
 @receiver(product_viewed, dispatch_uid="fashion_ai_product_viewed")
-@_safely
-def on_product_viewed(sender, product, user=None, request=None, **kwargs):
-    owner = _shopper(request)
-    if owner is not None:
-        preferences.record_event(owner, product.pk, "view")
-
-
 @receiver(basket_addition, dispatch_uid="fashion_ai_basket_addition")
 @_safely
-def on_basket_addition(sender, product, user=None, request=None, **kwargs):
+def on_product_event(sender, signal, product, user=None, request=None, **kwargs):
+    """A product view or a basket addition: one event of that kind for the request's shopper."""
     owner = _shopper(request)
     if owner is not None:
-        preferences.record_event(owner, product.pk, "basket")
+        preferences.record_event(owner, product.pk, _PRODUCT_EVENT_KINDS[signal])
 
 
 @receiver(order_placed, dispatch_uid="fashion_ai_order_placed")
@@ -76,6 +73,9 @@ def on_order_placed(sender, order, user=None, **kwargs):
 @receiver(user_logged_in, dispatch_uid="fashion_ai_user_logged_in")
 @_safely
 def on_login(sender, request=None, user=None, **kwargs):
+    """The anonymous shopper's events become the account's (nothing is merged with personalisation off)."""
+    if not conf.get("PERSONALISATION"):
+        return
     session = getattr(request, "session", None)
     key = session.get(preferences.SESSION_KEY) if session is not None else None
     if key and user is not None:

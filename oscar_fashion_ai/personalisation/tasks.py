@@ -5,20 +5,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from ..indexing.tasks import TRANSIENT
+from ..indexing.tasks import RETRIED
 from ..publishing import CLEANUP_ANONYMOUS_PROFILES, UPDATE_PREFERENCE
 
 
-@shared_task(
-    name=UPDATE_PREFERENCE,
-    ignore_result=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(name=UPDATE_PREFERENCE, **RETRIED)
 def update_preference(user_id=None, shopper_key=None):
     """Fold a shopper's pending events into their preference vector."""
     from .preferences import Owner, apply_pending

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from oscar.core.loading import get_model
 
 from .. import conf, search
-from ..views import _model_version, _rate_limited, error
+from ..http import error, model_version, rate_limited
 from . import preferences
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def api_recommendations(request):
     rows = search.result_dicts(results, request)
     for row, (product, _) in zip(rows, results):  # why each product is there ("because you looked at ...")
         row["reason"] = getattr(product, "fashion_reason", None)
-    response = JsonResponse({"results": rows, "source": source, "model_version": _model_version()})
+    response = JsonResponse({"results": rows, "source": source, "model_version": model_version()})
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -55,7 +55,7 @@ def api_record_event(request):
     set by ``GET /fashion-ai/api/recommendations/``). Returns 201 with ``{"recorded": true, ...}``; with
     ``PERSONALISATION`` off, 200 with ``{"recorded": false, ...}``. Unlike Oscar's product page, it records the
     first view of a new session too: a cross-site or cookie-less client cannot pass the CSRF check."""
-    limited = _rate_limited("events", request, "EVENT_RATE_LIMIT")
+    limited = rate_limited("events", request, "EVENT_RATE_LIMIT")
     if limited:
         return limited
     if request.content_type == "application/json":

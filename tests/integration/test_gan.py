@@ -135,12 +135,12 @@ def test_sketch_api_without_generator_falls_back_to_direct(client, csv_dataset, 
 def test_the_default_install_has_no_generator_and_says_nothing(settings, caplog, monkeypatch, tmp_path):
     """The package ships no GAN (it lost to the direct pipeline): not configured and not installed is no generator,
     without an error in the log; `fashion_train_gan --install` would put one back."""
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import runtime
     from oscar_fashion_ai.ml import generator
 
     assert not generator.PACKAGE_GENERATOR.exists()
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": None}
-    monkeypatch.setattr(embedding, "_generator_key", object())
+    monkeypatch.setattr(runtime._generator, "key", object())
     with caplog.at_level("ERROR"):
-        assert embedding.get_generator() is None
+        assert runtime.get_generator() is None
     assert not [r for r in caplog.records if "generator" in r.getMessage()]

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from oscar.core.loading import get_model
 
+from oscar_fashion_ai import runtime
 from oscar_fashion_ai.indexing import builds, embedding, index
 from oscar_fashion_ai.models import ProductEmbedding, ProductEmbeddingNext
 from tests.factories import embedding_receivers_paused
@@ -24,7 +25,7 @@ def test_sync_reindex_with_a_new_model_switches_only_when_complete(settings, oth
     with embedding_receivers_paused():
         products = make_catalog(9)
     call_command("fashion_reindex", "--sync", verbosity=0)
-    old = embedding.get_embedder().version
+    old = runtime.get_embedder().version
     settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(other_weights)}
     ids, force, build = index.prepare_reindex("all", requested_by="test")
     assert build is not None and sorted(ids) == sorted(p.pk for p in products)
@@ -41,7 +42,7 @@ def test_sync_reindex_with_a_new_model_switches_only_when_complete(settings, oth
     out = io.StringIO()
     call_command("fashion_reindex", "--sync", stdout=out)
     assert "Search now uses" in out.getvalue()
-    assert builds.state().active.version == embedding.configured_embedder().version != old
+    assert builds.state().active.version == runtime.configured_embedder().version != old
     assert embedding.stored_dimensions() == 128 and len(index_similar(products[0])) >= 5
 
 

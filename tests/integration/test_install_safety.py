@@ -195,6 +195,48 @@ def test_personalisation_can_be_switched_off(indexed, settings, django_user_mode
     assert not CustomerPreference.objects.filter(user=user).exists()
 
 
+def test_search_without_tracking(indexed, settings, django_user_model):
+    """``PERSONALISATION = False`` is search without tracking: no receiver (product view, basket addition, order,
+    login) and no endpoint writes a PreferenceEvent or a profile, no shopper key is handed out, and the homepage
+    and the recommendations API show the popular products. Search keeps working."""
+    from oscar.test.factories import create_basket, create_order
+
+    shirt, shoe = Product.objects.filter(categories__name="Shirt").first(), Product.objects.filter(
+        categories__name="Shoes").first()
+    # A shopper who browsed while personalisation was on: a key in the session, one event, a profile.
+    earlier = Client()
+    earlier.get(shirt.get_absolute_url())
+    earlier.get(shoe.get_absolute_url())
+    key = earlier.session[preferences.SESSION_KEY]
+    preferences.apply_pending(preferences.Owner(shopper_key=key))
+    before = (sorted(PreferenceEvent.objects.values_list("pk", "user_id", "shopper_key", "product_id", "applied")),
+              sorted(CustomerPreference.objects.values_list("pk", "user_id", "shopper_key", "event_count")))
+    assert before[0] and before[1]
+
+    settings.FASHION_AI = {**settings.FASHION_AI, "PERSONALISATION": False}
+    user = django_user_model.objects.create_user("t", "t@example.com", "pw")
+    earlier.force_login(user)  # login: the anonymous events are not merged into the account
+    anonymous = Client()
+    for client in (earlier, anonymous):
+        for product in (shirt, shoe, shirt):
+            assert client.get(product.get_absolute_url()).status_code == 200
+        client.post(reverse("basket:add", args=[shoe.pk]), {"quantity": 1})
+        r = client.post(reverse("fashion-ai:api-events"), {"product_id": shirt.pk})
+        assert r.status_code == 200 and r.json()["recorded"] is False
+        r = client.get(reverse("fashion-ai:api-recommendations"))
+        assert r.status_code == 200 and r.json()["source"] == "fallback"
+        assert 'data-personal="false"' in client.get(reverse("fashion-ai:home")).content.decode()
+        r = client.get(reverse("fashion-ai:api-similar", args=[shirt.pk]))
+        assert r.status_code == 200 and r.json()["results"]
+    basket = create_basket(empty=True)
+    basket.add_product(shoe)
+    create_order(user=user, basket=basket)  # fires order_placed
+    assert preferences.SESSION_KEY not in anonymous.session
+    assert (sorted(PreferenceEvent.objects.values_list("pk", "user_id", "shopper_key", "product_id", "applied")),
+            sorted(CustomerPreference.objects.values_list("pk", "user_id", "shopper_key", "event_count"))) == before
+    assert not PreferenceEvent.objects.filter(user=user).exists()
+
+
 @pytest.mark.parametrize("bad", ["PERSONALISATION"])
 def test_the_switch_is_checked(settings, bad):
     from oscar_fashion_ai.checks import check_install_settings
@@ -298,13 +340,13 @@ def test_an_unwritable_cache_warns_and_still_runs_onnx(tmp_path, tiny_weights, c
 
 
 def test_the_cache_lives_under_the_projects_data_folder_by_default(settings, tmp_path):
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import runtime
 
     settings.BASE_DIR = tmp_path
     settings.FASHION_AI = {k: v for k, v in settings.FASHION_AI.items() if k not in {"CACHE_DIR", "DATA_DIR"}}
     assert conf.data_dir() == tmp_path / "var" / "fashion-ai"
     assert conf.cache_dir() == tmp_path / "var" / "fashion-ai" / "onnx"
-    assert embedding.get_embedder().runtime == "onnxruntime"
+    assert runtime.get_embedder().runtime == "onnxruntime"
     assert list((tmp_path / "var" / "fashion-ai" / "onnx").glob("*.onnx"))
     settings.FASHION_AI = {**settings.FASHION_AI, "DATA_DIR": str(tmp_path / "elsewhere")}
     assert conf.cache_dir() == tmp_path / "elsewhere" / "onnx"

@@ -89,9 +89,9 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
     url = reverse("fashion-ai-dashboard:fashion-ai-index")
     html = admin.get(url).content.decode()
     assert "tiny-gen" in html and 'id="fashion-ai-sketch-problem"' not in html  # the test generator's version
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import runtime
 
-    assert embedding.get_sketch_embedder().version in html  # the encoder
+    assert runtime.get_sketch_embedder().version in html  # the encoder
     assert "+0.05 similarity among the 20 nearest" in html  # the default category re-ranking
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
                            "SKETCH_PIPELINE": "fusion", "SKETCH_QUERY_EXPANSION": 3, "SKETCH_CATEGORY_BOOST": 0}

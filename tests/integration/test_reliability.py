@@ -21,7 +21,7 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import tasks
+from oscar_fashion_ai import runtime, tasks
 from oscar_fashion_ai.indexing import embedding
 from oscar_fashion_ai.models import CustomerPreference, PreferenceEvent, ProductEmbedding
 from tests.factories import slow_decoding_photo
@@ -158,7 +158,7 @@ def break_model(how, tmp_path, settings):
         settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(bad)}
         return "not a valid safetensors file"
     # The index holds 128-d vectors (e.g. built by an older model) while the configured model makes 256-d ones.
-    version = embedding.model_info().version
+    version = runtime.model_info().version
     ids = list(ProductEmbedding.objects.values_list("product_id", flat=True))
     embedding.ensure_dimensions(128)
     rng = np.random.default_rng(0)

@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import search
-from oscar_fashion_ai.indexing import embedding, hnsw
+from oscar_fashion_ai import runtime, search
+from oscar_fashion_ai.indexing import hnsw
 from oscar_fashion_ai.models import ProductEmbedding
 
 pytestmark = pytest.mark.usefixtures("fashion_models")
@@ -106,7 +106,7 @@ def test_search_database_without_the_router_is_a_warning(settings):
 def bulk_catalog(n=3000, categories=20, seed=0):
     """``n`` public, in-stock products with unit vectors (clustered) and one of ``categories`` categories each."""
     Category = get_model("catalogue", "Category")
-    info = embedding.model_info()
+    info = runtime.model_info()
     rng = np.random.default_rng(seed)
     cats = [Category.add_root(name=f"Scale {c}") for c in range(categories)]
     products = Product.objects.bulk_create([
@@ -180,7 +180,7 @@ def test_filtered_queries_return_k_rows_of_the_category(settings, monkeypatch):
     _hnsw_plan_only(monkeypatch)
     # A small search budget: without an iterative scan a 1-in-20 filter keeps about 1 of the 20 candidates.
     settings.FASHION_AI = {**settings.FASHION_AI, "HNSW_EF_SEARCH": 10}
-    info = embedding.model_info()
+    info = runtime.model_info()
     with search.search_session(10, filtered=True):
         qs = search.nearest_queryset(vecs[1], info.version, category=cats[3])[:10]
         sql, params = qs.query.sql_with_params()

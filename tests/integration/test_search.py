@@ -9,6 +9,7 @@ from django.urls import reverse
 from oscar.core.loading import get_model
 from PIL import Image
 
+from oscar_fashion_ai import runtime
 from oscar_fashion_ai.indexing import embedding
 from oscar_fashion_ai.models import ProductEmbedding
 from tests.factories import make_image
@@ -37,7 +38,7 @@ def test_similar_products_are_ordered_by_cosine_similarity(client, indexed_catal
     query = rows[product.pk]
     exact = sorted((pk for pk in rows if pk != product.pk), key=lambda pk: -float(rows[pk] @ query))[:5]
     assert ids == exact
-    assert body["model_version"] == embedding.model_info().version
+    assert body["model_version"] == runtime.model_info().version
     assert set(body["results"][0]) == {"product_id", "title", "url", "image_url", "score"}
 
 
@@ -178,7 +179,7 @@ def test_similar_query_plan_uses_the_hnsw_index(indexed_catalog):
 
     from oscar_fashion_ai import search
 
-    info = embedding.model_info()
+    info = runtime.model_info()
     rng = np.random.default_rng(0)
     extra = Product.objects.bulk_create(
         [Product(title=f"synthetic {i}", slug=f"synthetic-{i}", structure="standalone", is_public=True)

@@ -328,7 +328,7 @@ def test_pickled_weights_are_refused_and_never_executed(tmp_path, settings):
 
 
 def test_checksum_mismatch_is_refused_with_a_clear_error(tmp_path, tiny_weights, settings, client, caplog):
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import runtime
     from oscar_fashion_ai.ml import embedder
 
     tampered = tmp_path / "tampered.safetensors"
@@ -354,7 +354,7 @@ def test_checksum_mismatch_is_refused_with_a_clear_error(tmp_path, tiny_weights,
     # A model card that is not JSON is a model problem too, not a crash.
     tampered.with_suffix(".card.json").write_text("{not json")
     with pytest.raises(embedder.ModelUnavailable):
-        embedding.get_embedder()
+        runtime.get_embedder()
 
 
 # --- access control and CSRF ---------------------------------------------------------------------------------

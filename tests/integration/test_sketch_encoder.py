@@ -50,9 +50,9 @@ def test_float16_weights_give_the_float32_vectors(tiny_weights, tmp_path):
 
 
 def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_encoder, tmp_path, caplog):
-    from oscar_fashion_ai.indexing import embedding
+    from oscar_fashion_ai import runtime
 
-    assert embedding.get_sketch_embedder().path == tiny_sketch_encoder
+    assert runtime.get_sketch_embedder().path == tiny_sketch_encoder
     # an encoder trained for another photo model: refused, logged, drawings go through the photo model
     state, meta = weights.load(tiny_sketch_encoder)
     other = tmp_path / "other.safetensors"
@@ -61,8 +61,8 @@ def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_
     save_file(state, str(other), metadata=meta | {"pairs_with": "0" * 64})
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(other)}
     with caplog.at_level("ERROR"):
-        assert embedding.get_sketch_embedder() is embedding.get_embedder()
-        embedding.get_sketch_embedder()
+        assert runtime.get_sketch_embedder() is runtime.get_embedder()
+        runtime.get_sketch_embedder()
     assert sum("another photo model" in r.getMessage() for r in caplog.records) == 1  # once, not per request
     # a missing or broken file: the same fallback
     caplog.clear()
@@ -70,7 +70,7 @@ def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_
     for name in ("missing.safetensors", "broken.safetensors"):
         settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / name)}
         with caplog.at_level("ERROR"):
-            assert embedding.get_sketch_embedder() is embedding.get_embedder()
+            assert runtime.get_sketch_embedder() is runtime.get_embedder()
     assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 2
 
 
@@ -101,9 +101,8 @@ def test_query_expansion_moves_the_query_towards_its_neighbours():
 def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, settings, tiny_weights, tmp_path):
     from django.urls import reverse
 
-    from oscar_fashion_ai import search
+    from oscar_fashion_ai import runtime, search
     from oscar_fashion_ai.catalog_import import CatalogImporter
-    from oscar_fashion_ai.indexing import embedding
     from oscar_fashion_ai.ml import sketch_pipeline as sp
 
     CatalogImporter(stdout_progress=False).run(csv_dataset)
@@ -113,9 +112,9 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
                            "SKETCH_CATEGORY_BOOST": 0}
     plain = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
     # the same search by hand: the encoder's vector of the normalised drawing, nearest products
-    encoder = embedding.get_sketch_embedder()
-    assert encoder is not embedding.get_embedder()
-    direct, _ = sp.prepare(Image.open(io.BytesIO(_drawing_png())), embedding.get_embedder(), None, encoder)
+    encoder = runtime.get_sketch_embedder()
+    assert encoder is not runtime.get_embedder()
+    direct, _ = sp.prepare(Image.open(io.BytesIO(_drawing_png())), runtime.get_embedder(), None, encoder)
     vec = encoder.embed_images([direct])[0]
     expected = [p.pk for p, _ in search.nearest(vec, 5)]
     assert [r["product_id"] for r in plain["results"]] == expected
@@ -129,7 +128,7 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
     plain = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 2}
     expanded = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
-    vec = embedding.get_sketch_embedder().embed_images([direct])[0]
+    vec = runtime.get_sketch_embedder().embed_images([direct])[0]
     query = search.expanded_query(vec, 2)
     assert float(query @ vec) < 0.9999  # it moved
     assert [r["product_id"] for r in expanded["results"]] == [p.pk for p, _ in search.nearest(query, 5)]

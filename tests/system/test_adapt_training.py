@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import adaptation, model_store
-from oscar_fashion_ai.indexing import builds, embedding
+from oscar_fashion_ai import adaptation, model_store, runtime
+from oscar_fashion_ai.indexing import builds
 from oscar_fashion_ai.ml import datasets
 from oscar_fashion_ai.models import AdaptationRun
 from tests.helpers import adapt, installed, make_store, store_p_at_5, use_model, wait_for
@@ -30,7 +30,7 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
                                                                        monkeypatch):
     old = use_model(blind_weights)
     products = make_store()
-    assert embedding.get_embedder().version == old
+    assert runtime.get_embedder().version == old
     before = store_p_at_5()
     seen = {}
     from oscar_fashion_ai.ml import adaptation as recipe
@@ -55,7 +55,7 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
     assert installed() == sorted([old, new])  # the previous version is kept
     assert model_store.read_pointer()["version"] == new
     # Reindexed (sync) with no gap: the new model is in use, and the store's own P@5 went up.
-    assert builds.state().active.version == new == embedding.get_embedder().version
+    assert builds.state().active.version == new == runtime.get_embedder().version
     after = store_p_at_5()
     assert after > before and after == pytest.approx(run.result["candidate"]["p_at_5"], abs=1e-6)
     # The installed version lists its measurements.
@@ -68,10 +68,10 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
     sketch = run.result["sketch_encoder"]
     assert sketch["candidate"]["queries"] == sketch["photo_model_alone"]["queries"] > 0
     assert set(sketch["candidate"]["styles"]) == {"xdog", "doodle"}
-    new_sha = embedding.get_embedder().sha256
+    new_sha = runtime.get_embedder().sha256
     if sketch["installed"]:
         assert sketch["difference"]["gain"] > 0 and model_store.sketch_encoder_for(new_sha) is not None
-        assert embedding.get_sketch_embedder().version == sketch["version"]
+        assert runtime.get_sketch_embedder().version == sketch["version"]
     else:
         assert model_store.sketch_encoder_for(new_sha) is None and "Kept no sketch encoder" in text
     assert not (model_store.work_dir() / "sketch-pairs").exists()  # the drawings' cache is cleaned up
@@ -80,11 +80,11 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
     out = io.StringIO()
     call_command("fashion_adapt", "--rollback", "--reindex", "sync", stdout=out)
     assert model_store.read_pointer()["version"] == old
-    assert builds.state().active.version == old == embedding.get_embedder().version
+    assert builds.state().active.version == old == runtime.get_embedder().version
     assert installed() == sorted([old, new])
     call_command("fashion_adapt", "--rollback", new, "--reindex", "none", stdout=io.StringIO())
     assert model_store.read_pointer()["version"] == new
-    assert embedding.get_embedder().version == old  # not reindexed yet: search keeps the model in use
+    assert runtime.get_embedder().version == old  # not reindexed yet: search keeps the model in use
     with pytest.raises(CommandError, match="No installed photo model 'nope'"):
         call_command("fashion_adapt", "--rollback", "nope")
     call_command("fashion_adapt", "--rollback", "package", "--reindex", "none", stdout=io.StringIO())
@@ -162,7 +162,7 @@ def test_a_crash_mid_training_leaves_the_model_in_use_and_resume_finishes(models
     with pytest.raises(PowerCut):
         adapt()
     assert installed() == [old] and model_store.read_pointer()["version"] == old
-    assert embedding.get_embedder().version == old and builds.state().building is None
+    assert runtime.get_embedder().version == old and builds.state().building is None
     run = AdaptationRun.objects.get()
     assert run.state == "failed" and "unchanged" in run.message
     assert (model_store.work_dir() / "checkpoints").exists()
@@ -185,7 +185,7 @@ def test_a_crash_while_installing_leaves_the_pointer(models_dir, blind_weights, 
     with pytest.raises(OSError):
         adapt()
     assert model_store.read_pointer()["version"] == old
-    assert embedding.configured_embedder().version == old == embedding.get_embedder().version
+    assert runtime.configured_embedder().version == old == runtime.get_embedder().version
 
 
 @pytest.mark.worker

@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from oscar.core.loading import get_model
 
+from oscar_fashion_ai import runtime
 from oscar_fashion_ai.indexing import builds, embedding
 from oscar_fashion_ai.models import IndexBuild, ProductEmbedding, ProductEmbeddingNext
 from tests.factories import embedding_receivers_paused
@@ -35,7 +36,7 @@ def test_search_keeps_answering_while_a_paused_worker_builds_the_new_model(setti
     with embedding_receivers_paused():
         products = make_catalog()
     call_command("fashion_reindex", "--sync", verbosity=0)
-    old = embedding.get_embedder()
+    old = runtime.get_embedder()
     assert builds.state().active.version == old.version  # recorded when the first vectors were written
     client = Client()
     status, results = similar(client, products[0])
@@ -49,7 +50,7 @@ def test_search_keeps_answering_while_a_paused_worker_builds_the_new_model(setti
     assert admin.post(reverse("fashion-ai-dashboard:fashion-ai-reindex"), {"scope": "all"}).status_code == 302
     state = builds.state()
     assert state.building is not None and state.active.version == old.version
-    assert embedding.get_embedder().version == old.version  # queries are still embedded by the model in use
+    assert runtime.get_embedder().version == old.version  # queries are still embedded by the model in use
     page = admin.get(reverse("fashion-ai-dashboard:fashion-ai-index")).content.decode()
     assert 'id="fashion-ai-build"' in page and state.building.version in page
     for _ in range(2):  # nothing is written yet: every search answers from the current vectors
@@ -84,13 +85,13 @@ def test_search_keeps_answering_while_a_paused_worker_builds_the_new_model(setti
             thread.join()
     assert switched
     new = builds.state().active
-    assert new.version == embedding.configured_embedder().version and new.dim == 128
+    assert new.version == runtime.configured_embedder().version and new.dim == 128
     assert not answers or all(status == 200 and len(results) >= 5 for status, results, _ in answers), answers
     assert {version for _, _, version in answers} <= {old.version, new.version}
     # After the switch: the index holds the new model's 128-d vectors, with their HNSW index, and search uses them.
     assert embedding.stored_dimensions() == 128
     assert ProductEmbedding.objects.filter(status="indexed", model_version=new.version).count() == len(products)
-    assert embedding.get_embedder().version == new.version
+    assert runtime.get_embedder().version == new.version
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [builds.MAIN_INDEX])
         assert "oscar_fashion_ai_productembedding " in cursor.fetchone()[0]

@@ -24,7 +24,7 @@ from django.core.files.base import ContentFile
 from django.db import connection
 from oscar.core.loading import get_model
 
-from oscar_fashion_ai import tasks
+from oscar_fashion_ai import runtime, tasks
 from oscar_fashion_ai.indexing import embedding, receivers
 from oscar_fashion_ai.models import ProductEmbedding
 from tests.factories import slow_decoding_photo
@@ -77,7 +77,7 @@ def start_worker(transactional_db, tmp_path, tiny_weights):
     """Start real worker subprocesses that reach this test's database, media folder, broker and weights."""
     from shop.celery import app
 
-    embedding.get_embedder()  # export the ONNX model once, into the cache folder the workers share
+    runtime.get_embedder()  # export the ONNX model once, into the cache folder the workers share
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -122,7 +122,7 @@ def make_products(n, size):
 def assert_indexed_once_with_right_checksums(products):
     rows = list(ProductEmbedding.objects.filter(product__in=products))
     assert len(rows) == len(products) == len({r.product_id for r in rows})
-    version = embedding.model_info().version
+    version = runtime.model_info().version
     for row in rows:
         image = ProductImage.objects.get(product_id=row.product_id)
         with image.original.open("rb") as fh:

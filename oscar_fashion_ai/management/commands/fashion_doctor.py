@@ -118,7 +118,7 @@ class Command(BaseCommand):
         import tempfile
 
         from oscar_fashion_ai import conf
-        from oscar_fashion_ai.ml.onnx_cache import _private
+        from oscar_fashion_ai.ml.onnx_cache import not_private
 
         folder = conf.cache_dir()
         try:
@@ -129,7 +129,7 @@ class Command(BaseCommand):
             self.report("warn", "cache folder", f"{folder} is not writable ({exc}): every process exports the "
                                                 "models again when it starts. Set FASHION_AI['CACHE_DIR'].")
             return
-        problem = _private(folder)
+        problem = not_private(folder)
         if problem:
             self.report("warn", "cache folder", f"{folder}: {problem}; cached exports there are not used. Use a "
                                                 "folder only this user can write to.")
@@ -138,16 +138,15 @@ class Command(BaseCommand):
             self.report("ok", "cache folder", f"{folder} writable (user {user})")
 
     def check_models(self, timeout):
-        from oscar_fashion_ai import conf
-        from oscar_fashion_ai.indexing import embedding
+        from oscar_fashion_ai import conf, runtime
 
         try:
-            photo = embedding.get_embedder()
+            photo = runtime.get_embedder()
         except Exception as exc:  # noqa: BLE001
             self.report("fail", "photo model", f"cannot be loaded: {exc}")
             return
         self.report("ok", "photo model", f"{photo.version} ({photo.runtime}, weights checksum verified)")
-        drawings = embedding.get_sketch_embedder()
+        drawings = runtime.get_sketch_embedder()
         if drawings is photo:
             self.report("warn", "sketch encoder", "none for this photo model: drawings are embedded by the photo "
                                                   "model (train one with `manage.py fashion_train_sketch_encoder`)")
@@ -155,7 +154,7 @@ class Command(BaseCommand):
             self.report("ok", "sketch encoder", f"{drawings.version} ({drawings.runtime})")
         from oscar_fashion_ai.ml.generator import PACKAGE_GENERATOR
 
-        generator = embedding.get_generator()
+        generator = runtime.get_generator()
         if generator is None and not conf.get("SKETCH_GENERATOR_WEIGHTS") and not PACKAGE_GENERATOR.exists():
             self.report("ok", "sketch generator", "none (the default: drawings are embedded directly)")
         elif generator is None:

@@ -54,11 +54,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args, task, source=None, json=False, **options):
-        from oscar_fashion_ai.indexing import embedding
+        from oscar_fashion_ai import runtime
 
         try:
-            embedder = embedding.get_embedder()
-        except embedding.ModelUnavailable as exc:
+            embedder = runtime.get_embedder()
+        except runtime.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if task == "sketch":
             result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"],
@@ -132,8 +132,7 @@ class Command(BaseCommand):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
-        from oscar_fashion_ai import conf
-        from oscar_fashion_ai.indexing import embedding
+        from oscar_fashion_ai import conf, runtime
         from oscar_fashion_ai.ml import datasets, evaluate, hed, metrics, preprocessing, sketch_pipeline, sketches
         from oscar_fashion_ai.ml.sketch_input import BlankSketch
 
@@ -145,8 +144,8 @@ class Command(BaseCommand):
         if not 0 <= boost <= 1:
             raise CommandError("--category-boost must be between 0 (off) and 1")
 
-        generator = embedding.get_generator()
-        sketch_embedder = embedding.get_sketch_embedder()
+        generator = runtime.get_generator()
+        sketch_embedder = runtime.get_sketch_embedder()
         size = sketch_embedder.info.image_size
         configured = conf.get("SKETCH_PIPELINE") if generator is not None else "direct"
         names = {"configured": [configured], "all": list(sketch_pipeline.PIPELINES)}.get(pipeline, [pipeline])
@@ -219,9 +218,9 @@ class Command(BaseCommand):
         import platform
         from datetime import UTC, datetime
 
-        from oscar_fashion_ai.indexing import embedding
+        from oscar_fashion_ai import runtime
 
-        generator = embedding.get_generator()
+        generator = runtime.get_generator()
         if "ablation" not in result or generator is None:
             raise CommandError("--write-card needs --pipeline all and a working generator.")
         card_path = generator.path.with_suffix(".card.json")

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="Embed in this process; no broker or worker needed.")
         parser.add_argument("--tune-index", action="store_true",
                             help="Only rebuild the HNSW index (concurrently: search keeps working) if its m / "
-                                 "ef_construction are not the ones for the catalog size (see README, 'Scaling'); "
+                                 "ef_construction are not the ones for the catalog size (docs/SCALING.md); "
                                  "embeds nothing. --all --sync does this at its end.")
         parser.add_argument("--rebuild-index", action="store_true",
                             help="Like --tune-index, but rebuild even when the parameters already match.")
@@ -67,13 +67,14 @@ class Command(BaseCommand):
             return
         from tqdm import tqdm
 
+        from oscar_fashion_ai import runtime
         from oscar_fashion_ai.indexing import builds, embedding
         from oscar_fashion_ai.models import IndexRun
 
         try:
-            info = embedding.model_info()
+            info = runtime.model_info()
             ids, force, build = index.prepare_reindex(scope, category, requested_by="fashion_reindex --sync")
-        except embedding.ModelUnavailable as exc:
+        except runtime.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if build is None and embedding.ensure_dimensions(info.dim):
             self.stdout.write(f"Resized the index to {info.dim}-d vectors; every product will be reindexed.")
@@ -83,7 +84,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Indexing with {build.version}; search keeps using "
                               f"{builds.state().active.version if builds.state().active else 'the model in use'} "
                               "until every product is done.")
-            info = embedding.embedder_for(build).info
+            info = runtime.embedder_for(build).info
         totals = {"indexed": 0, "skipped": 0, "failed": 0}
         batch = max(int(conf.get("BATCH_SIZE")), 1)
         with tqdm(total=len(ids), desc="Indexing", unit="product", disable=options["verbosity"] < 1) as bar:
