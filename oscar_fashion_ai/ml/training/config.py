@@ -3,8 +3,9 @@ conversion from parsed options (argparse or a management command's options) to a
 
 Conventions, the same in every training command:
 
-* weights precision: ``--float16`` (alias ``--half``) or ``--float32``; each trainer keeps its own default
-  (:attr:`BaseConfig.half`), and both spellings are accepted by every command that writes an embedding network;
+* weights precision: ``--float16`` (alias ``--half``) or ``--float32``, accepted by every training command; each
+  trainer keeps its own default (:attr:`BaseConfig.half`), so the commands recorded in model cards mean what they
+  meant;
 * drawing styles: ``--styles`` takes a comma-separated list, :data:`DEFAULT_STYLES` unless given;
 * options left unset keep the dataclass defaults (:func:`config_from`).
 """

@@ -87,7 +87,7 @@ def train(cfg: RobustConfig) -> dict:
     log(
         cfg,
         f"{len(s.records)} images from {len(cfg.sources)} source(s), {len(set(s.labels))} labels; "
-        f"{len(s.train_idx)} train / {len(np.flatnonzero(s.splits == 'validation'))} validation / "
+        f"{len(s.train_idx)} train / {(s.splits == 'validation').sum()} validation / "
         f"{(s.splits == 'test').sum()} test",
     )
     # classes = the labels with training images (the others still count as gallery and validation labels)
