@@ -12,7 +12,7 @@ quiet() { tr '\r' '\n' | grep -v "it/s" || true; }
 
 # the decoded photos and drawings, once, for both configurations
 python3 -c "
-import sys; from oscar_fashion_ai.ml import pairs; from oscar_fashion_ai.ml.train_embedder import labelled_split
+import sys; from oscar_fashion_ai.ml import pairs; from oscar_fashion_ai.ml.training.splits import labelled_split
 pairs.load(labelled_split('$SRC')[0], 160, 4, 0, 16, progress=False, cache_dir='runs/pairs')"
 
 chain() {  # name, pair weight

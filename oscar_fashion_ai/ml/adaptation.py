@@ -1,7 +1,7 @@
 """The training recipe of ``fashion_adapt``: a candidate photo model trained on a shop's own labelled products.
 
 This is the one place ``fashion_adapt`` (and the dashboard's "Adapt to my catalog" task) trains: change the recipe
-here. It runs :func:`oscar_fashion_ai.ml.train_embedder.train` in its cached mode on the CPU (frozen early blocks of
+here. It runs :func:`oscar_fashion_ai.ml.training.embedder.train` in its cached mode on the CPU (frozen early blocks of
 the ImageNet EfficientNet-Lite0 computed once, later blocks and the projection trained) and its full mode on a GPU.
 Pure PyTorch: the caller hands in the labelled records (never the shop's test-split products).
 """
@@ -41,7 +41,7 @@ def train_candidate(records, out: Path, work_dir: Path, budget: Budget | None = 
     """Train a candidate photo model on ``records`` (:class:`.datasets.Record` with the shop's labels) and write it
     to ``out`` (with its model card). Returns the card. ``work_dir`` keeps the decoded images and the checkpoint, so
     that ``budget.resume`` continues an interrupted run."""
-    from .train_embedder import TrainConfig, train
+    from .training.embedder import TrainConfig, train
 
     budget = budget or Budget()
     recipe = {**DEFAULT_RECIPE, **(recipe or {})}
@@ -57,7 +57,7 @@ def train_candidate(records, out: Path, work_dir: Path, budget: Budget | None = 
     return card
 
 
-#: The sketch encoder ``fashion_adapt`` trains for a newly installed photo model (:mod:`.train_sketch_encoder` on
+#: The sketch encoder ``fashion_adapt`` trains for a newly installed photo model (:mod:`.training.sketch_encoder` on
 #: the CPU: the frozen prefix of the drawings computed once, the later blocks trained).
 SKETCH_RECIPE = {
     "epochs": 8,
@@ -76,7 +76,7 @@ def train_sketch_candidate(records, photo_weights: Path, out: Path, work_dir: Pa
     """Train a sketch encoder for ``photo_weights`` on ``records`` (every measurable product of the shop: the
     test split, ``sha1(upc) % 5 == 0``, is held out by the trainer) and write it to ``out``; returns its card.
     Starts from the photo model's own weights."""
-    from .train_sketch_encoder import SketchTrainConfig, train
+    from .training.sketch_encoder import SketchTrainConfig, train
 
     budget = budget or Budget()
     recipe = {**SKETCH_RECIPE, **(recipe or {})}

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import backbones, datasets, metrics, onnx_cache, preprocessing
-from .train_embedder import CosFace
+from .training.losses import CosFace
 
 #: CC0 classes left out of training for the unseen-classes protocol (a fixed choice: the five labels with the
 #: smallest sha1 of their name, so it is not picked by looking at results).

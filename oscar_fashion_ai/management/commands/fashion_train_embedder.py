@@ -4,7 +4,7 @@ from oscar_fashion_ai import conf
 from oscar_fashion_ai.ml import backbones, weights
 from oscar_fashion_ai.ml.datasets import SourceError
 from oscar_fashion_ai.ml.embedder import PACKAGE_WEIGHTS
-from oscar_fashion_ai.ml.train_embedder import add_arguments, config_from_args, train
+from oscar_fashion_ai.ml.training.embedder import add_arguments, config_from_args, train
 
 
 class Command(BaseCommand):
@@ -24,12 +24,7 @@ class Command(BaseCommand):
         if not 1 <= o["dim"] <= backbones.MAX_DIM:
             raise CommandError(f"--dim must be between 1 and {backbones.MAX_DIM}")
 
-        class Args:
-            pass
-
-        args = Args()
-        args.__dict__.update(o)
-        cfg = config_from_args(args, source=str(source), out=str(out), progress=o["verbosity"] > 0,
+        cfg = config_from_args(o, source=str(source), out=str(out), progress=o["verbosity"] > 0,
                                command=weights.management_command_line("fashion_train_embedder", o))
         try:
             card = train(cfg)

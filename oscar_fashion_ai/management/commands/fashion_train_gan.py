@@ -4,7 +4,7 @@ from oscar_fashion_ai import conf
 from oscar_fashion_ai.ml import weights
 from oscar_fashion_ai.ml.datasets import SourceError
 from oscar_fashion_ai.ml.generator import PACKAGE_GENERATOR
-from oscar_fashion_ai.ml.train_gan import add_arguments, config_from_args, train
+from oscar_fashion_ai.ml.training.gan import add_arguments, config_from_args, train
 
 
 class Command(BaseCommand):
@@ -25,12 +25,7 @@ class Command(BaseCommand):
         if o["image_size"] < 32 or o["image_size"] & (o["image_size"] - 1):
             raise CommandError("--image-size must be a power of two, at least 32")
 
-        class Args:
-            pass
-
-        args = Args()
-        args.__dict__.update(o)
-        cfg = config_from_args(args, source=str(source), out=str(out), progress=o["verbosity"] > 0,
+        cfg = config_from_args(o, source=str(source), out=str(out), progress=o["verbosity"] > 0,
                                command=weights.management_command_line("fashion_train_gan", o))
         try:
             card = train(cfg)

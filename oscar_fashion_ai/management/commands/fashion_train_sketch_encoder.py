@@ -6,7 +6,7 @@ from oscar_fashion_ai import conf
 from oscar_fashion_ai.ml import weights
 from oscar_fashion_ai.ml.datasets import SourceError
 from oscar_fashion_ai.ml.embedder import PACKAGE_SKETCH_WEIGHTS, PACKAGE_WEIGHTS
-from oscar_fashion_ai.ml.train_sketch_encoder import add_arguments, config_from_args, train
+from oscar_fashion_ai.ml.training.sketch_encoder import add_arguments, config_from_args, train
 
 
 class Command(BaseCommand):
@@ -31,12 +31,7 @@ class Command(BaseCommand):
         out = PACKAGE_SKETCH_WEIGHTS if o["install"] else (
             o["out"] or conf.data_dir() / "models" / "sketch-encoder.safetensors")
 
-        class Args:
-            pass
-
-        args = Args()
-        args.__dict__.update(o)
-        cfg = config_from_args(args, source=str(source), out=str(out), photo_weights=str(photo),
+        cfg = config_from_args(o, source=str(source), out=str(out), photo_weights=str(photo),
                                progress=o["verbosity"] > 0,
                                command=weights.management_command_line("fashion_train_sketch_encoder", o))
         try:
