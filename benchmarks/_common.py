@@ -47,10 +47,12 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    info["description"] = (f"{info['cpu_count']} {info['cpu']} CPU cores"
-                           + (f" ({info['cpu_model']})" if info["cpu_model"] else "")
-                           + (f", {info['memory_gib']:.0f} GiB memory" if info["memory_gib"] else "")
-                           + f", {gpu or 'no GPU'}")
+    info["description"] = (
+        f"{info['cpu_count']} {info['cpu']} CPU cores"
+        + (f" ({info['cpu_model']})" if info["cpu_model"] else "")
+        + (f", {info['memory_gib']:.0f} GiB memory" if info["memory_gib"] else "")
+        + f", {gpu or 'no GPU'}"
+    )
     return info
 
 
@@ -73,8 +75,12 @@ def percentile(values, q):
 
 def write(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **payload,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))

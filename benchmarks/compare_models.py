@@ -41,8 +41,12 @@ def _test_half(remainder):
     return lambda image_id: int(hashlib.sha1(image_id.encode()).hexdigest(), 16) % 10 == remainder
 
 
-SPLITS = {"test": datasets.is_test, "validation": datasets.is_validation, "test-a": _test_half(0),
-          "test-b": _test_half(5)}
+SPLITS = {
+    "test": datasets.is_test,
+    "validation": datasets.is_validation,
+    "test-a": _test_half(0),
+    "test-b": _test_half(5),
+}
 
 
 def _name(path) -> str:
@@ -56,19 +60,33 @@ def _name(path) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", action="append", required=True, help="a photo model (repeatable)")
-    parser.add_argument("--sketch", action="append", default=[],
-                        help="comma-separated sketch encoders for the preceding --photo (repeatable)")
+    parser.add_argument(
+        "--sketch",
+        action="append",
+        default=[],
+        help="comma-separated sketch encoders for the preceding --photo (repeatable)",
+    )
     parser.add_argument("--expansion", default="0,3", help="query expansion settings to measure")
-    parser.add_argument("--category-boost", default="0,0.05",
-                        help="category boost settings to measure (each without query expansion)")
+    parser.add_argument(
+        "--category-boost", default="0,0.05", help="category boost settings to measure (each without query expansion)"
+    )
     parser.add_argument("--rerank-depth", type=int, default=20)
-    parser.add_argument("--drawings", default="xdog",
-                        help=f"comma-separated drawing styles ({', '.join(sketches.STYLES)})")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="labelled data set (default: FASHION_AI_DATASET or ../shared/datasets/clothing-dataset)")
-    parser.add_argument("--split", choices=sorted(SPLITS), default="test",
-                        help="queries: the test split, the validation split (for models trained with --validation), "
-                             "or one half of the test split")
+    parser.add_argument(
+        "--drawings", default="xdog", help=f"comma-separated drawing styles ({', '.join(sketches.STYLES)})"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="labelled data set (default: FASHION_AI_DATASET or ../shared/datasets/clothing-dataset)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="test",
+        help="queries: the test split, the validation split (for models trained with --validation), "
+        "or one half of the test split",
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--generator", type=Path, default=None, help="pix2pix generator weights (GAN ablation)")
     parser.add_argument("--pipelines", default="direct,gan,fusion", help="with --generator: pipelines to measure")
@@ -96,17 +114,26 @@ def main(argv=None):
         generator = SketchGenerator(args.generator, threads=args.threads)
     records = datasets.labelled_records(source)
     drawings_cache: dict[tuple, list] = {}
-    out = {"source": source.name, "split": args.split, "drawings": args.drawings, "photo_models": [],
-           "generator": _name(args.generator) if args.generator else None, "fusion_weight": args.fusion_weight}
+    out = {
+        "source": source.name,
+        "split": args.split,
+        "drawings": args.drawings,
+        "photo_models": [],
+        "generator": _name(args.generator) if args.generator else None,
+        "fusion_weight": args.fusion_weight,
+    }
     for photo_path, sketch_paths in zip(args.photo, sketch_lists):
         photo = Embedder(photo_path, threads=args.threads)
         vecs, kept = evaluate.embed_records(photo, records)
         labels = np.array([r.label for r in kept])
         in_split = SPLITS[args.split]
         q = np.flatnonzero([in_split(r.source_id) for r in kept])
-        entry = {"photo_model": _name(photo_path), "version": photo.version,
-                 "image": metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q),
-                 "sketch_encoders": []}
+        entry = {
+            "photo_model": _name(photo_path),
+            "version": photo.version,
+            "image": metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q),
+            "sketch_encoders": [],
+        }
         for sketch_path in sketch_paths:
             encoder = Embedder(sketch_path, threads=args.threads)
             if encoder.pairs_with not in (None, photo.sha256):
@@ -116,33 +143,67 @@ def main(argv=None):
             for style in styles:
                 if (size, style) not in drawings_cache:
                     drawings_cache[size, style] = [
-                        evaluate.synthetic_sketch(preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
-                                                  size, style, seed=int(i)) for i in q]
+                        evaluate.synthetic_sketch(
+                            preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
+                            size,
+                            style,
+                            seed=int(i),
+                        )
+                        for i in q
+                    ]
                 sv = encoder.embed_images(drawings_cache[size, style])
                 results = {}
                 for n in expansions:
                     qv = sv if n == 0 else sketch_pipeline.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
                     results[str(n)] = evaluate.sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
-                by_boost = {str(w): evaluate.sketch_retrieval(sv, labels[q], vecs, labels, source_index=q,
-                                                              category_boost=w, rerank_depth=args.rerank_depth)
-                            for w in boosts}
+                by_boost = {
+                    str(w): evaluate.sketch_retrieval(
+                        sv, labels[q], vecs, labels, source_index=q, category_boost=w, rerank_depth=args.rerank_depth
+                    )
+                    for w in boosts
+                }
                 by_style[style] = {"by_query_expansion": results, "by_category_boost": by_boost}
                 if generator is not None:
                     key = (generator.image_size, style)
                     if key not in drawings_cache:
-                        drawings_cache[key] = [evaluate.synthetic_sketch(
-                            preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
-                            generator.image_size, style, seed=int(i)) for i in q]
+                        drawings_cache[key] = [
+                            evaluate.synthetic_sketch(
+                                preprocessing.open_image(kept[i].path, decode_size=sketches.DRAW_RES),
+                                generator.image_size,
+                                style,
+                                seed=int(i),
+                            )
+                            for i in q
+                        ]
                     by_style[style]["pipelines"] = {}
                     for name in pipelines:
-                        pv, _ = sketch_pipeline.vectors(photo, generator, drawings_cache[size, style],
-                                                        drawings_cache[key], name, args.fusion_weight, encoder)
+                        pv, _ = sketch_pipeline.vectors(
+                            photo,
+                            generator,
+                            drawings_cache[size, style],
+                            drawings_cache[key],
+                            name,
+                            args.fusion_weight,
+                            encoder,
+                        )
                         by_style[style]["pipelines"][name] = {
-                            str(w): evaluate.sketch_retrieval(pv, labels[q], vecs, labels, source_index=q,
-                                                              category_boost=w, rerank_depth=args.rerank_depth)
-                            for w in boosts}
-            record = {"sketch_encoder": _name(sketch_path), "version": encoder.version,
-                      "rerank_depth": args.rerank_depth, "by_drawings": by_style}
+                            str(w): evaluate.sketch_retrieval(
+                                pv,
+                                labels[q],
+                                vecs,
+                                labels,
+                                source_index=q,
+                                category_boost=w,
+                                rerank_depth=args.rerank_depth,
+                            )
+                            for w in boosts
+                        }
+            record = {
+                "sketch_encoder": _name(sketch_path),
+                "version": encoder.version,
+                "rerank_depth": args.rerank_depth,
+                "by_drawings": by_style,
+            }
             if len(styles) == 1:  # the layout of earlier result files
                 record |= by_style[styles[0]]
             entry["sketch_encoders"].append(record)

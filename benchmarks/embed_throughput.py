@@ -59,14 +59,21 @@ def main():
         elapsed = time.perf_counter() - started
         end_to_end.append(len(paths) / elapsed)
         model_only.append(len(paths) / model_time)
-    write(args.name, {
-        "command": "python benchmarks/embed_throughput.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "name"),
-        "model_version": embedder.version, "runtime": embedder.runtime, "device": str(embedder.device),
-        "image_size": size, "images": len(paths),
-        "end_to_end_images_per_s": spread(end_to_end), "model_only_images_per_s": spread(model_only),
-        "target_images_per_s": 100,
-    })
+    write(
+        args.name,
+        {
+            "command": "python benchmarks/embed_throughput.py "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "name"),
+            "model_version": embedder.version,
+            "runtime": embedder.runtime,
+            "device": str(embedder.device),
+            "image_size": size,
+            "images": len(paths),
+            "end_to_end_images_per_s": spread(end_to_end),
+            "model_only_images_per_s": spread(model_only),
+            "target_images_per_s": 100,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ def protocols(vectors: dict, sets: Sets, split: str, unseen_vectors=None) -> dic
         out[key] = G.retrieval(vectors[name], labels, ids, split)
     _, ids, labels = sets.images("cc0", 160)
     unseen = G.unseen_classes(labels)
-    out["unseen_classes"] = G.retrieval(unseen_vectors if unseen_vectors is not None else vectors["cc0"], labels, ids,
-                                        split, restrict=unseen) | {"classes": unseen}
+    out["unseen_classes"] = G.retrieval(
+        unseen_vectors if unseen_vectors is not None else vectors["cc0"], labels, ids, split, restrict=unseen
+    ) | {"classes": unseen}
     return out
 
 
@@ -98,20 +99,27 @@ def _train_split(sets, names, pooled, teacher, drop=()):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", action="append", default=[], help="a photo model file (repeatable)")
-    parser.add_argument("--unseen-photo", action="append", default=[],
-                        help="for the --photo at the same position: the same recipe trained without the five unseen "
-                             "classes (train_robust --exclude-labels), measured on the unseen-classes protocol")
+    parser.add_argument(
+        "--unseen-photo",
+        action="append",
+        default=[],
+        help="for the --photo at the same position: the same recipe trained without the five unseen "
+        "classes (train_robust --exclude-labels), measured on the unseen-classes protocol",
+    )
     parser.add_argument("--recipes", action="store_true", help="train and measure the linear-probe recipes")
     parser.add_argument("--distill", default="1", help="distillation weights of the recipes (comma-separated)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--split", choices=["validation", "test"], default="validation")
-    parser.add_argument("--cc0", type=Path,
-                        default=Path(os.environ.get("FASHION_AI_DATASET") or DATA / "clothing-dataset"))
-    parser.add_argument("--studio", type=Path, default=Path(os.environ.get("FASHION_AI_STUDIO_DATASET")
-                                                            or DATA / "studio-catalog"))
+    parser.add_argument(
+        "--cc0", type=Path, default=Path(os.environ.get("FASHION_AI_DATASET") or DATA / "clothing-dataset")
+    )
+    parser.add_argument(
+        "--studio", type=Path, default=Path(os.environ.get("FASHION_AI_STUDIO_DATASET") or DATA / "studio-catalog")
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "generalisation")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="inference/training threads (1 is fastest on a busy 2-core machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="inference/training threads (1 is fastest on a busy 2-core machine)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     import torch
@@ -119,13 +127,18 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     started = time.time()
     sets = Sets({"cc0": args.cc0, "studio": args.studio}, args.cache, args.threads)
-    result = {"split": args.split, "data": {"cc0": args.cc0.name, "studio": args.studio.name},
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "models": {}}
+    result = {
+        "split": args.split,
+        "data": {"cc0": args.cc0.name, "studio": args.studio.name},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "models": {},
+    }
     maps = {n: sets.imagenet_maps(n, 160) for n in ("cc0", "studio")}
     gap160 = {n: G.gap(np.asarray(m)) for n, m in maps.items()}
     result["models"]["imagenet-gap-160"] = protocols(gap160, sets, args.split)
     gap224 = {n: G.gap(np.asarray(sets.imagenet_maps(n, 224))) for n in ("cc0", "studio")}
     result["models"]["imagenet-gap-224"] = protocols(gap224, sets, args.split)
+
     def embed_all(photo, names=("cc0", "studio")):
         embedder = Embedder(photo, threads=args.threads)
         vecs = {}
@@ -146,8 +159,10 @@ def main(argv=None):
             unseen_embedder, unseen_all = embed_all(args.unseen_photo[i], names=("cc0",))
             unseen_vecs, unseen_version = unseen_all["cc0"], unseen_embedder.version
         result["models"][_name(photo)] = protocols(vecs, sets, args.split, unseen_vectors=unseen_vecs) | {
-            "version": embedder.version, "unseen_classes_model": unseen_version,
-            "note": "trained on which data: see its model card"}
+            "version": embedder.version,
+            "unseen_classes_model": unseen_version,
+            "note": "trained on which data: see its model card",
+        }
     if args.recipes:
         pooled = {n: G.gem(np.asarray(m)) for n, m in maps.items()}
         _, _, cc0_labels = sets.images("cc0", 160)
@@ -173,8 +188,10 @@ def main(argv=None):
     print(text)
     print("\nP@5 (+-SE), split", args.split, file=sys.stderr)
     for model, entry in result["models"].items():
-        cells = [f"{entry[k]['p_at_5']:.3f}+-{entry[k]['p_at_5_se']:.3f}"
-                 for k in ("in_domain", "cross_domain", "unseen_classes")]
+        cells = [
+            f"{entry[k]['p_at_5']:.3f}+-{entry[k]['p_at_5_se']:.3f}"
+            for k in ("in_domain", "cross_domain", "unseen_classes")
+        ]
         print(f"{model:50s} in-domain {cells[0]}  studio {cells[1]}  unseen {cells[2]}", file=sys.stderr)
 
 

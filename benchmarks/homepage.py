@@ -30,8 +30,13 @@ def side_by_side(args):
     found = {name: {"cached": [], "uncached": []} for name in sides}
     for _ in range(args.runs):
         for name, code in sides.items():
-            out = subprocess.run([sys.executable, __file__, "--code", str(code), "--requests", str(args.requests),
-                                  "--runs", "1"], cwd=code, env=dict(os.environ), capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--code", str(code), "--requests", str(args.requests), "--runs", "1"],
+                cwd=code,
+                env=dict(os.environ),
+                capture_output=True,
+                text=True,
+            )
             if out.returncode:
                 raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -39,18 +44,29 @@ def side_by_side(args):
                 raise SystemExit(f"{name}: measured {result['code']}, not the code in {code}")
             found[name]["cached"] += result["cached"]
             found[name]["uncached"] += result["uncached"]
-    summary = {name: {"server_time_p95_ms_cached_profile": spread(v["cached"]),
-                      "server_time_p95_ms_uncached": spread(v["uncached"])} for name, v in found.items()}
-    ratio = {key: summary["current"][key]["median"] / summary["previous_release"][key]["median"]
-             for key in ("server_time_p95_ms_cached_profile", "server_time_p95_ms_uncached")}
-    write("homepage_side_by_side", {
-        "command": f"python benchmarks/homepage.py --compare PREVIOUS_RELEASE --requests {args.requests} "
-                   f"--runs {args.runs}",
-        **summary, "ratio_current_to_previous": ratio,
-        "targets": {"server_time_p95_ms_cached_profile": "<= 1.2x", "server_time_p95_ms_uncached": "<= 1.5x"},
-        "note": "in-process Django test client, each side in fresh processes, alternating; logged-in shopper with "
-                "20 viewed products; p95 of each run's requests, median over runs",
-    })
+    summary = {
+        name: {
+            "server_time_p95_ms_cached_profile": spread(v["cached"]),
+            "server_time_p95_ms_uncached": spread(v["uncached"]),
+        }
+        for name, v in found.items()
+    }
+    ratio = {
+        key: summary["current"][key]["median"] / summary["previous_release"][key]["median"]
+        for key in ("server_time_p95_ms_cached_profile", "server_time_p95_ms_uncached")
+    }
+    write(
+        "homepage_side_by_side",
+        {
+            "command": f"python benchmarks/homepage.py --compare PREVIOUS_RELEASE --requests {args.requests} "
+            f"--runs {args.runs}",
+            **summary,
+            "ratio_current_to_previous": ratio,
+            "targets": {"server_time_p95_ms_cached_profile": "<= 1.2x", "server_time_p95_ms_uncached": "<= 1.5x"},
+            "note": "in-process Django test client, each side in fresh processes, alternating; logged-in shopper with "
+            "20 viewed products; p95 of each run's requests, median over runs",
+        },
+    )
 
 
 def main():
@@ -110,8 +126,22 @@ def main():
         return
 
     # Freshness through a real worker.
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "shop", "worker", "--loglevel=WARNING",
-                               "--concurrency=1", "-n", "bench-home@%h"], cwd=ROOT, env=dict(os.environ))
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "shop",
+            "worker",
+            "--loglevel=WARNING",
+            "--concurrency=1",
+            "-n",
+            "bench-home@%h",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+    )
     fresh = []
     try:
         time.sleep(10)
@@ -130,14 +160,17 @@ def main():
         worker.wait(30)
         CustomerPreference.objects.filter(user=user).delete()
         user.delete()
-    write("homepage", {
-        "command": f"python benchmarks/homepage.py --requests {args.requests} --runs {args.runs}",
-        "server_time_p95_ms_cached_profile": spread(cached),
-        "server_time_p95_ms_uncached": spread(uncached),
-        "freshness_after_view_s": spread(fresh),
-        "targets": {"server_time_p95_ms_cached_profile": 50, "freshness_after_view_s": 2.0},
-        "note": "in-process Django test client; logged-in shopper with 20 viewed products",
-    })
+    write(
+        "homepage",
+        {
+            "command": f"python benchmarks/homepage.py --requests {args.requests} --runs {args.runs}",
+            "server_time_p95_ms_cached_profile": spread(cached),
+            "server_time_p95_ms_uncached": spread(uncached),
+            "freshness_after_view_s": spread(fresh),
+            "targets": {"server_time_p95_ms_cached_profile": 50, "freshness_after_view_s": 2.0},
+            "note": "in-process Django test client; logged-in shopper with 20 viewed products",
+        },
+    )
 
 
 if __name__ == "__main__":

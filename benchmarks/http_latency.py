@@ -48,14 +48,35 @@ def free_port() -> int:
 def start_server(port: int, workers: int, log_path, root=ROOT) -> subprocess.Popen:
     """gunicorn serving the code under ``root`` (another checkout for --compare-root) on this checkout's database,
     media and search index (``FASHION_VAR_DIR``)."""
-    env = dict(os.environ, DJANGO_DEBUG="0", FASHION_AI_SKETCH_RATE_LIMIT="", FASHION_AI_PHOTO_RATE_LIMIT="",
-               FASHION_AI_TORCH_THREADS=os.environ.get("FASHION_AI_TORCH_THREADS", "1"),
-               FASHION_VAR_DIR=os.environ.get("FASHION_VAR_DIR", str(ROOT / "var")))
+    env = dict(
+        os.environ,
+        DJANGO_DEBUG="0",
+        FASHION_AI_SKETCH_RATE_LIMIT="",
+        FASHION_AI_PHOTO_RATE_LIMIT="",
+        FASHION_AI_TORCH_THREADS=os.environ.get("FASHION_AI_TORCH_THREADS", "1"),
+        FASHION_VAR_DIR=os.environ.get("FASHION_VAR_DIR", str(ROOT / "var")),
+    )
     log = open(log_path, "ab")  # noqa: SIM115 - the server writes to it after this returns
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--timeout", "120", "--log-level", "warning"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "shop.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop_server(proc: subprocess.Popen):
@@ -104,8 +125,10 @@ def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
     for name, value in fields.items():
         out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for name, (filename, content, ctype) in files.items():
-        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                  f"Content-Type: {ctype}\r\n\r\n".encode())
+        out.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n".encode()
+        )
         out.write(content + b"\r\n")
     out.write(f"--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
@@ -139,14 +162,19 @@ def build_requests(endpoints, cookie, token, queries):
                 drawing = synthetic_sketch(img.convert("RGB"), 160).convert("L").resize((400, 400))
             buf = io.BytesIO()
             drawing.save(buf, "PNG")
-            body = json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
-                               "k": 12}).encode()
-            reqs.append(("POST", "/fashion-ai/api/search/sketch/", body,
-                         {**post_headers, "Content-Type": "application/json"}))
+            body = json.dumps(
+                {"sketch": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), "k": 12}
+            ).encode()
+            reqs.append(
+                ("POST", "/fashion-ai/api/search/sketch/", body, {**post_headers, "Content-Type": "application/json"})
+            )
         out["sketch"] = reqs
     if "similar" in endpoints:
-        ids = list(ProductEmbedding.objects.filter(status="indexed").order_by("product_id")
-                   .values_list("product_id", flat=True)[: queries * 20 : 20])
+        ids = list(
+            ProductEmbedding.objects.filter(status="indexed")
+            .order_by("product_id")
+            .values_list("product_id", flat=True)[: queries * 20 : 20]
+        )
         out["similar"] = [("GET", f"/fashion-ai/api/products/{pk}/similar/?k=10", None, {}) for pk in ids]
     if "homepage" in endpoints:
         out["homepage"] = [("GET", "/fashion-ai/", None, {})]
@@ -209,9 +237,13 @@ def main():
     parser.add_argument("--server-workers", type=int, default=2)
     parser.add_argument("--round-timeout", type=float, default=120)
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
-    parser.add_argument("--compare-root", type=Path, default=None,
-                        help="another checkout (e.g. a `git worktree` of the current release) served side by side on "
-                             "the same database: each round runs on both servers in turn, and the ratios are reported")
+    parser.add_argument(
+        "--compare-root",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a `git worktree` of the current release) served side by side on "
+        "the same database: each round runs on both servers in turn, and the ratios are reported",
+    )
     parser.add_argument("--compare-label", default="release")
     parser.add_argument("--out", default="http_latency", help="result file name under benchmarks/results")
     args = parser.parse_args()
@@ -251,24 +283,38 @@ def main():
                         rps.append(len(latencies) / wall)
                 if not p50:
                     raise SystemExit(f"{name} at concurrency {c}: every request failed ({errors[:3]})")
-                per_level[str(c)] = {"p50_ms": spread(p50), "p95_ms": spread(p95), "requests_per_s": spread(rps),
-                                     "ok": ok, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
-                                     "requests_per_round": total}
-                print(f"{name} c={c}: p50 {per_level[str(c)]['p50_ms']['median']:.1f} ms, "
-                      f"p95 {per_level[str(c)]['p95_ms']['median']:.1f} ms, "
-                      f"{per_level[str(c)]['requests_per_s']['median']:.1f} req/s, {len(errors)} errors", flush=True)
+                per_level[str(c)] = {
+                    "p50_ms": spread(p50),
+                    "p95_ms": spread(p95),
+                    "requests_per_s": spread(rps),
+                    "ok": ok,
+                    "errors": len(errors),
+                    "error_kinds": sorted(set(errors))[:5],
+                    "requests_per_round": total,
+                }
+                print(
+                    f"{name} c={c}: p50 {per_level[str(c)]['p50_ms']['median']:.1f} ms, "
+                    f"p95 {per_level[str(c)]['p95_ms']['median']:.1f} ms, "
+                    f"{per_level[str(c)]['requests_per_s']['median']:.1f} req/s, {len(errors)} errors",
+                    flush=True,
+                )
             results[name] = {"warmup_errors": len(warm_errors), "levels": per_level}
     finally:
         stop_server(proc)
-    write(args.out, {
-        "command": f"python benchmarks/http_latency.py --concurrency {args.concurrency} --endpoints {args.endpoints} "
-                   f"--runs {args.runs} --per-client {args.per_client} --min-requests {args.min_requests} "
-                   f"--server-workers {args.server_workers}",
-        "server": f"gunicorn shop.wsgi, {args.server_workers} sync workers, DEBUG off, rate limits off",
-        "address": f"127.0.0.1:{port}",
-        "server_startup_s": round(startup_s, 1), "endpoints": results,
-        "note": "closed-loop clients (threads + http.client) on the same machine as the server",
-    })
+    write(
+        args.out,
+        {
+            "command": f"python benchmarks/http_latency.py --concurrency {args.concurrency} "
+            f"--endpoints {args.endpoints} "
+            f"--runs {args.runs} --per-client {args.per_client} --min-requests {args.min_requests} "
+            f"--server-workers {args.server_workers}",
+            "server": f"gunicorn shop.wsgi, {args.server_workers} sync workers, DEBUG off, rate limits off",
+            "address": f"127.0.0.1:{port}",
+            "server_startup_s": round(startup_s, 1),
+            "endpoints": results,
+            "note": "closed-loop clients (threads + http.client) on the same machine as the server",
+        },
+    )
 
 
 def compare(args):
@@ -307,7 +353,7 @@ def compare(args):
                 rows = {name: {"p50": [], "p95": [], "rps": [], "ok": 0, "errors": []} for name in servers}
                 for run in range(args.runs):
                     order = list(servers.items())
-                    for name, (port, _) in (order if run % 2 == 0 else order[::-1]):  # who goes first alternates
+                    for name, (port, _) in order if run % 2 == 0 else order[::-1]:  # who goes first alternates
                         latencies, errs, wall = run_round(port, requests[name][endpoint], c, total, args.round_timeout)
                         row = rows[name]
                         row["errors"] += errs
@@ -319,34 +365,47 @@ def compare(args):
                 level = {}
                 for name, row in rows.items():
                     if not row["p50"]:
-                        raise SystemExit(f"{endpoint} at concurrency {c} on {name}: every request failed "
-                                         f"({row['errors'][:3]})")
-                    level[name] = {"p50_ms": spread(row["p50"]), "p95_ms": spread(row["p95"]),
-                                   "requests_per_s": spread(row["rps"]), "ok": row["ok"], "errors": len(row["errors"]),
-                                   "error_kinds": sorted(set(row["errors"]))[:5]}
+                        raise SystemExit(
+                            f"{endpoint} at concurrency {c} on {name}: every request failed ({row['errors'][:3]})"
+                        )
+                    level[name] = {
+                        "p50_ms": spread(row["p50"]),
+                        "p95_ms": spread(row["p95"]),
+                        "requests_per_s": spread(row["rps"]),
+                        "ok": row["ok"],
+                        "errors": len(row["errors"]),
+                        "error_kinds": sorted(set(row["errors"]))[:5],
+                    }
                 ratio = level[label]["p95_ms"]["median"] / level[args.compare_label]["p95_ms"]["median"]
                 level["p95_ratio"] = round(ratio, 3)
                 per_level[str(c)] = level
-                print(f"{endpoint} c={c}: p95 {level[label]['p95_ms']['median']:.1f} ms ({label}) vs "
-                      f"{level[args.compare_label]['p95_ms']['median']:.1f} ms ({args.compare_label}): "
-                      f"x{ratio:.2f}", flush=True)
+                print(
+                    f"{endpoint} c={c}: p95 {level[label]['p95_ms']['median']:.1f} ms ({label}) vs "
+                    f"{level[args.compare_label]['p95_ms']['median']:.1f} ms ({args.compare_label}): "
+                    f"x{ratio:.2f}",
+                    flush=True,
+                )
             results[endpoint] = per_level
     finally:
         for _, proc in servers.values():
             stop_server(proc)
-    commit = subprocess.run(["git", "-C", str(other_root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    write(args.out, {
-        "command": f"python benchmarks/http_latency.py --compare-root <worktree of {args.compare_label}> "
-                   f"--concurrency {args.concurrency} --endpoints {args.endpoints} --runs {args.runs} "
-                   f"--per-client {args.per_client} --min-requests {args.min_requests} "
-                   f"--server-workers {args.server_workers}",
-        "servers": f"gunicorn shop.wsgi, {args.server_workers} sync workers each, DEBUG off, rate limits off, "
-                   f"one database; rounds alternate between the two",
-        "compared": {label: "this checkout", args.compare_label: f"commit {commit}"},
-        "endpoints": results,
-        "note": "closed-loop clients (threads + http.client) on the same machine as both servers",
-    })
+    commit = subprocess.run(
+        ["git", "-C", str(other_root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    write(
+        args.out,
+        {
+            "command": f"python benchmarks/http_latency.py --compare-root <worktree of {args.compare_label}> "
+            f"--concurrency {args.concurrency} --endpoints {args.endpoints} --runs {args.runs} "
+            f"--per-client {args.per_client} --min-requests {args.min_requests} "
+            f"--server-workers {args.server_workers}",
+            "servers": f"gunicorn shop.wsgi, {args.server_workers} sync workers each, DEBUG off, rate limits off, "
+            f"one database; rounds alternate between the two",
+            "compared": {label: "this checkout", args.compare_label: f"commit {commit}"},
+            "endpoints": results,
+            "note": "closed-loop clients (threads + http.client) on the same machine as both servers",
+        },
+    )
 
 
 if __name__ == "__main__":

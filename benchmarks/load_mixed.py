@@ -55,10 +55,26 @@ def server_rss_mib(master_pid: int) -> float:
 
 def start_worker(log_path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 - the worker writes to it after this returns
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "shop", "worker", "--pool", "solo",
-                             "--loglevel", "WARNING", "-n", f"load-{os.getpid()}@%h"],
-                            cwd=ROOT, env=dict(os.environ, FASHION_AI_TORCH_THREADS="1"), stdout=log,
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "shop",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "-n",
+            f"load-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, FASHION_AI_TORCH_THREADS="1"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def product_paths(n):
@@ -126,14 +142,18 @@ def main():
         plan["browse"] = [("GET", f"/catalogue/?page={n}", None, {}) for n in range(1, 21)]
         plan["product"] = [("GET", path, None, {}) for path in product_paths(200)]
         for name in ("sketch", "photo"):  # each shopper sends its own CSRF cookie and token
-            plan[name] = [(m, p, b, {k: v for k, v in h.items() if k not in ("Cookie", "X-CSRFToken")})
-                          for m, p, b, h in plan[name]]
+            plan[name] = [
+                (m, p, b, {k: v for k, v in h.items() if k not in ("Cookie", "X-CSRFToken")})
+                for m, p, b, h in plan[name]
+            ]
         lock = threading.Lock()
 
         def run(seconds, results, seed):
             deadline = time.monotonic() + seconds
-            threads = [threading.Thread(target=shopper, args=(port, plan, deadline, results, lock, seed + i),
-                                        daemon=True) for i in range(args.clients)]
+            threads = [
+                threading.Thread(target=shopper, args=(port, plan, deadline, results, lock, seed + i), daemon=True)
+                for i in range(args.clients)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -158,24 +178,35 @@ def main():
         rows = [r for r in results if r[0] == name]
         ok = [ms for _, s, ms in rows if s == 200]
         per_endpoint[name] = {
-            "requests": len(rows), "ok": len(ok),
+            "requests": len(rows),
+            "ok": len(ok),
             "client_errors_4xx": sum(1 for _, s, _ in rows if isinstance(s, int) and 400 <= s < 500),
             "errors": sum(1 for _, s, _ in rows if not isinstance(s, int) or s >= 500),
             "p50_ms": round(percentile(ok, 50), 1) if ok else None,
             "p95_ms": round(percentile(ok, 95), 1) if ok else None,
         }
     errors = sum(e["errors"] for e in per_endpoint.values())
-    write("load_mixed", {
-        "command": f"python benchmarks/load_mixed.py --duration {args.duration:g} --clients {args.clients} "
-                   f"--server-workers {args.server_workers}",
-        "server": f"gunicorn shop.wsgi, {args.server_workers} sync workers, DEBUG off, rate limits off; "
-                  "celery worker (solo) running",
-        "duration_s": round(wall, 1), "clients": args.clients, "requests": len(results),
-        "requests_per_s": round(len(results) / wall, 2), "errors": errors, "endpoints": per_endpoint,
-        "server_rss_mib": {"start": round(memory_start, 1), "end": round(memory_end, 1),
-                           "growth_pct": round(100 * (memory_end - memory_start) / max(memory_start, 1e-9), 1)},
-        "targets": {"errors": 0, "memory_growth_pct_max": 10},
-    })
+    write(
+        "load_mixed",
+        {
+            "command": f"python benchmarks/load_mixed.py --duration {args.duration:g} --clients {args.clients} "
+            f"--server-workers {args.server_workers}",
+            "server": f"gunicorn shop.wsgi, {args.server_workers} sync workers, DEBUG off, rate limits off; "
+            "celery worker (solo) running",
+            "duration_s": round(wall, 1),
+            "clients": args.clients,
+            "requests": len(results),
+            "requests_per_s": round(len(results) / wall, 2),
+            "errors": errors,
+            "endpoints": per_endpoint,
+            "server_rss_mib": {
+                "start": round(memory_start, 1),
+                "end": round(memory_end, 1),
+                "growth_pct": round(100 * (memory_end - memory_start) / max(memory_start, 1e-9), 1),
+            },
+            "targets": {"errors": 0, "memory_growth_pct_max": 10},
+        },
+    )
     return 1 if errors else 0
 
 

@@ -59,6 +59,7 @@ HEIGHT = 400
 
 # --- composites ------------------------------------------------------------------------------------------------
 
+
 def _rgb(path):
     from PIL import Image
 
@@ -151,6 +152,7 @@ def seeded(source_id, kind):
 
 # --- methods -----------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -168,7 +170,9 @@ class Method:
         if self.kind == "centre":
             return f"fixed centre crop ({self.fraction:.0%} of each side), embedded at 160 px"
         box = f"box grown by {self.margin:.0%} of its size on each side" if self.margin else "box"
-        what = "pooled from the same pass" if self.kind == "cam-pool" else "cropped from the photo and embedded at 160 px"
+        what = (
+            "pooled from the same pass" if self.kind == "cam-pool" else "cropped from the photo and embedded at 160 px"
+        )
         if self.soft:
             what += f", cells weighted by (1 - {self.soft}) + {self.soft} x their centre-weighted activation"
         return f"activation map at {self.size} px, centre prior sigma {self.sigma}, tau {self.tau}; {box} {what}"
@@ -237,8 +241,11 @@ def vectors_for(composite: Composite, methods, embedder, feature_cache, boxes=No
             img = image(2 * embedder.info.image_size)
             w, h = img.size
             f = m.fraction
-            crops.append(img.crop((round(w * (1 - f) / 2), round(h * (1 - f) / 2), round(w * (1 + f) / 2),
-                                   round(h * (1 + f) / 2))))
+            crops.append(
+                img.crop(
+                    (round(w * (1 - f) / 2), round(h * (1 - f) / 2), round(w * (1 + f) / 2), round(h * (1 + f) / 2))
+                )
+            )
             crop_names.append(m.name)
         elif m.kind == "oracle":
             img = image(2 * embedder.info.image_size)
@@ -276,7 +283,9 @@ def to_full(box, size, full):
     sx, sy = full[0] / size[0], full[1] / size[1]
     x, y, w, h = box.scaled(sx, sy)
     left, top = max(0, int(round(x))), max(0, int(round(y)))
-    return crop.Box(left, top, max(1, min(full[0], int(round(x + w))) - left), max(1, min(full[1], int(round(y + h))) - top))
+    return crop.Box(
+        left, top, max(1, min(full[0], int(round(x + w))) - left), max(1, min(full[1], int(round(y + h))) - top)
+    )
 
 
 def iou(box, truth):
@@ -295,6 +304,7 @@ def composite_size(composite):
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
+
 
 class Gallery:
     def __init__(self, vectors, ids, labels):
@@ -336,8 +346,11 @@ def summarise(per_query: dict, clean_key="clean"):
     out = {}
     for name, values in per_query.items():
         values = np.asarray(values, dtype=np.float64)
-        row = {"p_at_5": round(float(values.mean()), 4), "se": round(metrics.standard_error(values), 4),
-               "queries": int(len(values))}
+        row = {
+            "p_at_5": round(float(values.mean()), 4),
+            "se": round(metrics.standard_error(values), 4),
+            "queries": int(len(values)),
+        }
         if name != clean_key and clean_key in per_query:
             diff = values - np.asarray(per_query[clean_key], dtype=np.float64)
             row["minus_clean"] = round(float(diff.mean()), 4)
@@ -346,8 +359,9 @@ def summarise(per_query: dict, clean_key="clean"):
     return out
 
 
-def run_split(split_name, queries, methods, embedder, gallery, records, by_label_others, kinds=KINDS,
-              progress_every=200):
+def run_split(
+    split_name, queries, methods, embedder, gallery, records, by_label_others, kinds=KINDS, progress_every=200
+):
     """P@5 per kind and method (plus clean and oracle) for the split's queries, and for the activation-map methods
     the mean IoU of the shown box with the pasted query photo."""
     per = {kind: {m: [] for m in ["clean", "oracle"] + [x.name for x in methods]} for kind in kinds}
@@ -371,7 +385,9 @@ def run_split(split_name, queries, methods, embedder, gallery, records, by_label
             for name, box in boxes.items():
                 ious.setdefault(name, []).append(iou(box, composite.truth))
             if progress_every and (i + 1) % progress_every == 0:
-                print(f"{split_name} {kind}: {i + 1}/{len(queries)} ({time.perf_counter() - started:.0f} s)", flush=True)
+                print(
+                    f"{split_name} {kind}: {i + 1}/{len(queries)} ({time.perf_counter() - started:.0f} s)", flush=True
+                )
         per[kind]["clean"] = clean_p
         for name, vecs in rows.items():
             per[kind][name] = gallery.precision(np.array(vecs), labels, excluded)
@@ -389,6 +405,7 @@ def choose(results, methods):
     """The validation choice: among the candidates whose mean P@5 over the target kinds is within ``TIE`` of the
     best, the one with the smallest trunk input, then the highest mean IoU of the shown box with the pasted photo
     (a box the shopper recognises), then the earlier one. Returns (method, its mean P@5)."""
+
     def score(m):
         return float(np.mean([results[kind][m.name]["p_at_5"] for kind in TARGET_KINDS]))
 
@@ -403,7 +420,9 @@ def choose(results, methods):
 
 def latency(embedder_threads1, queries, records, by_label_others, n, method: Method):
     """Per image, ms: today's whole-image embedding at 160 px vs the preset (both from the decoded upload)."""
-    comps = [compose(q, "beside", records, by_label_others[q.label], seeded(q.source_id, "beside")) for q in queries[:n]]
+    comps = [
+        compose(q, "beside", records, by_label_others[q.label], seeded(q.source_id, "beside")) for q in queries[:n]
+    ]
     e = embedder_threads1
     loc = crop.GarmentLocator(e, method.size, method.sigma, method.tau, method.margin, method.soft)
     release_imgs = [preprocessing.open_image(c.data, decode_size=e.info.image_size) for c in comps]
@@ -429,8 +448,14 @@ def latency(embedder_threads1, queries, records, by_label_others, n, method: Met
         return {"median_ms": round(float(np.median(values)), 2), "p95_ms": round(float(np.percentile(values, 95)), 2)}
 
     extra = [p - r for p, r in zip(preset, release)]
-    return {"images": len(comps), "threads": 1, "release_embed_160": stats(release), "preset": stats(preset),
-            "box_and_pooling_only": stats(box_only), "preset_minus_release": stats(extra)}
+    return {
+        "images": len(comps),
+        "threads": 1,
+        "release_embed_160": stats(release),
+        "preset": stats(preset),
+        "box_and_pooling_only": stats(box_only),
+        "preset_minus_release": stats(extra),
+    }
 
 
 def min_similarity(gallery, embedder, queries, records, by_label_others, method: Method, n):
@@ -450,11 +475,18 @@ def min_similarity(gallery, embedder, queries, records, by_label_others, method:
 
 
 def cutoff_table(garment_top1, empty_top1, thresholds):
-    return [{"min_similarity": t, "garment_queries_nothing_close": round(float((garment_top1 < t).mean()), 4),
-             "empty_queries_nothing_close": round(float((empty_top1 < t).mean()), 4)} for t in thresholds]
+    return [
+        {
+            "min_similarity": t,
+            "garment_queries_nothing_close": round(float((garment_top1 < t).mean()), 4),
+            "empty_queries_nothing_close": round(float((empty_top1 < t).mean()), 4),
+        }
+        for t in thresholds
+    ]
 
 
 # --- the untrained ImageNet-features baseline -------------------------------------------------------------------
+
 
 class ImageNetBaseline:
     """The untrained ImageNet EfficientNet-Lite0 trunk (ReLU6, as the weights were trained), global average pooling,
@@ -477,10 +509,19 @@ class ImageNetBaseline:
         trunk = backbones.Lite0Trunk(image_size=size, pretrained=True).eval()
         with tempfile.TemporaryDirectory(prefix="fashion-ai-baseline-") as tmp:
             self._session = onnx_cache.session(
-                trunk, name="imagenet-trunk", source_sha256=f"imagenet-lite0-{size}", example=torch.zeros(2, 3, size, size),
-                input_names=["images"], output_names=["features"], cache_dir=tmp, threads=threads,
-                dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                              "features": {0: "batch", 2: "rows", 3: "cols"}})
+                trunk,
+                name="imagenet-trunk",
+                source_sha256=f"imagenet-lite0-{size}",
+                example=torch.zeros(2, 3, size, size),
+                input_names=["images"],
+                output_names=["features"],
+                cache_dir=tmp,
+                threads=threads,
+                dynamic_axes={
+                    "images": {0: "batch", 2: "height", 3: "width"},
+                    "features": {0: "batch", 2: "rows", 3: "cols"},
+                },
+            )
         self.info = ModelInfo(f"imagenet-lite0-gap-{size}px", 1280, size, "lite0")
         self.version, self.runtime = self.info.version, "onnxruntime"
 
@@ -500,20 +541,31 @@ class ImageNetBaseline:
         return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def embed_images(self, images, batch_size=32):
-        out = [self.pool_features(self.feature_maps(preprocessing.batch(images[i:i + batch_size], self.info.image_size)))
-               for i in range(0, len(images), batch_size)]
+        out = [
+            self.pool_features(self.feature_maps(preprocessing.batch(images[i : i + batch_size], self.info.image_size)))
+            for i in range(0, len(images), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.info.dim), dtype=np.float32)
 
 
 # --- the two phases -------------------------------------------------------------------------------------------------
+
 
 def method_from(row: dict) -> Method:
     return Method(**row)
 
 
 def method_row(m: Method) -> dict:
-    return {"name": m.name, "kind": m.kind, "size": m.size, "sigma": m.sigma, "tau": m.tau, "margin": m.margin,
-            "fraction": m.fraction, "soft": m.soft}
+    return {
+        "name": m.name,
+        "kind": m.kind,
+        "size": m.size,
+        "sigma": m.sigma,
+        "tau": m.tau,
+        "margin": m.margin,
+        "fraction": m.fraction,
+        "soft": m.soft,
+    }
 
 
 def same_preset(a: Method, b: Method) -> bool:
@@ -527,8 +579,9 @@ def baseline_split(split_name, queries, method, records, by_label_others, args, 
     gallery = build_gallery(base, records, args.gallery_cache.with_name(args.gallery_cache.stem + "_imagenet.npz"))
     whole = Method("whole", "whole", base.info.image_size)
     preset = cam("cam-pool", method.size, method.sigma, method.tau, method.margin, method.soft)
-    return run_split(f"{split_name} baseline", queries, [whole, preset], base, gallery, records, by_label_others,
-                     kinds), {"whole": whole.describe(), preset.name: preset.describe(), "model": base.version}
+    return run_split(
+        f"{split_name} baseline", queries, [whole, preset], base, gallery, records, by_label_others, kinds
+    ), {"whole": whole.describe(), preset.name: preset.describe(), "model": base.version}
 
 
 def validation_phase(args, embedder, records, gallery, by_label_others, source):
@@ -539,39 +592,59 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
     methods = [RELEASE] + candidates() + crop_candidates()
     val = run_split("validation", validation, methods, embedder, gallery, records, by_label_others, TARGET_KINDS)
     chosen, score = choose(val, candidates())
-    stress = run_split("validation", validation, [RELEASE, chosen], embedder, gallery, records, by_label_others,
-                       ("side-by-side",))
+    stress = run_split(
+        "validation", validation, [RELEASE, chosen], embedder, gallery, records, by_label_others, ("side-by-side",)
+    )
     val.update(stress)
     shipped = shipped_method(embedder)
-    print(f"validation: chosen {chosen.name} (mean P@5 over {', '.join(TARGET_KINDS)} {score:.4f}); "
-          f"shipped default {shipped.name}", flush=True)
+    print(
+        f"validation: chosen {chosen.name} (mean P@5 over {', '.join(TARGET_KINDS)} {score:.4f}); "
+        f"shipped default {shipped.name}",
+        flush=True,
+    )
     if not same_preset(chosen, shipped):
-        print("WARNING: the shipped GarmentLocator defaults (oscar_fashion_ai/ml/crop.py) are not the validation "
-              "choice: set them to it before the test phase", flush=True)
+        print(
+            "WARNING: the shipped GarmentLocator defaults (oscar_fashion_ai/ml/crop.py) are not the validation "
+            "choice: set them to it before the test phase",
+            flush=True,
+        )
     base, base_methods = baseline_split("validation", validation, chosen, records, by_label_others, args, KINDS)
     g_val, e_val = min_similarity(gallery, embedder, validation, records, by_label_others, chosen, args.cutoff_queries)
     suggested = round(float(np.floor(np.percentile(g_val, 1) * 100) / 100), 2)
     thresholds = sorted({0.3, 0.4, 0.5, 0.6, 0.7, suggested})
-    write(args.out + "_validation", {
-        "command": "python benchmarks/photo_crop.py --phase validation" + (f" --limit {args.limit}" if args.limit else ""),
-        "data": f"{source.name}, validation split (sha1(id) % 5 == 1): {len(validation)} query photos; gallery: all "
-                f"{len(gallery.labels)} labelled photos; whether the photo model saw these photos is in its model "
-                "card (the shipped one trains on the train split only)",
-        "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
-        "threads": args.threads, "gallery": len(gallery.labels), "recipe": RECIPE,
-        "methods": {m.name: m.describe() for m in methods},
-        "choice_rule": f"highest mean P@5 over {', '.join(TARGET_KINDS)} among the cam-pool/whole/centre candidates; "
-                       f"within {TIE} of it the smallest trunk input, then the highest box IoU",
-        "results": val, "chosen": method_row(chosen), "chosen_mean_p_at_5": round(score, 4),
-        "shipped_default": shipped.name, "shipped_is_choice": same_preset(chosen, shipped),
-        "baseline": {"methods": base_methods, "results": base},
-        "min_similarity": {
-            "rule": "1st percentile (rounded down to 0.01) of the top-1 similarity of validation garment queries "
-                    "(preset crop of 'beside' composites)",
-            "suggested": suggested, "queries": min(args.cutoff_queries, len(validation)),
-            "table": cutoff_table(g_val, e_val, thresholds)},
-        "wall_s": round(time.perf_counter() - started, 1),
-    })
+    write(
+        args.out + "_validation",
+        {
+            "command": "python benchmarks/photo_crop.py --phase validation"
+            + (f" --limit {args.limit}" if args.limit else ""),
+            "data": f"{source.name}, validation split (sha1(id) % 5 == 1): {len(validation)} query photos; "
+            f"gallery: all {len(gallery.labels)} labelled photos; whether the photo model saw these photos is in its "
+            "model card (the shipped one trains on the train split only)",
+            "source": source.name,
+            "model_version": embedder.version,
+            "runtime": embedder.runtime,
+            "threads": args.threads,
+            "gallery": len(gallery.labels),
+            "recipe": RECIPE,
+            "methods": {m.name: m.describe() for m in methods},
+            "choice_rule": f"highest mean P@5 over {', '.join(TARGET_KINDS)} among the cam-pool/whole/centre "
+            f"candidates; within {TIE} of it the smallest trunk input, then the highest box IoU",
+            "results": val,
+            "chosen": method_row(chosen),
+            "chosen_mean_p_at_5": round(score, 4),
+            "shipped_default": shipped.name,
+            "shipped_is_choice": same_preset(chosen, shipped),
+            "baseline": {"methods": base_methods, "results": base},
+            "min_similarity": {
+                "rule": "1st percentile (rounded down to 0.01) of the top-1 similarity of validation garment queries "
+                "(preset crop of 'beside' composites)",
+                "suggested": suggested,
+                "queries": min(args.cutoff_queries, len(validation)),
+                "table": cutoff_table(g_val, e_val, thresholds),
+            },
+            "wall_s": round(time.perf_counter() - started, 1),
+        },
+    )
 
 
 def test_phase(args, embedder, records, gallery, by_label_others, source):
@@ -582,8 +655,10 @@ def test_phase(args, embedder, records, gallery, by_label_others, source):
     chosen = method_from(previous["chosen"])
     shipped = shipped_method(embedder)
     if not same_preset(chosen, shipped):
-        sys.exit(f"the shipped GarmentLocator defaults ({shipped.name}) are not the validation choice "
-                 f"({chosen.name}): set them in oscar_fashion_ai/ml/crop.py first")
+        sys.exit(
+            f"the shipped GarmentLocator defaults ({shipped.name}) are not the validation choice "
+            f"({chosen.name}): set them in oscar_fashion_ai/ml/crop.py first"
+        )
     if previous["model_version"] != embedder.version:
         sys.exit("the validation phase ran with another photo model: run it again")
     out_file = RESULTS / f"{args.out}_test.json"
@@ -596,42 +671,61 @@ def test_phase(args, embedder, records, gallery, by_label_others, source):
     lat = latency(Embedder(threads=1), test, records, by_label_others, args.latency_images, chosen)
     as_crop = cam("cam-crop", chosen.size, chosen.sigma, chosen.tau, chosen.margin)
     tested = run_split("test", test, [RELEASE, chosen, as_crop], embedder, gallery, records, by_label_others, KINDS)
-    checkpoint = args.gallery_cache.with_name(f"{args.out}_test_partial.json")  # nothing printed, kept if a later step fails
+    checkpoint = args.gallery_cache.with_name(
+        f"{args.out}_test_partial.json"
+    )  # nothing printed, kept if a later step fails
     checkpoint.write_text(json.dumps({"latency": lat, "results": tested}))
     base, base_methods = baseline_split("test", test, chosen, records, by_label_others, args, KINDS)
     suggested = previous["min_similarity"]["suggested"]
     g_test, e_test = min_similarity(gallery, embedder, test, records, by_label_others, chosen, args.cutoff_queries)
     thresholds = sorted({0.3, 0.4, 0.5, 0.6, 0.7, suggested})
     target = tested["beside"][chosen.name]
-    write(args.out + "_test", {
-        "command": "python benchmarks/photo_crop.py --phase test" + (f" --limit {args.limit}" if args.limit else ""),
-        "data": f"{source.name}, test split (sha1(id) % 5 == 0): {len(test)} query photos, measured once after the "
-                f"choice on validation; gallery: all {len(gallery.labels)} labelled photos (the test photos were "
-                "never trained on)",
-        "source": source.name, "model_version": embedder.version, "runtime": embedder.runtime,
-        "threads": args.threads, "gallery": len(gallery.labels), "recipe": RECIPE,
-        "method": method_row(chosen), "methods": {m.name: m.describe() for m in [RELEASE, chosen, as_crop]},
-        "results": tested,
-        "target": {"rule": "beside: preset-crop P@5 within 0.03 of clean-photo P@5",
-                   "preset_minus_clean": target["minus_clean"], "se": target["minus_clean_se"],
-                   "met": target["minus_clean"] >= -0.03},
-        "baseline": {"methods": base_methods, "results": base},
-        "min_similarity": {"suggested_on_validation": suggested, "queries": min(args.cutoff_queries, len(test)),
-                           "table": cutoff_table(g_test, e_test, thresholds),
-                           "top1_garment_median": round(float(np.median(g_test)), 4),
-                           "top1_empty_median": round(float(np.median(e_test)), 4)},
-        "latency": lat,
-        "wall_s": round(time.perf_counter() - started, 1),
-    })
+    write(
+        args.out + "_test",
+        {
+            "command": "python benchmarks/photo_crop.py --phase test"
+            + (f" --limit {args.limit}" if args.limit else ""),
+            "data": f"{source.name}, test split (sha1(id) % 5 == 0): {len(test)} query photos, measured once after the "
+            f"choice on validation; gallery: all {len(gallery.labels)} labelled photos (the test photos were "
+            "never trained on)",
+            "source": source.name,
+            "model_version": embedder.version,
+            "runtime": embedder.runtime,
+            "threads": args.threads,
+            "gallery": len(gallery.labels),
+            "recipe": RECIPE,
+            "method": method_row(chosen),
+            "methods": {m.name: m.describe() for m in [RELEASE, chosen, as_crop]},
+            "results": tested,
+            "target": {
+                "rule": "beside: preset-crop P@5 within 0.03 of clean-photo P@5",
+                "preset_minus_clean": target["minus_clean"],
+                "se": target["minus_clean_se"],
+                "met": target["minus_clean"] >= -0.03,
+            },
+            "baseline": {"methods": base_methods, "results": base},
+            "min_similarity": {
+                "suggested_on_validation": suggested,
+                "queries": min(args.cutoff_queries, len(test)),
+                "table": cutoff_table(g_test, e_test, thresholds),
+                "top1_garment_median": round(float(np.median(g_test)), 4),
+                "top1_empty_median": round(float(np.median(e_test)), 4),
+            },
+            "latency": lat,
+            "wall_s": round(time.perf_counter() - started, 1),
+        },
+    )
 
 
-RECIPE = {"beside": "query centred in a frame 1.5-1.8x its width, a photo of another category 60-90 % of its height "
-                    "right beside it (cut off by the edge), busy background",
-          "background": "query 55-75 % of the frame's width on a busy background, anywhere",
-          "side-by-side": "stress: query at one edge, the other garment (50-75 % of its height) at the other, nothing "
-                          "centred",
-          "busy background": "2x2 mosaic of 30 % corner patches of other data-set photos",
-          "excluded from each query's results": "every photo used in its composite"}
+RECIPE = {
+    "beside": "query centred in a frame 1.5-1.8x its width, a photo of another category 60-90 % of its height "
+    "right beside it (cut off by the edge), busy background",
+    "background": "query 55-75 % of the frame's width on a busy background, anywhere",
+    "side-by-side": "stress: query at one edge, the other garment (50-75 % of its height) at the other, nothing "
+    "centred",
+    "busy background": "2x2 mosaic of 30 % corner patches of other data-set photos",
+    "excluded from each query's results": "every photo used in its composite",
+}
 
 
 def main(argv=None):
@@ -643,8 +737,12 @@ def main(argv=None):
     parser.add_argument("--latency-images", type=int, default=200)
     parser.add_argument("--cutoff-queries", type=int, default=300)
     parser.add_argument("--again", action="store_true", help="measure the test split again (overwrites its result)")
-    parser.add_argument("--gallery-cache", type=Path, default=ROOT / "var" / "cache" / "photo_crop_gallery.npz",
-                        help="where the gallery vectors are kept between runs (derived vectors, outside git)")
+    parser.add_argument(
+        "--gallery-cache",
+        type=Path,
+        default=ROOT / "var" / "cache" / "photo_crop_gallery.npz",
+        help="where the gallery vectors are kept between runs (derived vectors, outside git)",
+    )
     parser.add_argument("--out", default="photo_crop")
     args = parser.parse_args(argv)
     source = dataset_path(args.source)
@@ -652,8 +750,9 @@ def main(argv=None):
     records = datasets.labelled_records(source)
     gallery = build_gallery(embedder, records, args.gallery_cache)
     by_label_others = {label: [r for r in records if r.label != label] for label in {r.label for r in records}}
-    (validation_phase if args.phase == "validation" else test_phase)(args, embedder, records, gallery,
-                                                                     by_label_others, source)
+    (validation_phase if args.phase == "validation" else test_phase)(
+        args, embedder, records, gallery, by_label_others, source
+    )
 
 
 if __name__ == "__main__":

@@ -135,10 +135,14 @@ class Grower:
         return v.astype(np.float32)
 
     def describe(self) -> dict:
-        return {"base_vectors": int(len(self.points)), "median_mirror_distance": round(self.mirror_distance, 4),
-                "noise": self.noise, "neighbours": int(self.neighbours.shape[1]),
-                "method": "random real vector moved U(0,0.5) of the way to one of its 10 nearest real neighbours, "
-                          "plus Gaussian noise of expected length noise x median mirror distance, re-normalised"}
+        return {
+            "base_vectors": int(len(self.points)),
+            "median_mirror_distance": round(self.mirror_distance, 4),
+            "noise": self.noise,
+            "neighbours": int(self.neighbours.shape[1]),
+            "method": "random real vector moved U(0,0.5) of the way to one of its 10 nearest real neighbours, "
+            "plus Gaussian noise of expected length noise x median mirror distance, re-normalised",
+        }
 
 
 def make_real(rows: int, categories: int, base: dict, noise: float = 0.5, seed: int = 0, chunk: int = 100_000):
@@ -165,16 +169,20 @@ def main():
     args = parser.parse_args()
     t = time.perf_counter()
     base = embed_base(args.cache)
-    print(f"base set: {len(base['vectors'])} images ({'cached' if base['cached'] else 'embedded'}) "
-          f"in {time.perf_counter() - t:.1f} s, {base['path']}")
+    print(
+        f"base set: {len(base['vectors'])} images ({'cached' if base['cached'] else 'embedded'}) "
+        f"in {time.perf_counter() - t:.1f} s, {base['path']}"
+    )
     data, _, grower, rng = make_real(args.rows, 20, base, args.noise)
     # How far is a vector's nearest neighbour, in the base set and in the grown set (sample of 200)?
     probe = grower.sample(200, rng)
     nn_grown = 1 - np.sort(probe @ data.T, axis=1)[:, -10:]
     nn_base = 1 - np.sort(probe @ grower.points.T, axis=1)[:, -10:]
     print(grower.describe())
-    print(f"cosine distance of a fresh query to its 1st / 10th nearest: grown set {np.median(nn_grown[:, -1]):.4f} / "
-          f"{np.median(nn_grown[:, 0]):.4f}, base set {np.median(nn_base[:, -1]):.4f} / {np.median(nn_base[:, 0]):.4f}")
+    print(
+        f"cosine distance of a fresh query to its 1st / 10th nearest: grown set {np.median(nn_grown[:, -1]):.4f} / "
+        f"{np.median(nn_grown[:, 0]):.4f}, base set {np.median(nn_base[:, -1]):.4f} / {np.median(nn_base[:, 0]):.4f}"
+    )
 
 
 if __name__ == "__main__":

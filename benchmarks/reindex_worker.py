@@ -44,8 +44,23 @@ def main():
     ids = index.products_needing_index("all")[: args.limit] if args.limit else None
     env = dict(os.environ, FASHION_AI_TORCH_THREADS=str(args.threads))
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "shop", "worker", "-Q", "fashion-bench", "--loglevel=WARNING",
-         f"--concurrency={args.concurrency}", "-n", "bench@%h"], cwd=ROOT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "shop",
+            "worker",
+            "-Q",
+            "fashion-bench",
+            "--loglevel=WARNING",
+            f"--concurrency={args.concurrency}",
+            "-n",
+            "bench@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     runs = []
     try:
         time.sleep(8)  # let the worker children start
@@ -75,16 +90,24 @@ def main():
     seconds = [r[0] for r in runs if r[1] >= r[2]] or [elapsed]
     indexed = ProductEmbedding.objects.filter(status="indexed", model_version=version).count()
     failed = ProductEmbedding.objects.filter(status="failed").count()
-    write("reindex_worker", {
-        "command": f"python benchmarks/reindex_worker.py --concurrency {args.concurrency} --threads {args.threads}"
-                   f" --runs {args.runs}" + (f" --limit {args.limit}" if args.limit else ""),
-        "products": total, "queued": queued, "indexed": indexed, "failed": failed,
-        "completed": all(r[1] >= r[2] for r in runs) and len(runs) == args.runs,
-        "seconds": round(statistics.median(seconds), 1), "seconds_spread": spread(seconds),
-        "products_per_s": round(queued / statistics.median(seconds), 1), "model_version": version,
-        "worker": f"celery prefork, concurrency {args.concurrency}, {args.threads} inference thread(s) per child",
-        "target_seconds": 180,
-    })
+    write(
+        "reindex_worker",
+        {
+            "command": f"python benchmarks/reindex_worker.py --concurrency {args.concurrency} --threads {args.threads}"
+            f" --runs {args.runs}" + (f" --limit {args.limit}" if args.limit else ""),
+            "products": total,
+            "queued": queued,
+            "indexed": indexed,
+            "failed": failed,
+            "completed": all(r[1] >= r[2] for r in runs) and len(runs) == args.runs,
+            "seconds": round(statistics.median(seconds), 1),
+            "seconds_spread": spread(seconds),
+            "products_per_s": round(queued / statistics.median(seconds), 1),
+            "model_version": version,
+            "worker": f"celery prefork, concurrency {args.concurrency}, {args.threads} inference thread(s) per child",
+            "target_seconds": 180,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ PLOTS = {
 
 # --- numbers -----------------------------------------------------------------------------------
 
+
 def num(value, digits=1) -> str:
     """A number with `digits` decimals and thousands separators; '-' for None."""
     if value is None:
@@ -59,11 +60,14 @@ def mib(nbytes) -> str:
 
 def machine_line(m: dict) -> str:
     gpu = m.get("gpu") or "no GPU"
-    return (f"{m.get('cpu_count')} x {m.get('cpu')} CPU cores, {gpu}; {m.get('platform')}; "
-            f"Python {m.get('python')}, torch {m.get('torch')}")
+    return (
+        f"{m.get('cpu_count')} x {m.get('cpu')} CPU cores, {gpu}; {m.get('platform')}; "
+        f"Python {m.get('python')}, torch {m.get('torch')}"
+    )
 
 
 # --- access to report.json -------------------------------------------------------------------
+
 
 def job(report: dict, name: str) -> dict | None:
     """The job entry named `name` in any stage, or None."""
@@ -79,7 +83,7 @@ def result(report: dict, name: str) -> dict | None:
 
 
 def vector_kind(res: dict) -> str:
-    """"synthetic" or "real" (results from before --vectors are synthetic)."""
+    """ "synthetic" or "real" (results from before --vectors are synthetic)."""
     return (res.get("vectors") or {}).get("kind", "synthetic")
 
 
@@ -97,10 +101,17 @@ def scale_results(report: dict) -> list[dict]:
 def config(res: dict, mode: str, ef) -> dict | None:
     """The configuration of ``mode`` at ``ef`` (a number, or "auto": the plugin's choice)."""
     if ef == "auto":
-        return next((c for c in res.get("configs", []) if c["mode"] == mode
-                     and c.get("ef_search_choice") == "auto"), None)
-    return next((c for c in res.get("configs", []) if c["mode"] == mode and c["ef_search"] == ef
-                 and c.get("ef_search_choice", "fixed") == "fixed"), None)
+        return next(
+            (c for c in res.get("configs", []) if c["mode"] == mode and c.get("ef_search_choice") == "auto"), None
+        )
+    return next(
+        (
+            c
+            for c in res.get("configs", [])
+            if c["mode"] == mode and c["ef_search"] == ef and c.get("ef_search_choice", "fixed") == "fixed"
+        ),
+        None,
+    )
 
 
 def p95_ratio(res: dict, scale: list[dict], reference_rows: int = 100_000) -> float | None:
@@ -131,6 +142,7 @@ def nested_p_at_5(obj, path=()):
 
 # --- the Markdown report -----------------------------------------------------------------------
 
+
 def _row(what, target, measured, command):
     return f"| {what} | {target} | {measured} | {command} |"
 
@@ -147,11 +159,15 @@ def quality_rows(report) -> list[str]:
     rows = []
     image = result(report, "evaluate_image")
     if image:
-        rows.append(_row(
-            f"image -> image P@5, CC0 test split ({num(image.get('queries'))} queries, gallery "
-            f"{num(image.get('gallery'))})", README_TARGETS["image"],
-            f"**{num(image.get('p_at_5'), 3)}** (mAP@10 {num(image.get('map_at_10'), 3)})",
-            "`manage.py fashion_evaluate --task image --json`"))
+        rows.append(
+            _row(
+                f"image -> image P@5, CC0 test split ({num(image.get('queries'))} queries, gallery "
+                f"{num(image.get('gallery'))})",
+                README_TARGETS["image"],
+                f"**{num(image.get('p_at_5'), 3)}** (mAP@10 {num(image.get('map_at_10'), 3)})",
+                "`manage.py fashion_evaluate --task image --json`",
+            )
+        )
     sketch = result(report, "evaluate_sketch")
     if sketch:
         what = f"sketch -> product P@5, {sketch.get('source', 'drawings')}"
@@ -171,13 +187,18 @@ def quality_rows(report) -> list[str]:
             measured += f"; source product in top 1/5/10: {' / '.join(num(h, 3) for h in hits)}"
         plain = sketch.get("plain_similarity")
         if plain:
-            measured += (f"; plain similarity {num(plain['p_at_5'], 3)}, top 5 "
-                         f"{num(plain.get('source_hit_at_5'), 3)}")
+            measured += f"; plain similarity {num(plain['p_at_5'], 3)}, top 5 {num(plain.get('source_hit_at_5'), 3)}"
         extra = [(p, v) for p, v in nested_p_at_5(sketch) if p[0] != "plain_similarity"]
         if extra:
             measured += "; " + ", ".join(f"{'/'.join(p[1:] or p)} {num(v, 3)}" for p, v in extra)
-        rows.append(_row(what, README_TARGETS["sketch"], measured,
-                         "`manage.py fashion_evaluate --task sketch --pipeline all --json`"))
+        rows.append(
+            _row(
+                what,
+                README_TARGETS["sketch"],
+                measured,
+                "`manage.py fashion_evaluate --task sketch --pipeline all --json`",
+            )
+        )
     gen = result(report, "generalisation")
     if gen:
         base = gen["models"].get("imagenet-gap-160", {})
@@ -185,26 +206,39 @@ def quality_rows(report) -> list[str]:
             if name.startswith("imagenet-gap"):
                 continue
             cells = []
-            for key, label in (("in_domain", "CC0"), ("cross_domain", "studio"),
-                               ("unseen_classes", "5 unseen classes")):
+            for key, label in (
+                ("in_domain", "CC0"),
+                ("cross_domain", "studio"),
+                ("unseen_classes", "5 unseen classes"),
+            ):
                 if key in entry:
-                    cells.append(f"{label} **{num(entry[key]['p_at_5'], 3)}** "
-                                 f"(ImageNet {num(base.get(key, {}).get('p_at_5'), 3)})")
-            rows.append(_row(f"generalisation, {gen.get('split')} splits, {name} "
-                             "(trained on which data: its model card)",
-                             "never below ImageNet", "; ".join(cells),
-                             f"`python benchmarks/generalisation.py --split {gen.get('split')} --photo {name}`"))
+                    cells.append(
+                        f"{label} **{num(entry[key]['p_at_5'], 3)}** "
+                        f"(ImageNet {num(base.get(key, {}).get('p_at_5'), 3)})"
+                    )
+            rows.append(
+                _row(
+                    f"generalisation, {gen.get('split')} splits, {name} (trained on which data: its model card)",
+                    "never below ImageNet",
+                    "; ".join(cells),
+                    f"`python benchmarks/generalisation.py --split {gen.get('split')} --photo {name}`",
+                )
+            )
     rec = result(report, "evaluate_recommend")
     if rec:
         pop = rec["baselines"]["popularity"]
         rnd = rec["baselines"]["random"]
         lift = rec.get("lift_over_popularity")
-        rows.append(_row(
-            f"recommendations, {num(rec.get('shoppers'))} simulated shoppers", README_TARGETS["recommend"],
-            f"**{num(rec['hit_rate_at_10'], 3)}** vs popularity {num(pop['hit_rate_at_10'], 3)}, random "
-            f"{num(rnd['hit_rate_at_10'], 3)} ({num(lift, 0)}x); NDCG@10 {num(rec['ndcg_at_10'], 4)} vs "
-            f"{num(pop['ndcg_at_10'], 4)}",
-            f"`manage.py fashion_evaluate --task recommend --shoppers {rec.get('shoppers')} --json`"))
+        rows.append(
+            _row(
+                f"recommendations, {num(rec.get('shoppers'))} simulated shoppers",
+                README_TARGETS["recommend"],
+                f"**{num(rec['hit_rate_at_10'], 3)}** vs popularity {num(pop['hit_rate_at_10'], 3)}, random "
+                f"{num(rnd['hit_rate_at_10'], 3)} ({num(lift, 0)}x); NDCG@10 {num(rec['ndcg_at_10'], 4)} vs "
+                f"{num(pop['ndcg_at_10'], 4)}",
+                f"`manage.py fashion_evaluate --task recommend --shoppers {rec.get('shoppers')} --json`",
+            )
+        )
     return rows
 
 
@@ -213,11 +247,17 @@ def speed_rows(report) -> list[str]:
     for name in ("embed_throughput", "embed_throughput_cuda"):
         emb = result(report, name)
         if emb:
-            rows.append(_row(
-                f"embedding throughput, decode + preprocess + model ({emb.get('runtime')}, {emb.get('image_size')} px, "
-                f"{num(emb.get('images'))} images)", README_TARGETS["embed"],
-                f"{fmt_spread(emb['end_to_end_images_per_s'], 0, ' img/s', bold=True)} end to end; model alone "
-                f"{fmt_spread(emb['model_only_images_per_s'], 0, ' img/s')}", f"`{emb.get('command')}`"))
+            rows.append(
+                _row(
+                    f"embedding throughput, decode + preprocess + model ({emb.get('runtime')}, "
+                    f"{emb.get('image_size')} px, "
+                    f"{num(emb.get('images'))} images)",
+                    README_TARGETS["embed"],
+                    f"{fmt_spread(emb['end_to_end_images_per_s'], 0, ' img/s', bold=True)} end to end; model alone "
+                    f"{fmt_spread(emb['model_only_images_per_s'], 0, ' img/s')}",
+                    f"`{emb.get('command')}`",
+                )
+            )
     http = result(report, "http_latency")
     if http:
         for endpoint, data in http.get("endpoints", {}).items():
@@ -228,31 +268,59 @@ def speed_rows(report) -> list[str]:
             rps = " / ".join(num(v["requests_per_s"]["median"]) for v in levels.values())
             errors = sum(v.get("errors", 0) for v in levels.values())
             runs = max((v["p95_ms"]["runs"] for v in levels.values()), default=0)
-            rows.append(_row(
-                f"{HTTP_LABELS.get(endpoint, endpoint)} over HTTP, {clients} concurrent clients "
-                f"({http.get('server', 'server')})",
-                "-", f"p95 **{p95} ms** (p50 {p50} ms; {rps} req/s; median of {runs} rounds, {errors} errors)",
-                f"`{http.get('command')}`"))
+            rows.append(
+                _row(
+                    f"{HTTP_LABELS.get(endpoint, endpoint)} over HTTP, {clients} concurrent clients "
+                    f"({http.get('server', 'server')})",
+                    "-",
+                    f"p95 **{p95} ms** (p50 {p50} ms; {rps} req/s; median of {runs} rounds, {errors} errors)",
+                    f"`{http.get('command')}`",
+                )
+            )
     home = result(report, "homepage")
     if home:
-        rows.append(_row("homepage server time, logged-in shopper with a cached profile", README_TARGETS["homepage"],
-                         f"{fmt_spread(home['server_time_p95_ms_cached_profile'], 1, ' ms', bold=True)}; uncached "
-                         "(cache cleared before every request) "
-                         f"{fmt_spread(home['server_time_p95_ms_uncached'], 0, ' ms')}",
-                         f"`{home.get('command')}`"))
-        rows.append(_row("product view -> personalised homepage, running worker", README_TARGETS["freshness"],
-                         fmt_spread(home["freshness_after_view_s"], 2, " s", bold=True), "same"))
+        rows.append(
+            _row(
+                "homepage server time, logged-in shopper with a cached profile",
+                README_TARGETS["homepage"],
+                f"{fmt_spread(home['server_time_p95_ms_cached_profile'], 1, ' ms', bold=True)}; uncached "
+                "(cache cleared before every request) "
+                f"{fmt_spread(home['server_time_p95_ms_uncached'], 0, ' ms')}",
+                f"`{home.get('command')}`",
+            )
+        )
+        rows.append(
+            _row(
+                "product view -> personalised homepage, running worker",
+                README_TARGETS["freshness"],
+                fmt_spread(home["freshness_after_view_s"], 2, " s", bold=True),
+                "same",
+            )
+        )
     re = result(report, "reindex_worker")
     if re:
-        spread_s = re.get("seconds_spread") or {"median": re["seconds"], "min": re["seconds"], "max": re["seconds"],
-                                                "runs": 1}
-        scope = ("the full catalog" if re.get("queued") == re.get("products")
-                 else f"{num(re.get('queued'))} of {num(re.get('products'))} products (--limit)")
+        spread_s = re.get("seconds_spread") or {
+            "median": re["seconds"],
+            "min": re["seconds"],
+            "max": re["seconds"],
+            "runs": 1,
+        }
+        scope = (
+            "the full catalog"
+            if re.get("queued") == re.get("products")
+            else f"{num(re.get('queued'))} of {num(re.get('products'))} products (--limit)"
+        )
         status = "" if re.get("completed", True) else " **did not complete**"
-        rows.append(_row(f"reindex {scope} through a real Celery worker", README_TARGETS["reindex"],
-                         f"{fmt_spread(spread_s, 1, ' s', bold=True)} for {num(re.get('queued'))} products "
-                         f"({num(re.get('products_per_s'))} products/s, {re.get('worker')}), "
-                         f"{num(re.get('failed'))} failures{status}", f"`{re.get('command')}`"))
+        rows.append(
+            _row(
+                f"reindex {scope} through a real Celery worker",
+                README_TARGETS["reindex"],
+                f"{fmt_spread(spread_s, 1, ' s', bold=True)} for {num(re.get('queued'))} products "
+                f"({num(re.get('products_per_s'))} products/s, {re.get('worker')}), "
+                f"{num(re.get('failed'))} failures{status}",
+                f"`{re.get('command')}`",
+            )
+        )
     return rows
 
 
@@ -268,45 +336,68 @@ def scale_rows(report) -> list[str]:
     scale = scale_results(report)
     rows = []
     for res in scale:
-        plain = (config(res, "unfiltered", "auto") or config(res, "unfiltered", 100)
-                 or next(iter(res.get("configs", [])), None))
+        plain = (
+            config(res, "unfiltered", "auto")
+            or config(res, "unfiltered", 100)
+            or next(iter(res.get("configs", [])), None)
+        )
         if plain is None:
             continue
         auto = plain.get("ef_search_choice") == "auto"
         ef = plain["ef_search"]
-        measured = (f"**p95 {num(plain['query_p95_ms']['median'])} ms** (p50 {num(plain['query_p50_ms']['median'])} "
-                    f"ms), recall@10 **{num(plain['recall_at_10']['median'], 3)}**")
+        measured = (
+            f"**p95 {num(plain['query_p95_ms']['median'])} ms** (p50 {num(plain['query_p50_ms']['median'])} "
+            f"ms), recall@10 **{num(plain['recall_at_10']['median'], 3)}**"
+        )
         ratio = p95_ratio(res, scale)
         if ratio is not None and res["rows"] > 100_000:
             measured += f", {num(ratio, 1)}x the p95 at 100,000"
         filt = config(res, "filter_relaxed", "auto" if auto else ef)
         if filt:
-            measured += (f"; category filter (1 of {res.get('categories')}, iterative_scan relaxed_order, ef_search "
-                         f"{filt['ef_search']}) p95 {num(filt['query_p95_ms']['median'])} ms, recall@10 "
-                         f"**{num(filt['recall_at_10']['median'], 3)}**, at least {filt.get('min_rows_returned', '-')} "
-                         "rows per query")
+            measured += (
+                f"; category filter (1 of {res.get('categories')}, iterative_scan relaxed_order, ef_search "
+                f"{filt['ef_search']}) p95 {num(filt['query_p95_ms']['median'])} ms, recall@10 "
+                f"**{num(filt['recall_at_10']['median'], 3)}**, at least {filt.get('min_rows_returned', '-')} "
+                "rows per query"
+            )
         off = config(res, "filter_off", "auto" if auto else ef)
         if off:
-            measured += (f"; same filter, iterative_scan off: recall@10 {num(off['recall_at_10']['median'], 3)} "
-                         f"({num(off['mean_rows_returned']['median'])} rows per query)")
+            measured += (
+                f"; same filter, iterative_scan off: recall@10 {num(off['recall_at_10']['median'], 3)} "
+                f"({num(off['mean_rows_returned']['median'])} rows per query)"
+            )
         measured += f"; index build {num(res.get('index_build_s'), 0)} s, index {mib(res.get('index_bytes'))}"
         if res.get("build_backend_peak_mib"):
-            measured += (f", build memory {num(res['build_backend_peak_mib'], 0)} MiB peak (maintenance_work_mem "
-                         f"{res.get('maintenance_work_mem')})")
+            measured += (
+                f", build memory {num(res['build_backend_peak_mib'], 0)} MiB peak (maintenance_work_mem "
+                f"{res.get('maintenance_work_mem')})"
+            )
         if res.get("load_average_1min") is not None:
             measured += f"; load average {num(res['load_average_1min'])}"
         kind = vector_kind(res)
-        vectors = ("synthetic clustered" if kind == "synthetic"
-                   else "real embeddings of both data sets, grown (benchmarks/real_vectors.py)")
+        vectors = (
+            "synthetic clustered"
+            if kind == "synthetic"
+            else "real embeddings of both data sets, grown (benchmarks/real_vectors.py)"
+        )
         target = README_TARGETS["hnsw"]
         if res["rows"] >= 1_000_000:
             target = README_TARGETS["hnsw_1m"]
-        command = f"`python benchmarks/hnsw_scale.py --rows {res['rows']}" + ("" if kind == "synthetic"
-                                                                             else " --vectors real") + "`"
-        rows.append(_row(
-            f"similar-products query, {num(res['rows'])} vectors ({res.get('dim')}-d, {vectors}), HNSW "
-            f"m={res.get('m', 16)}/ef_construction={res.get('ef_construction', 64)}, ef_search={ef}"
-            + (" (the plugin's choice for this size)" if auto else ""), target, measured, command))
+        command = (
+            f"`python benchmarks/hnsw_scale.py --rows {res['rows']}"
+            + ("" if kind == "synthetic" else " --vectors real")
+            + "`"
+        )
+        rows.append(
+            _row(
+                f"similar-products query, {num(res['rows'])} vectors ({res.get('dim')}-d, {vectors}), HNSW "
+                f"m={res.get('m', 16)}/ef_construction={res.get('ef_construction', 64)}, ef_search={ef}"
+                + (" (the plugin's choice for this size)" if auto else ""),
+                target,
+                measured,
+                command,
+            )
+        )
     return rows
 
 
@@ -314,14 +405,18 @@ def render_markdown(report: dict) -> str:
     """The whole report.md: a Results table in README's format, detail tables, stage runtimes, failures."""
     lines = []
     m = report.get("machine", {})
-    lines.append(f"Measured on {machine_line(m)} ({report.get('date', '')[:10]}) with `{report.get('command')}` "
-                 f"({report.get('profile')} profile, {num(report.get('wall_s', 0) / 60, 1)} min). Each figure is "
-                 "the median of repeated runs with (min-max, n); the quality metrics are deterministic (one run). "
-                 "The JSON files are in the same folder as this report.")
+    lines.append(
+        f"Measured on {machine_line(m)} ({report.get('date', '')[:10]}) with `{report.get('command')}` "
+        f"({report.get('profile')} profile, {num(report.get('wall_s', 0) / 60, 1)} min). Each figure is "
+        "the median of repeated runs with (min-max, n); the quality metrics are deterministic (one run). "
+        "The JSON files are in the same folder as this report."
+    )
     load = report.get("load_average")
     if load:
-        lines[-1] += (f" Load average (1 min) {load['start']} at the start, {load['end']} at the end "
-                      "(other work on the machine slows every figure).")
+        lines[-1] += (
+            f" Load average (1 min) {load['start']} at the start, {load['end']} at the end "
+            "(other work on the machine slows every figure)."
+        )
     lines.append("")
     lines.append("| what | target | measured | command |")
     lines.append("|---|---|---|---|")
@@ -338,27 +433,34 @@ def render_markdown(report: dict) -> str:
     if scale:
         lines.append("### HNSW scale (pgvector)")
         lines.append("")
-        lines.append("| vectors | rows | index | load s | index build s | index size | table size | build memory "
-                     "(peak / maintenance_work_mem) | parallel maintenance workers | load average |")
+        lines.append(
+            "| vectors | rows | index | load s | index build s | index size | table size | build memory "
+            "(peak / maintenance_work_mem) | parallel maintenance workers | load average |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for res in scale:
-            lines.append(f"| {vector_kind(res)} | {num(res['rows'])} | m={res.get('m', 16)}, ef_construction="
-                         f"{res.get('ef_construction', 64)}{', halfvec' if res.get('index_type') == 'halfvec' else ''}"
-                         f" | {num(res.get('load_s'))} | {num(res.get('index_build_s'))} | "
-                         f"{mib(res.get('index_bytes'))} | {mib(res.get('table_bytes'))} | "
-                         f"{num(res.get('build_backend_peak_mib'), 0)} MiB / {res.get('maintenance_work_mem', '-')} | "
-                         f"{res.get('max_parallel_maintenance_workers', '-')} | {num(res.get('load_average_1min'))} |")
+            lines.append(
+                f"| {vector_kind(res)} | {num(res['rows'])} | m={res.get('m', 16)}, ef_construction="
+                f"{res.get('ef_construction', 64)}{', halfvec' if res.get('index_type') == 'halfvec' else ''}"
+                f" | {num(res.get('load_s'))} | {num(res.get('index_build_s'))} | "
+                f"{mib(res.get('index_bytes'))} | {mib(res.get('table_bytes'))} | "
+                f"{num(res.get('build_backend_peak_mib'), 0)} MiB / {res.get('maintenance_work_mem', '-')} | "
+                f"{res.get('max_parallel_maintenance_workers', '-')} | {num(res.get('load_average_1min'))} |"
+            )
         lines.append("")
-        lines.append("| vectors | rows | query | ef_search | p50 ms | p95 ms | recall@10 "
-                     "| rows returned (mean / min) |")
+        lines.append(
+            "| vectors | rows | query | ef_search | p50 ms | p95 ms | recall@10 | rows returned (mean / min) |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|")
         for res in scale:
             for c in res.get("configs", []):
                 ef = f"{c['ef_search']} (auto)" if c.get("ef_search_choice") == "auto" else c["ef_search"]
-                lines.append(f"| {vector_kind(res)} | {num(res['rows'])} | {MODE_LABELS.get(c['mode'], c['mode'])} | "
-                             f"{ef} | {num(c['query_p50_ms']['median'], 2)} | {fmt_spread(c['query_p95_ms'], 2)} | "
-                             f"{fmt_spread(c['recall_at_10'], 3)} | {num(c['mean_rows_returned']['median'])} / "
-                             f"{c.get('min_rows_returned', '-')} |")
+                lines.append(
+                    f"| {vector_kind(res)} | {num(res['rows'])} | {MODE_LABELS.get(c['mode'], c['mode'])} | "
+                    f"{ef} | {num(c['query_p50_ms']['median'], 2)} | {fmt_spread(c['query_p95_ms'], 2)} | "
+                    f"{fmt_spread(c['recall_at_10'], 3)} | {num(c['mean_rows_returned']['median'])} / "
+                    f"{c.get('min_rows_returned', '-')} |"
+                )
         lines.append("")
     http = result(report, "http_latency")
     if http:
@@ -368,8 +470,10 @@ def render_markdown(report: dict) -> str:
         lines.append("|---|---|---|---|---|---|---|")
         for endpoint, data in http.get("endpoints", {}).items():
             for c, v in data.get("levels", {}).items():
-                lines.append(f"| {endpoint} | {c} | {fmt_spread(v['p50_ms'])} | {fmt_spread(v['p95_ms'])} | "
-                             f"{fmt_spread(v['requests_per_s'])} | {v.get('ok')} | {v.get('errors')} |")
+                lines.append(
+                    f"| {endpoint} | {c} | {fmt_spread(v['p50_ms'])} | {fmt_spread(v['p95_ms'])} | "
+                    f"{fmt_spread(v['requests_per_s'])} | {v.get('ok')} | {v.get('errors')} |"
+                )
         lines.append("")
         lines.append(http.get("note", ""))
         lines.append("")
@@ -407,6 +511,7 @@ MODE_LABELS = {
 
 # --- plots ---------------------------------------------------------------------------------------
 
+
 def plot_series(report: dict) -> dict:
     """The data of each plot as {plot: {line label: [(x, y), ...]}} (pure; used by write_plots and tests)."""
     scale = scale_results(report)
@@ -436,8 +541,12 @@ def write_plots(report: dict, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     titles = {
-        "hnsw_latency_vs_size": ("pgvector HNSW: p95 query latency vs catalog size", "vectors", "p95 latency (ms)",
-                                 True),
+        "hnsw_latency_vs_size": (
+            "pgvector HNSW: p95 query latency vs catalog size",
+            "vectors",
+            "p95 latency (ms)",
+            True,
+        ),
         "hnsw_recall_vs_ef": ("pgvector HNSW: recall@10 vs ef_search", "hnsw.ef_search", "recall@10", False),
         "http_latency": ("HTTP p95 latency vs concurrent clients", "concurrent clients", "p95 latency (ms)", True),
     }

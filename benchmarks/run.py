@@ -51,8 +51,18 @@ PROFILES = {
         "shoppers": 500,
         "embed": ["--images", "512", "--runs", "3"],
         "embed_cuda": ["--images", "2048", "--runs", "3", "--batch", "128", "--decode-threads", "8"],
-        "http": ["--concurrency", "1,4,16", "--runs", "3", "--per-client", "10", "--min-requests", "40",
-                 "--warmup", "8"],
+        "http": [
+            "--concurrency",
+            "1,4,16",
+            "--runs",
+            "3",
+            "--per-client",
+            "10",
+            "--min-requests",
+            "40",
+            "--warmup",
+            "8",
+        ],
         "homepage": ["--requests", "100", "--runs", "3"],
         "reindex": ["--runs", "3"],
         "sizes": "10000,100000,1000000",
@@ -62,8 +72,18 @@ PROFILES = {
         "shoppers": 100,
         "embed": ["--images", "128", "--runs", "2"],
         "embed_cuda": ["--images", "512", "--runs", "2", "--batch", "128", "--decode-threads", "8"],
-        "http": ["--concurrency", "1,4,16", "--runs", "2", "--per-client", "2", "--min-requests", "12",
-                 "--warmup", "4"],
+        "http": [
+            "--concurrency",
+            "1,4,16",
+            "--runs",
+            "2",
+            "--per-client",
+            "2",
+            "--min-requests",
+            "12",
+            "--warmup",
+            "4",
+        ],
         "homepage": ["--requests", "20", "--runs", "2"],
         "reindex": ["--runs", "1", "--limit", "500"],
         "sizes": "10000",
@@ -98,23 +118,66 @@ def plan(args) -> list[Job]:
     py, manage = sys.executable, "manage.py"  # every job runs in the project root
     jobs = []
     if "quality" in args.stages:
-        for task, extra in (("image", []), ("sketch", ["--pipeline", "all"]),
-                            ("recommend", ["--shoppers", str(p["shoppers"])])):
-            jobs.append(Job("quality", f"evaluate_{task}",
-                            [py, manage, "fashion_evaluate", "--task", task, *extra, "--json"], 1200,
-                            stdout_json=True))
+        for task, extra in (
+            ("image", []),
+            ("sketch", ["--pipeline", "all"]),
+            ("recommend", ["--shoppers", str(p["shoppers"])]),
+        ):
+            jobs.append(
+                Job(
+                    "quality",
+                    f"evaluate_{task}",
+                    [py, manage, "fashion_evaluate", "--task", task, *extra, "--json"],
+                    1200,
+                    stdout_json=True,
+                )
+            )
         # the generalisation protocols (in-domain, cross-domain, unseen classes) of the shipped photo model on the
         # test splits, beside the untrained ImageNet features measured the same way (no choice is made on them)
-        jobs.append(Job("quality", "generalisation",
-                        [py, str(BENCH / "generalisation.py"), "--split", "test", "--photo",
-                         "oscar_fashion_ai/weights/lite0-fashion.safetensors"], 2400, stdout_json=True))
+        jobs.append(
+            Job(
+                "quality",
+                "generalisation",
+                [
+                    py,
+                    str(BENCH / "generalisation.py"),
+                    "--split",
+                    "test",
+                    "--photo",
+                    "oscar_fashion_ai/weights/lite0-fashion.safetensors",
+                ],
+                2400,
+                stdout_json=True,
+            )
+        )
     if "speed" in args.stages:
-        jobs.append(Job("speed", "embed_throughput",
-                        [py, str(BENCH / "embed_throughput.py"), "--device", "cpu", *p["embed"]], 600))
+        jobs.append(
+            Job(
+                "speed",
+                "embed_throughput",
+                [py, str(BENCH / "embed_throughput.py"), "--device", "cpu", *p["embed"]],
+                600,
+            )
+        )
         if args.gpu:
-            jobs.append(Job("speed", "embed_throughput_cuda",
-                            [py, str(BENCH / "embed_throughput.py"), "--device", "cuda", "--runtime", "torch",
-                             "--name", "embed_throughput_cuda", *p["embed_cuda"]], 600))
+            jobs.append(
+                Job(
+                    "speed",
+                    "embed_throughput_cuda",
+                    [
+                        py,
+                        str(BENCH / "embed_throughput.py"),
+                        "--device",
+                        "cuda",
+                        "--runtime",
+                        "torch",
+                        "--name",
+                        "embed_throughput_cuda",
+                        *p["embed_cuda"],
+                    ],
+                    600,
+                )
+            )
         jobs.append(Job("speed", "http_latency", [py, str(BENCH / "http_latency.py"), *p["http"]], 1200))
         jobs.append(Job("speed", "homepage", [py, str(BENCH / "homepage.py"), *p["homepage"]], 900))
         jobs.append(Job("speed", "reindex_worker", [py, str(BENCH / "reindex_worker.py"), *p["reindex"]], 1800))
@@ -126,10 +189,30 @@ def plan(args) -> list[Job]:
                 # while other work ran; about 4x margin per size.
                 timeout = int(300 + rows * 0.003)
                 name = f"hnsw_scale_{rows}" + ("" if kind == "synthetic" else f"_{kind}")
-                jobs.append(Job("scale", name,
-                                [py, str(BENCH / "hnsw_scale.py"), "--rows", str(rows), "--vectors", kind,
-                                 "--ef-search", args.ef_search, "--modes", "unfiltered,filter_off,filter_relaxed",
-                                 *p["scale"], "--statement-timeout", str(timeout - 60), "--name", name], timeout))
+                jobs.append(
+                    Job(
+                        "scale",
+                        name,
+                        [
+                            py,
+                            str(BENCH / "hnsw_scale.py"),
+                            "--rows",
+                            str(rows),
+                            "--vectors",
+                            kind,
+                            "--ef-search",
+                            args.ef_search,
+                            "--modes",
+                            "unfiltered,filter_off,filter_relaxed",
+                            *p["scale"],
+                            "--statement-timeout",
+                            str(timeout - 60),
+                            "--name",
+                            name,
+                        ],
+                        timeout,
+                    )
+                )
     return jobs
 
 
@@ -181,8 +264,9 @@ def run_job(job: Job, out: Path, env: dict) -> dict:
     started = time.perf_counter()
     with open(log_path, "w") as log:
         stdout = subprocess.PIPE if job.stdout_json else log
-        proc = subprocess.Popen(job.argv, cwd=ROOT, env=env, stdout=stdout, stderr=log, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            job.argv, cwd=ROOT, env=env, stdout=stdout, stderr=log, text=True, start_new_session=True
+        )
         try:
             captured, _ = proc.communicate(timeout=job.timeout)
         except subprocess.TimeoutExpired:
@@ -211,8 +295,11 @@ def run_job(job: Job, out: Path, env: dict) -> dict:
             entry.update(status="failed", error="\n".join([str(exc), *tail]))
     if entry["status"] == "ok" and job.name == "reindex_worker" and not entry["result"].get("completed", True):
         entry.update(status="failed", error="the reindex did not complete within its timeout")
-    print(f"    {entry['status']} in {entry['seconds']} s" + (f": {entry.get('error')}" if entry["status"] != "ok"
-                                                                   else ""), flush=True)
+    print(
+        f"    {entry['status']} in {entry['seconds']} s"
+        + (f": {entry.get('error')}" if entry["status"] != "ok" else ""),
+        flush=True,
+    )
     return entry
 
 
@@ -225,21 +312,35 @@ class JobInterrupted(Exception):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes and fewer requests (under 5 minutes)")
-    parser.add_argument("--gpu", action="store_true",
-                        help="let the jobs use CUDA (torch picks it) and add embedding throughput on CUDA; without "
-                             "it CUDA is hidden so every figure is the CPU configuration")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default benchmarks/results/ (--quick: benchmarks/results/quick/, so a quick run never "
-                             "overwrites the published figures)")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="let the jobs use CUDA (torch picks it) and add embedding throughput on CUDA; without "
+        "it CUDA is hidden so every figure is the CPU configuration",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default benchmarks/results/ (--quick: benchmarks/results/quick/, so a quick run never "
+        "overwrites the published figures)",
+    )
     parser.add_argument("--only", default=None, help=f"comma-separated stages from {', '.join(STAGES)}")
     parser.add_argument("--skip", default="", help="comma-separated stages to skip")
-    parser.add_argument("--sizes", default=None,
-                        help="vector counts for the scale stage (default 10000,100000,1000000; --quick 10000)")
-    parser.add_argument("--ef-search", default="auto,40,100,200,400",
-                        help="hnsw.ef_search values for the scale stage (auto: the plugin's choice per query)")
-    parser.add_argument("--vectors", default="synthetic,real",
-                        help="vector kinds of the scale stage (synthetic clusters; real: the model's embeddings of "
-                             "both data sets, grown; see benchmarks/real_vectors.py)")
+    parser.add_argument(
+        "--sizes", default=None, help="vector counts for the scale stage (default 10000,100000,1000000; --quick 10000)"
+    )
+    parser.add_argument(
+        "--ef-search",
+        default="auto,40,100,200,400",
+        help="hnsw.ef_search values for the scale stage (auto: the plugin's choice per query)",
+    )
+    parser.add_argument(
+        "--vectors",
+        default="synthetic,real",
+        help="vector kinds of the scale stage (synthetic clusters; real: the model's embeddings of "
+        "both data sets, grown; see benchmarks/real_vectors.py)",
+    )
     args = parser.parse_args(argv)
     only = [s.strip() for s in (args.only or ",".join(STAGES)).split(",") if s.strip()]
     skip = [s.strip() for s in args.skip.split(",") if s.strip()]
@@ -282,8 +383,10 @@ def main(argv=None):
         env["CUDA_VISIBLE_DEVICES"] = ""  # the default run measures the CPU configuration, even on a GPU machine
     command = "python benchmarks/run.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     profile = "quick" if args.quick else "default"
-    stages = {s: ({"status": "pending", "jobs": {}} if s in args.stages else {"status": "skipped", "jobs": {}})
-              for s in STAGES}
+    stages = {
+        s: ({"status": "pending", "jobs": {}} if s in args.stages else {"status": "skipped", "jobs": {}})
+        for s in STAGES
+    }
     started = time.perf_counter()
     load_start = os.getloadavg()
     date = datetime.now(UTC).isoformat(timespec="seconds")
@@ -301,17 +404,32 @@ def main(argv=None):
         "Latency figures have a warm-up; HTTP load uses closed-loop clients on the same 2 cores as the server.",
     ]
     if "scale" in args.stages and not args.sizes and not args.quick:
-        notes.append("Scale sizes 10k/100k/1M: a 1M-vector HNSW build fits the 40-minute budget on 2 cores "
-                     "(see docs/BENCHMARKS.md); pass --sizes to change them.")
+        notes.append(
+            "Scale sizes 10k/100k/1M: a 1M-vector HNSW build fits the 40-minute budget on 2 cores "
+            "(see docs/BENCHMARKS.md); pass --sizes to change them."
+        )
     report = {
-        "benchmark": "report", "date": date, "machine": machine(), "command": command, "profile": profile,
-        "options": {"quick": args.quick, "gpu": args.gpu, "stages": args.stages, "sizes": args.sizes,
-                    "ef_search": args.ef_search, "vectors": args.vectors, "out": _relative(out)},
+        "benchmark": "report",
+        "date": date,
+        "machine": machine(),
+        "command": command,
+        "profile": profile,
+        "options": {
+            "quick": args.quick,
+            "gpu": args.gpu,
+            "stages": args.stages,
+            "sizes": args.sizes,
+            "ef_search": args.ef_search,
+            "vectors": args.vectors,
+            "out": _relative(out),
+        },
         "wall_s": round(time.perf_counter() - started, 1),
         # 1-minute load average before and after: the figures are only comparable on an otherwise idle machine.
         "load_average": {"start": round(load_start[0], 2), "end": round(os.getloadavg()[0], 2)},
         "ok": not interrupted and all(s["status"] in {"ok", "skipped"} for s in stages.values()),
-        "stages": stages, "notes": notes, "plots": [],
+        "stages": stages,
+        "notes": notes,
+        "plots": [],
     }
     try:
         report["plots"] = write_plots(report, out)
@@ -321,8 +439,11 @@ def main(argv=None):
         report["notes"].append(f"Plots failed: {exc!r}")
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(report))
-    print(f"==> report: {out / 'report.md'} ({report['wall_s']} s); "
-          + ", ".join(f"{k} {v['status']}" for k, v in stages.items()), flush=True)
+    print(
+        f"==> report: {out / 'report.md'} ({report['wall_s']} s); "
+        + ", ".join(f"{k} {v['status']}" for k, v in stages.items()),
+        flush=True,
+    )
     if interrupted:
         return 130
     return 0 if report["ok"] else 1

@@ -38,8 +38,11 @@ def main():
     rng = random.Random(args.seed)
     by_category = {}
     for category in Category.objects.order_by("name"):
-        ids = list(Product.objects.filter(categories=category, fashion_embedding__status="indexed", is_public=True)
-                   .order_by("pk").values_list("pk", flat=True))
+        ids = list(
+            Product.objects.filter(categories=category, fashion_embedding__status="indexed", is_public=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         if len(ids) >= 10:
             by_category[category.name] = ids
     names = sorted(by_category)
@@ -65,10 +68,19 @@ def main():
         share_a = sum(a in c for c in cats) / n
         share_b = sum(b in c for c in cats) / n
         unrelated = sum(not ({a, b} & c) for c in cats) / n
-        trials.append({"a": a, "b": b, "source": data.get("source"), "results": len(results),
-                       "share_a": share_a, "share_b": share_b, "unrelated": unrelated,
-                       "both": share_a > 0 and share_b > 0,
-                       "explained": sum(1 for r in results if r.get("reason")) / n})
+        trials.append(
+            {
+                "a": a,
+                "b": b,
+                "source": data.get("source"),
+                "results": len(results),
+                "share_a": share_a,
+                "share_b": share_b,
+                "unrelated": unrelated,
+                "both": share_a > 0 and share_b > 0,
+                "explained": sum(1 for r in results if r.get("reason")) / n,
+            }
+        )
     summary = {
         "both_interests_shown": sum(t["both"] for t in trials) / len(trials),
         "mean_share_first_interest": sum(t["share_a"] for t in trials) / len(trials),
@@ -77,13 +89,19 @@ def main():
         "mean_share_explained": sum(t["explained"] for t in trials) / len(trials),
         "personal": sum(t["source"] == "personal" for t in trials) / len(trials),
     }
-    write(args.out, {
-        "command": f"python benchmarks/two_interests.py --pairs {args.pairs} --seed {args.seed} --k {args.k}"
-                   + (f" --label {args.label}" if args.label else ""),
-        "label": args.label, "pairs": args.pairs, "k": args.k, **summary,
-        "targets": {"both_interests_shown": ">= 0.95", "each_interest_share": ">= 0.25", "unrelated": "<= 0.10"},
-        "trials": trials,
-    })
+    write(
+        args.out,
+        {
+            "command": f"python benchmarks/two_interests.py --pairs {args.pairs} --seed {args.seed} --k {args.k}"
+            + (f" --label {args.label}" if args.label else ""),
+            "label": args.label,
+            "pairs": args.pairs,
+            "k": args.k,
+            **summary,
+            "targets": {"both_interests_shown": ">= 0.95", "each_interest_share": ">= 0.25", "unrelated": "<= 0.10"},
+            "trials": trials,
+        },
+    )
 
 
 if __name__ == "__main__":

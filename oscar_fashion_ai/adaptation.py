@@ -69,8 +69,9 @@ class Reporter:
 
     def stage(self, text: str, fraction: float):
         if self.run is not None:
-            type(self.run).objects.filter(pk=self.run.pk).update(stage=text[:200], progress=round(fraction, 4),
-                                                                 date_updated=timezone.now())
+            type(self.run).objects.filter(pk=self.run.pk).update(
+                stage=text[:200], progress=round(fraction, 4), date_updated=timezone.now()
+            )
 
 
 @dataclass
@@ -120,13 +121,18 @@ def collect(min_per_category: int, work: Path) -> Catalog:
     from .ml import datasets
 
     Product = get_model("catalogue", "Product")
-    products = (Product.objects.filter(is_public=True).exclude(structure=Product.PARENT)
-                .select_related("parent").prefetch_related("categories", "images", "parent__categories",
-                                                           "parent__images").order_by("pk"))
+    products = (
+        Product.objects.filter(is_public=True)
+        .exclude(structure=Product.PARENT)
+        .select_related("parent")
+        .prefetch_related("categories", "images", "parent__categories", "parent__images")
+        .order_by("pk")
+    )
     items, without_category, without_image = [], 0, 0
     for product in products:
-        categories = list(product.categories.all()) or (list(product.parent.categories.all()) if product.parent_id
-                                                        else [])
+        categories = list(product.categories.all()) or (
+            list(product.parent.categories.all()) if product.parent_id else []
+        )
         images = sorted(product.images.all(), key=lambda im: (im.display_order, im.pk))
         if not images and product.parent_id:
             images = sorted(product.parent.images.all(), key=lambda im: (im.display_order, im.pk))
@@ -154,23 +160,31 @@ def collect(min_per_category: int, work: Path) -> Catalog:
 def check_catalog(catalog: Catalog, options: Options):
     """Refuse, with the reason, a store that cannot be adapted (nothing is trained or installed)."""
     if not catalog.items:
-        raise AdaptError("The store has no public products with an image and a category: there is nothing to train "
-                         f"on ({catalog.without_image} without an image, {catalog.without_category} without a "
-                         "category).")
+        raise AdaptError(
+            "The store has no public products with an image and a category: there is nothing to train "
+            f"on ({catalog.without_image} without an image, {catalog.without_category} without a "
+            "category)."
+        )
     if len(catalog.train_labels) < 2:
         have = ", ".join(f"{k} ({v})" for k, v in {**catalog.train_labels, **catalog.skipped_categories}.items())
-        raise AdaptError("Adapting needs at least 2 categories with at least "
-                         f"{options.min_per_category} training products each; the store has "
-                         f"{len(catalog.train_labels)} ({have or 'none'}). Products are labelled with their first "
-                         "category.")
+        raise AdaptError(
+            "Adapting needs at least 2 categories with at least "
+            f"{options.min_per_category} training products each; the store has "
+            f"{len(catalog.train_labels)} ({have or 'none'}). Products are labelled with their first "
+            "category."
+        )
     training = len(catalog.training)
     if training < options.min_products:
-        raise AdaptError(f"Too few products to train on: {training} outside the test split in trained categories, "
-                         f"at least {options.min_products} are needed (--min-products).")
+        raise AdaptError(
+            f"Too few products to train on: {training} outside the test split in trained categories, "
+            f"at least {options.min_products} are needed (--min-products)."
+        )
     tests = int(catalog.test.sum())
     if tests < options.min_test:
-        raise AdaptError(f"Too few products to measure a candidate on: {tests} in the test split (sha1(upc) % 5 == 0), "
-                         f"at least {options.min_test} are needed (--min-test).")
+        raise AdaptError(
+            f"Too few products to measure a candidate on: {tests} in the test split (sha1(upc) % 5 == 0), "
+            f"at least {options.min_test} are needed (--min-test)."
+        )
 
 
 def _fingerprint(records) -> str:
@@ -189,9 +203,14 @@ def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5) -> d
     q = np.flatnonzero(catalog.test[ok]) if len(ok) else np.zeros(0, np.int64)
     idx = metrics.neighbours(vecs[q], vecs, k, exclude=q)
     per_query = (labels[idx] == labels[q][:, None]).mean(axis=1) if len(q) else np.zeros(0)
-    return {"p_at_5": float(per_query.mean()) if len(q) else 0.0, "p_at_5_se": metrics.standard_error(per_query),
-            "queries": int(len(q)), "gallery": int(len(ok)), "model_version": embedder.version,
-            "per_query": dict(zip([items[i].product_id for i in ok[q]], per_query.tolist()))}
+    return {
+        "p_at_5": float(per_query.mean()) if len(q) else 0.0,
+        "p_at_5_se": metrics.standard_error(per_query),
+        "queries": int(len(q)),
+        "gallery": int(len(ok)),
+        "model_version": embedder.version,
+        "per_query": dict(zip([items[i].product_id for i in ok[q]], per_query.tolist())),
+    }
 
 
 def embed_catalog(embedder, items, progress: bool = False):
@@ -222,8 +241,11 @@ def compare(current: dict, candidate: dict) -> dict:
 
     common = sorted(set(current["per_query"]) & set(candidate["per_query"]))
     diff = np.array([candidate["per_query"][pk] - current["per_query"][pk] for pk in common])
-    return {"gain": float(diff.mean()) if len(diff) else 0.0, "gain_se": metrics.standard_error(diff),
-            "queries": len(common)}
+    return {
+        "gain": float(diff.mean()) if len(diff) else 0.0,
+        "gain_se": metrics.standard_error(diff),
+        "queries": len(common),
+    }
 
 
 def _public(result: dict) -> dict:
@@ -240,8 +262,10 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
 
     started = time.time()
     if options.install and conf.get("EMBEDDER_WEIGHTS"):
-        raise AdaptError("FASHION_AI['EMBEDDER_WEIGHTS'] is set, so an installed model would not be used: set it to "
-                         "None to use the models folder, or run with --no-install to measure only.")
+        raise AdaptError(
+            "FASHION_AI['EMBEDDER_WEIGHTS'] is set, so an installed model would not be used: set it to "
+            "None to use the models folder, or run with --no-install to measure only."
+        )
     try:
         current = runtime.get_embedder()
     except runtime.ModelUnavailable as exc:
@@ -257,15 +281,22 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
     training = catalog.training
     if any(datasets.is_test(it.split_id) for it in training):  # the split is the contract: never train on test
         raise AdaptError("internal error: a test-split product was selected for training")
-    reporter.line(f"{len(catalog.items)} products with an image and a category: {len(training)} to train on in "
-                  f"{len(catalog.train_labels)} categories, {int(catalog.test.sum())} in the test split (never trained "
-                  "on, used to measure)")
+    reporter.line(
+        f"{len(catalog.items)} products with an image and a category: {len(training)} to train on in "
+        f"{len(catalog.train_labels)} categories, {int(catalog.test.sum())} in the test split (never trained "
+        "on, used to measure)"
+    )
     if catalog.skipped_categories:
-        reporter.line("Left out of training (fewer than {} training products): {}".format(
-            options.min_per_category, ", ".join(f"{k} ({v})" for k, v in catalog.skipped_categories.items())))
+        reporter.line(
+            "Left out of training (fewer than {} training products): {}".format(
+                options.min_per_category, ", ".join(f"{k} ({v})" for k, v in catalog.skipped_categories.items())
+            )
+        )
     if catalog.without_image or catalog.without_category:
-        reporter.line(f"Not used: {catalog.without_image} products without an image, {catalog.without_category} "
-                      "without a category")
+        reporter.line(
+            f"Not used: {catalog.without_image} products without an image, {catalog.without_category} "
+            "without a category"
+        )
 
     records = [datasets.Record(it.split_id, it.label, it.path) for it in training]
     fingerprint = _fingerprint(records)
@@ -285,11 +316,18 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
 
     reporter.stage("Training the candidate", 0.05)
     train_started = time.time()
-    budget = adaptation.Budget(max_minutes=max_minutes, resume=resume, threads=options.threads,
-                               workers=options.workers, seed=options.seed, progress=options.progress)
+    budget = adaptation.Budget(
+        max_minutes=max_minutes,
+        resume=resume,
+        threads=options.threads,
+        workers=options.workers,
+        seed=options.seed,
+        progress=options.progress,
+    )
     try:
-        card = adaptation.train_candidate(records, candidate_path, work, budget, options.recipe, on_epoch=on_epoch,
-                                          command=options.command)
+        card = adaptation.train_candidate(
+            records, candidate_path, work, budget, options.recipe, on_epoch=on_epoch, command=options.command
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         raise AdaptError(f"Training failed: {exc}") from exc
     train_seconds = time.time() - train_started
@@ -306,29 +344,44 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
     better = diff["gain"] > options.min_gain
     image_epochs = len(records) * max(epochs_done, 1)
     result = {
-        "model_in_use": _public(now_result), "candidate": _public(cand_result), "difference": diff,
-        "better": better, "min_gain": options.min_gain,
-        "training": {"products": len(records), "categories": catalog.train_labels,
-                     "skipped_categories": catalog.skipped_categories, "epochs": epochs_done,
-                     "seconds": round(train_seconds, 1),
-                     "ms_per_image_epoch": round(1000 * train_seconds / image_epochs, 2),
-                     "max_minutes": max_minutes, "recipe": card.get("recipe"),
-                     "stopped_early": any(h.get("stopped_early") for h in card.get("history", []))},
+        "model_in_use": _public(now_result),
+        "candidate": _public(cand_result),
+        "difference": diff,
+        "better": better,
+        "min_gain": options.min_gain,
+        "training": {
+            "products": len(records),
+            "categories": catalog.train_labels,
+            "skipped_categories": catalog.skipped_categories,
+            "epochs": epochs_done,
+            "seconds": round(train_seconds, 1),
+            "ms_per_image_epoch": round(1000 * train_seconds / image_epochs, 2),
+            "max_minutes": max_minutes,
+            "recipe": card.get("recipe"),
+            "stopped_early": any(h.get("stopped_early") for h in card.get("history", [])),
+        },
         "test_split": "sha1(upc) % 5 == 0 (products never trained on)",
     }
-    reporter.line("P@5 on the store's test split ({} queries, gallery {} products; standard errors in "
-                  "brackets):".format(now_result["queries"], now_result["gallery"]))
+    reporter.line(
+        "P@5 on the store's test split ({} queries, gallery {} products; standard errors in brackets):".format(
+            now_result["queries"], now_result["gallery"]
+        )
+    )
     reporter.line(f"  model in use  {now_result['p_at_5']:.4f} ({now_result['p_at_5_se']:.4f})  {current.version}")
     reporter.line(f"  candidate     {cand_result['p_at_5']:.4f} ({cand_result['p_at_5_se']:.4f})  {candidate.version}")
     reporter.line(f"  difference    {diff['gain']:+.4f} ({diff['gain_se']:.4f}, paired)")
-    reporter.line(f"Training: {len(records)} products x {epochs_done} epochs in {train_seconds:.0f} s "
-                  f"({result['training']['ms_per_image_epoch']:.1f} ms per image and epoch)"
-                  + (" - stopped by the time budget" if result["training"]["stopped_early"] else ""))
+    reporter.line(
+        f"Training: {len(records)} products x {epochs_done} epochs in {train_seconds:.0f} s "
+        f"({result['training']['ms_per_image_epoch']:.1f} ms per image and epoch)"
+        + (" - stopped by the time budget" if result["training"]["stopped_early"] else "")
+    )
 
     if not better:
         result["installed"] = False
-        result["message"] = (f"Kept the model in use: the candidate's P@5 {cand_result['p_at_5']:.4f} does not beat "
-                             f"{now_result['p_at_5']:.4f} by more than {options.min_gain}.")
+        result["message"] = (
+            f"Kept the model in use: the candidate's P@5 {cand_result['p_at_5']:.4f} does not beat "
+            f"{now_result['p_at_5']:.4f} by more than {options.min_gain}."
+        )
         reporter.line(result["message"])
     elif not options.install:
         result["installed"] = False
@@ -340,14 +393,20 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         result["installed"] = True
         result["version"] = candidate.version
         result["path"] = str(installed)
-        result["message"] = (f"Installed {candidate.version}: P@5 {now_result['p_at_5']:.4f} -> "
-                             f"{cand_result['p_at_5']:.4f} on the store's test split.")
+        result["message"] = (
+            f"Installed {candidate.version}: P@5 {now_result['p_at_5']:.4f} -> "
+            f"{cand_result['p_at_5']:.4f} on the store's test split."
+        )
         reporter.line(result["message"])
-        sketch_minutes = (options.sketch_minutes if options.sketch_minutes is not None
-                          else float(conf.get("ADAPT_SKETCH_MAX_MINUTES")))
+        sketch_minutes = (
+            options.sketch_minutes
+            if options.sketch_minutes is not None
+            else float(conf.get("ADAPT_SKETCH_MAX_MINUTES"))
+        )
         if sketch_minutes > 0:
-            result["sketch_encoder"] = adapt_sketch(installed, candidate, catalog, work, sketch_minutes, options,
-                                                    reporter)
+            result["sketch_encoder"] = adapt_sketch(
+                installed, candidate, catalog, work, sketch_minutes, options, reporter
+            )
         if not result.get("sketch_encoder", {}).get("installed"):
             result["sketch"] = sketch_notice()
             reporter.line(result["sketch"])
@@ -378,25 +437,34 @@ def reindex(mode: str, reporter: Reporter, requested_by: str) -> str:
     from .indexing import index
 
     if mode == "none":
-        text = ("Not reindexed (--reindex none): search keeps the model in use until `fashion_reindex` builds the new "
-                "model's vectors.")
+        text = (
+            "Not reindexed (--reindex none): search keeps the model in use until `fashion_reindex` builds the new "
+            "model's vectors."
+        )
     elif mode == "sync":
         from django.core.management import call_command
 
         reporter.stage("Indexing the catalog with the new model", 0.93)
         call_command("fashion_reindex", "--sync", verbosity=1 if reporter.write else 0)
         status = index.build_status()
-        text = ("Reindexed: search uses the new model." if status is None else
-                f"Reindexed {status['done']}/{status['total']}; search keeps the model in use until the rest is done.")
+        text = (
+            "Reindexed: search uses the new model."
+            if status is None
+            else f"Reindexed {status['done']}/{status['total']}; search keeps the model in use until the rest is done."
+        )
     else:
         try:
             count = index.request_reindex(scope="all", requested_by=requested_by)
         except index.BrokerUnavailable as exc:
-            text = (f"Could not queue the reindex ({exc}); search keeps the model in use. Run `python manage.py "
-                    "fashion_reindex --sync`.")
+            text = (
+                f"Could not queue the reindex ({exc}); search keeps the model in use. Run `python manage.py "
+                "fashion_reindex --sync`."
+            )
         else:
-            text = (f"Queued {count} products for indexing with the new model; search keeps the model in use until "
-                    "their vectors are complete, then switches.")
+            text = (
+                f"Queued {count} products for indexing with the new model; search keeps the model in use until "
+                "their vectors are complete, then switches."
+            )
     reporter.line(text)
     return text
 
@@ -420,8 +488,12 @@ def measure_sketch(photo, drawing_embedder, catalog: Catalog, gallery=None, styl
     out = {"styles": {}, "model_version": drawing_embedder.version, "queries": int(len(q)), "gallery": len(vecs)}
     per_query = np.zeros(len(q))
     for style in styles:
-        drawings = [evaluate.synthetic_sketch(preprocessing.open_image(items[i].path, decode_size=sketches.DRAW_RES),
-                                              size, style, seed=int(i)) for i in q]
+        drawings = [
+            evaluate.synthetic_sketch(
+                preprocessing.open_image(items[i].path, decode_size=sketches.DRAW_RES), size, style, seed=int(i)
+            )
+            for i in q
+        ]
         dv = drawing_embedder.embed_images(drawings)
         result = evaluate.sketch_retrieval(dv, labels[q], vecs, labels, source_index=q)
         idx = metrics.neighbours(dv, vecs, 5)
@@ -433,8 +505,9 @@ def measure_sketch(photo, drawing_embedder, catalog: Catalog, gallery=None, styl
     return out
 
 
-def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes: float, options: Options,
-                 reporter: Reporter) -> dict:
+def adapt_sketch(
+    photo_path: Path, photo, catalog: Catalog, work: Path, minutes: float, options: Options, reporter: Reporter
+) -> dict:
     """Train a sketch encoder for the newly installed photo model, measure it against drawings embedded by the photo
     model itself (what search by sketch does without one) on the store's test split, and install it into the
     models folder's sketch/ only if it is better. A failure here never touches the photo model just installed."""
@@ -442,21 +515,35 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
     from .ml import adaptation, datasets
 
     if conf.get("SKETCH_ENCODER_WEIGHTS"):
-        text = ("FASHION_AI['SKETCH_ENCODER_WEIGHTS'] is set, so an installed sketch encoder would not be used: no "
-                "sketch encoder trained (set it to None to use the models folder).")
+        text = (
+            "FASHION_AI['SKETCH_ENCODER_WEIGHTS'] is set, so an installed sketch encoder would not be used: no "
+            "sketch encoder trained (set it to None to use the models folder)."
+        )
         reporter.line(text)
         return {"installed": False, "message": text}
     reporter.stage("Training a sketch encoder for the new photo model", 0.91)
     records = [datasets.Record(it.split_id, it.label, it.path) for it in catalog.items]
     out = work / "sketch-candidate.safetensors"
-    budget = adaptation.Budget(max_minutes=minutes, resume=False, threads=options.threads,
-                               workers=options.workers, seed=options.seed, progress=options.progress)
+    budget = adaptation.Budget(
+        max_minutes=minutes,
+        resume=False,
+        threads=options.threads,
+        workers=options.workers,
+        seed=options.seed,
+        progress=options.progress,
+    )
     started = time.time()
     try:
         card = adaptation.train_sketch_candidate(
-            records, photo_path, out, work, budget, options.sketch_recipe,
+            records,
+            photo_path,
+            out,
+            work,
+            budget,
+            options.sketch_recipe,
             on_epoch=lambda e, n, _: reporter.stage(f"Sketch encoder: epoch {e}/{n}", 0.91 + 0.02 * e / max(n, 1)),
-            command=options.command)
+            command=options.command,
+        )
         encoder = runtime.load_embedder(out)
     except (ValueError, RuntimeError, OSError, runtime.ModelUnavailable) as exc:
         text = f"The sketch encoder could not be trained ({exc}); search by sketch uses the photo model."
@@ -467,11 +554,18 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
     without = measure_sketch(photo, photo, catalog, gallery)
     with_encoder = measure_sketch(photo, encoder, catalog, gallery)
     diff = compare(without, with_encoder)
-    result = {"photo_model_alone": _public(without), "candidate": _public(with_encoder), "difference": diff,
-              "seconds": round(seconds, 1), "epochs": sum(1 for h in card.get("history", []) if "epoch" in h),
-              "styles": list(SKETCH_MEASURE_STYLES)}
-    reporter.line("Search by sketch on the store's test split (drawings: {}; P@5, acc@10 = the drawn product in the "
-                  "top 10):".format(", ".join(SKETCH_MEASURE_STYLES)))
+    result = {
+        "photo_model_alone": _public(without),
+        "candidate": _public(with_encoder),
+        "difference": diff,
+        "seconds": round(seconds, 1),
+        "epochs": sum(1 for h in card.get("history", []) if "epoch" in h),
+        "styles": list(SKETCH_MEASURE_STYLES),
+    }
+    reporter.line(
+        "Search by sketch on the store's test split (drawings: {}; P@5, acc@10 = the drawn product in the "
+        "top 10):".format(", ".join(SKETCH_MEASURE_STYLES))
+    )
     for name, r in (("photo model alone", without), ("sketch encoder", with_encoder)):
         acc = ", ".join(f"{s} acc@10 {v['source_hit_at_10']:.3f}" for s, v in r["styles"].items())
         reporter.line(f"  {name:18s} P@5 {r['p_at_5']:.4f} ({r['p_at_5_se']:.4f}); {acc}")
@@ -493,9 +587,11 @@ def adapt_sketch(photo_path: Path, photo, catalog: Catalog, work: Path, minutes:
 
 def sketch_notice() -> str:
     """What search by sketch does after the photo model changed (its encoder belongs to the previous model)."""
-    return ("Search by sketch keeps working: until a sketch encoder is trained for the new photo model (`manage.py "
-            "fashion_train_sketch_encoder --photo-weights <installed file>`, then install it into the models folder's "
-            "sketch/), drawings are embedded by the photo model itself, which finds fewer matches.")
+    return (
+        "Search by sketch keeps working: until a sketch encoder is trained for the new photo model (`manage.py "
+        "fashion_train_sketch_encoder --photo-weights <installed file>`, then install it into the models folder's "
+        "sketch/), drawings are embedded by the photo model itself, which finds fewer matches."
+    )
 
 
 def rollback(version: str | None, reindex_mode: str, reporter: Reporter) -> dict:
@@ -504,8 +600,9 @@ def rollback(version: str | None, reindex_mode: str, reporter: Reporter) -> dict
     from .indexing import builds
 
     if conf.get("EMBEDDER_WEIGHTS"):
-        raise AdaptError("FASHION_AI['EMBEDDER_WEIGHTS'] is set, so the models folder is not used: change that setting "
-                         "instead.")
+        raise AdaptError(
+            "FASHION_AI['EMBEDDER_WEIGHTS'] is set, so the models folder is not used: change that setting instead."
+        )
     try:
         builds.adopt(runtime.get_embedder(), requested_by="fashion_adapt --rollback")
     except runtime.ModelUnavailable:
@@ -549,32 +646,58 @@ def run_queued(run_id: int, max_attempts: int = 3) -> dict:
         return {"skipped": True, "reason": "already running"}  # a redelivered message while the first still runs
     attempts = row.attempts + 1
     if attempts > max_attempts:
-        AdaptationRun.objects.filter(pk=run_id).update(state=AdaptationRun.State.FAILED, date_finished=timezone.now(),
-                                                       message=f"Stopped after {max_attempts} attempts (the worker "
-                                                               "died each time; see its log).")
+        AdaptationRun.objects.filter(pk=run_id).update(
+            state=AdaptationRun.State.FAILED,
+            date_finished=timezone.now(),
+            message=f"Stopped after {max_attempts} attempts (the worker died each time; see its log).",
+        )
         return {"failed": True}
-    AdaptationRun.objects.filter(pk=run_id).update(state=AdaptationRun.State.RUNNING, attempts=attempts,
-                                                   date_started=row.date_started or timezone.now(), stage="Starting")
+    AdaptationRun.objects.filter(pk=run_id).update(
+        state=AdaptationRun.State.RUNNING,
+        attempts=attempts,
+        date_started=row.date_started or timezone.now(),
+        stage="Starting",
+    )
     row.refresh_from_db()
     lines = []
     reporter = Reporter(row, write=lines.append)
     try:
-        result = run(Options(**{**TASK_OPTIONS, "resume": attempts > 1, "progress": False,
-                                "command": "dashboard: Adapt to my catalog"}), reporter, row)
+        result = run(
+            Options(
+                **{
+                    **TASK_OPTIONS,
+                    "resume": attempts > 1,
+                    "progress": False,
+                    "command": "dashboard: Adapt to my catalog",
+                }
+            ),
+            reporter,
+            row,
+        )
     except AdaptError as exc:
-        AdaptationRun.objects.filter(pk=run_id).update(state=AdaptationRun.State.FAILED, message=str(exc),
-                                                       date_finished=timezone.now(), stage="", progress=1.0)
+        AdaptationRun.objects.filter(pk=run_id).update(
+            state=AdaptationRun.State.FAILED, message=str(exc), date_finished=timezone.now(), stage="", progress=1.0
+        )
         return {"failed": True, "error": str(exc)}
     except Exception as exc:  # kombu's connection errors
         logger.exception("Fashion AI: adaptation %s crashed", run_id)
-        AdaptationRun.objects.filter(pk=run_id).update(state=AdaptationRun.State.FAILED, date_finished=timezone.now(),
-                                                       message=f"Crashed: {type(exc).__name__}: {exc}. The model in "
-                                                               "use is unchanged.", stage="", progress=1.0)
+        AdaptationRun.objects.filter(pk=run_id).update(
+            state=AdaptationRun.State.FAILED,
+            date_finished=timezone.now(),
+            message=f"Crashed: {type(exc).__name__}: {exc}. The model in use is unchanged.",
+            stage="",
+            progress=1.0,
+        )
         raise
     AdaptationRun.objects.filter(pk=run_id).update(
         state=AdaptationRun.State.INSTALLED if result.get("installed") else AdaptationRun.State.KEPT,
-        message="\n".join(lines), result=result, installed_version=result.get("version", ""),
-        date_finished=timezone.now(), stage="Done", progress=1.0)
+        message="\n".join(lines),
+        result=result,
+        installed_version=result.get("version", ""),
+        date_finished=timezone.now(),
+        stage="Done",
+        progress=1.0,
+    )
     return {"installed": bool(result.get("installed")), "version": result.get("version")}
 
 
@@ -585,18 +708,25 @@ def queue_run(requested_by: str):
 
     busy = busy_run()
     if busy is not None:
-        raise AdaptError(f"An adaptation is already {busy.get_state_display().lower()} (requested by "
-                         f"{busy.requested_by or 'someone'} at {busy.date_created:%Y-%m-%d %H:%M}).")
+        raise AdaptError(
+            f"An adaptation is already {busy.get_state_display().lower()} (requested by "
+            f"{busy.requested_by or 'someone'} at {busy.date_created:%Y-%m-%d %H:%M})."
+        )
     if conf.get("EMBEDDER_WEIGHTS"):
-        raise AdaptError("FASHION_AI['EMBEDDER_WEIGHTS'] is set, so an adapted model would not be used: set it to None "
-                         "to use the models folder.")
+        raise AdaptError(
+            "FASHION_AI['EMBEDDER_WEIGHTS'] is set, so an adapted model would not be used: set it to None "
+            "to use the models folder."
+        )
     row = AdaptationRun.objects.create(requested_by=requested_by[:150])
     try:
         result = publishing.task(publishing.ADAPT_CATALOG).apply_async(
-            args=[row.pk], queue=conf.get("TRAINING_QUEUE"), retry=True, retry_policy=publishing.PUBLISH_RETRY)
+            args=[row.pk], queue=conf.get("TRAINING_QUEUE"), retry=True, retry_policy=publishing.PUBLISH_RETRY
+        )
     except Exception as exc:
         row.delete()
-        raise AdaptError(f"The task broker is unreachable ({exc}); nothing was queued. Start Redis and a worker, or "
-                         "run `python manage.py fashion_adapt`.") from exc
+        raise AdaptError(
+            f"The task broker is unreachable ({exc}); nothing was queued. Start Redis and a worker, or "
+            "run `python manage.py fashion_adapt`."
+        ) from exc
     AdaptationRun.objects.filter(pk=row.pk).update(task_id=result.id or "")
     return row

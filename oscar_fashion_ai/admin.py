@@ -59,8 +59,11 @@ class ProductEmbeddingAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Reindex selected rows"))
     def reindex_rows(self, request, queryset):
-        reindex_selected(self, request, get_model("catalogue", "Product").objects.filter(
-            pk__in=queryset.values_list("product_id", flat=True)))
+        reindex_selected(
+            self,
+            request,
+            get_model("catalogue", "Product").objects.filter(pk__in=queryset.values_list("product_id", flat=True)),
+        )
 
 
 @admin.register(IndexRun)

@@ -261,8 +261,11 @@ class CatalogImporter:
 
     def _sync_image(self, product, record: Record, created: bool) -> bool:
         # Query fresh (not prefetched): Oscar's ProductImage.delete() re-saves the product's cached images.
-        images = [] if created else list(
-            self.ProductImage.objects.filter(product_id=product.pk).order_by("display_order", "pk"))
+        images = (
+            []
+            if created
+            else list(self.ProductImage.objects.filter(product_id=product.pk).order_by("display_order", "pk"))
+        )
         primary = images[0] if images else None
         checksum = file_sha1(record.path)
         if primary is not None:

@@ -90,8 +90,11 @@ def installed_weights() -> Path | None:
         return None
     path = photo_dir() / Path(pointer["file"]).name
     if not path.exists():
-        logger.error("Fashion AI: %s names %s, which does not exist; using the package's photo model",
-                     photo_dir() / POINTER, path)
+        logger.error(
+            "Fashion AI: %s names %s, which does not exist; using the package's photo model",
+            photo_dir() / POINTER,
+            path,
+        )
         return None
     return path
 
@@ -139,14 +142,20 @@ def activate_version(version: str | None, reason: str) -> dict:
     """Point ``ACTIVE.json`` at ``version`` (a file in ``photo/``; None or ``PACKAGE``: the package's own model).
     The pointer is replaced in one rename; the previous version goes to the front of ``history``."""
     if version not in (None, PACKAGE) and not (photo_dir() / f"{version}.safetensors").exists():
-        raise StoreError(f"No installed photo model {version!r} in {photo_dir()}; installed: "
-                         f"{', '.join(v['version'] for v in versions() if v['installed']) or 'none'}.")
+        raise StoreError(
+            f"No installed photo model {version!r} in {photo_dir()}; installed: "
+            f"{', '.join(v['version'] for v in versions() if v['installed']) or 'none'}."
+        )
     previous = read_pointer() or {}
     history = list(previous.get("history", []))
     history.insert(0, previous.get("version") or PACKAGE)  # no pointer yet: the package's model was in use
-    data = {"version": version or PACKAGE, "file": f"{version}.safetensors" if version not in (None, PACKAGE) else None,
-            "installed": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason,
-            "history": history[:HISTORY]}
+    data = {
+        "version": version or PACKAGE,
+        "file": f"{version}.safetensors" if version not in (None, PACKAGE) else None,
+        "installed": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reason": reason,
+        "history": history[:HISTORY],
+    }
     _write_json_atomically(photo_dir() / POINTER, data)
     return data
 
@@ -157,19 +166,35 @@ def versions() -> list[dict]:
     active = pointer.get("version") or PACKAGE
     out = []
     folder = photo_dir()
-    files = (sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
-             if folder.exists() else [])
+    files = (
+        sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
+    )
     for path in files:
         card = {}
         try:
             card = json.loads(path.with_suffix(".card.json").read_text())
         except (OSError, ValueError):
             pass
-        out.append({"version": path.stem, "installed": True, "active": path.stem == active, "path": path,
-                    "created": datetime.fromtimestamp(path.stat().st_mtime, UTC),
-                    "adaptation": card.get("adaptation", {})})
-    out.append({"version": PACKAGE, "installed": False, "active": active == PACKAGE, "path": None, "created": None,
-                "adaptation": {}})
+        out.append(
+            {
+                "version": path.stem,
+                "installed": True,
+                "active": path.stem == active,
+                "path": path,
+                "created": datetime.fromtimestamp(path.stat().st_mtime, UTC),
+                "adaptation": card.get("adaptation", {}),
+            }
+        )
+    out.append(
+        {
+            "version": PACKAGE,
+            "installed": False,
+            "active": active == PACKAGE,
+            "path": None,
+            "created": None,
+            "adaptation": {},
+        }
+    )
     return out
 
 
@@ -177,8 +202,10 @@ def previous_version() -> str:
     """The version ``--rollback`` without a name goes back to: the one in use before the current one."""
     pointer = read_pointer()
     if not pointer or not pointer.get("history"):
-        raise StoreError("Nothing to roll back to: no model was installed before the one in use "
-                         f"({(pointer or {}).get('version') or 'the package model'}).")
+        raise StoreError(
+            "Nothing to roll back to: no model was installed before the one in use "
+            f"({(pointer or {}).get('version') or 'the package model'})."
+        )
     return pointer["history"][0]
 
 

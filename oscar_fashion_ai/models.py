@@ -80,16 +80,30 @@ class ProductEmbeddingNext(EmbeddingRow):
     names in one transaction (``oscar_fashion_ai.indexing.builds``). Its vector column takes the new model's
     dimension and its HNSW index the served index's parameters when a build starts."""
 
-    product = models.OneToOneField("catalogue.Product", on_delete=models.CASCADE, related_name="+",
-                                   verbose_name=_("product"))
-    image = models.ForeignKey("catalogue.ProductImage", on_delete=models.SET_NULL, null=True, blank=True,
-                              related_name="+", verbose_name=_("source image"))
+    product = models.OneToOneField(
+        "catalogue.Product", on_delete=models.CASCADE, related_name="+", verbose_name=_("product")
+    )
+    image = models.ForeignKey(
+        "catalogue.ProductImage",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("source image"),
+    )
 
     class Meta:
         verbose_name = _("product embedding (next model)")
         verbose_name_plural = _("product embeddings (next model)")
-        indexes = [HnswIndex(name="fashion_ai_embedding_next_hnsw", fields=["vector"], m=16, ef_construction=64,
-                             opclasses=["vector_cosine_ops"])]
+        indexes = [
+            HnswIndex(
+                name="fashion_ai_embedding_next_hnsw",
+                fields=["vector"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            )
+        ]
 
 
 class IndexBuild(models.Model):
@@ -118,10 +132,12 @@ class IndexBuild(models.Model):
     class Meta:
         ordering = ["-date_created", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"),
-                                    name="fashion_one_active_index"),
-            models.UniqueConstraint(fields=["state"], condition=models.Q(state="building"),
-                                    name="fashion_one_index_build"),
+            models.UniqueConstraint(
+                fields=["state"], condition=models.Q(state="active"), name="fashion_one_active_index"
+            ),
+            models.UniqueConstraint(
+                fields=["state"], condition=models.Q(state="building"), name="fashion_one_index_build"
+            ),
         ]
 
     def __str__(self):
@@ -188,8 +204,9 @@ class PreferenceEvent(models.Model):
         BASKET = "basket", _("Added to basket")
         ORDER = "order", _("Ordered")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
-                             related_name="fashion_events")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="fashion_events"
+    )
     shopper_key = models.CharField(_("anonymous shopper key"), max_length=64, blank=True, db_index=True)
     product = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
@@ -212,8 +229,9 @@ class CustomerPreference(models.Model):
     W = sum_i w_i * 2^(-(t_ref - t_i)/h), both decayed to ``reference_time`` (docs/RECOMMENDATIONS.md).
     """
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
-                                related_name="fashion_preference")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="fashion_preference"
+    )
     shopper_key = models.CharField(_("anonymous shopper key"), max_length=64, null=True, blank=True, unique=True)
     vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     weight = models.FloatField(_("decayed weight sum"), default=0.0)
@@ -227,8 +245,10 @@ class CustomerPreference(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(user__isnull=False) | models.Q(shopper_key__isnull=False),
-                                   name="fashion_pref_has_owner"),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) | models.Q(shopper_key__isnull=False),
+                name="fashion_pref_has_owner",
+            ),
         ]
 
     def __str__(self):

@@ -41,8 +41,14 @@ def _publish(name: str, calls):
     target = task(name)
     with target.app.connection_for_write(transport_options=PUBLISH_TIMEOUTS) as connection:
         for args, kwargs in calls:
-            target.apply_async(args=args, kwargs=kwargs, queue=conf.get("QUEUE"), connection=connection, retry=True,
-                               retry_policy=PUBLISH_RETRY)
+            target.apply_async(
+                args=args,
+                kwargs=kwargs,
+                queue=conf.get("QUEUE"),
+                connection=connection,
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
+            )
 
 
 def enqueue_embedding(product_ids, force=False):
@@ -50,8 +56,9 @@ def enqueue_embedding(product_ids, force=False):
     ids = sorted(set(int(pk) for pk in product_ids))
     size = max(int(conf.get("BATCH_SIZE")), 1)
     if ids:
-        _publish(EMBED_PRODUCTS,
-                 [([ids[start : start + size]], {"force": force}) for start in range(0, len(ids), size)])
+        _publish(
+            EMBED_PRODUCTS, [([ids[start : start + size]], {"force": force}) for start in range(0, len(ids), size)]
+        )
     return len(ids)
 
 
@@ -60,8 +67,9 @@ def enqueue_embedding_quietly(product_ids, force=False):
     try:
         enqueue_embedding(product_ids, force=force)
     except Exception as exc:  # noqa: BLE001 - any broker failure
-        logger.error("Fashion AI: broker unavailable, %d products left pending for the next sweep: %s",
-                     len(product_ids), exc)
+        logger.error(
+            "Fashion AI: broker unavailable, %d products left pending for the next sweep: %s", len(product_ids), exc
+        )
 
 
 def enqueue_preference_update(owner):

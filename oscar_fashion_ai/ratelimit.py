@@ -18,7 +18,7 @@ def client_id(request) -> str:
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """"30/min" -> (30, 60)."""
+    """ "30/min" -> (30, 60)."""
     count, _, period = str(rate).partition("/")
     seconds = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[period.strip()]
     return int(count), seconds

@@ -76,8 +76,16 @@ def search_session(limit: int, filtered: bool = False):
         yield alias
 
 
-def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float = 0.0, depth: int = 0,
-            price_range=None, info=None):
+def nearest(
+    vector,
+    k: int,
+    exclude_ids=(),
+    category=None,
+    category_boost: float = 0.0,
+    depth: int = 0,
+    price_range=None,
+    info=None,
+):
     """The ``k`` public, in-stock products nearest to ``vector``, best first, as (product, score).
 
     ``info``: the model that made ``vector`` (default: the model in use). With ``category_boost`` the
@@ -89,15 +97,19 @@ def nearest(vector, k: int, exclude_ids=(), category=None, category_boost: float
         raise SearchUnavailable(f"query vector has {vector.shape} dimensions, the model makes {info.dim}")
     limit = max(k, depth if category_boost else 0)
     with search_session(limit, filtered=category is not None or price_range is not None) as alias:
-        rows = list(nearest_queryset(vector, info.version, exclude_ids, category, price_range).defer("vector")
-                    .using(alias)[:limit])
+        rows = list(
+            nearest_queryset(vector, info.version, exclude_ids, category, price_range)
+            .defer("vector")
+            .using(alias)[:limit]
+        )
         # An iterative scan in relaxed order may return rows slightly out of order: sort them.
         found = sorted(((row.product, 1.0 - float(row.distance)) for row in rows), key=lambda item: -item[1])
         if category_boost and len(found) > 1:
             from .ml.sketch_pipeline import best_match_order
 
-            order = best_match_order([score for _, score in found], product_categories([p for p, _ in found]),
-                                     category_boost)
+            order = best_match_order(
+                [score for _, score in found], product_categories([p for p, _ in found]), category_boost
+            )
             found = [found[i] for i in order]
     return found[:k]
 
@@ -108,7 +120,8 @@ def product_categories(products) -> list[set]:
     owners = [p.parent_id or p.pk for p in products]
     by_owner: dict[int, set] = {}
     for product_id, category_id in ProductCategory.objects.filter(product_id__in=set(owners)).values_list(
-            "product_id", "category_id"):
+        "product_id", "category_id"
+    ):
         by_owner.setdefault(product_id, set()).add(category_id)
     return [by_owner.get(owner, set()) for owner in owners]
 
@@ -129,8 +142,9 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
     if high is not None:
         stock = stock.filter(price__lte=high)
     qs = (
-        ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED, model_version=version,
-                                        product__is_public=True)
+        ProductEmbedding.objects.filter(
+            status=ProductEmbedding.Status.INDEXED, model_version=version, product__is_public=True
+        )
         .filter(Exists(stock))
         .annotate(distance=CosineDistance("vector", vector))
         .order_by("distance")
@@ -143,8 +157,13 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
     if exclude_ids:
         qs = qs.exclude(product_id__in=exclude_ids)
     if category is not None:
-        qs = qs.filter(Exists(ProductCategory.objects.filter(
-            product_id=OuterRef("product_id"), category__in=category.get_descendants_and_self())))
+        qs = qs.filter(
+            Exists(
+                ProductCategory.objects.filter(
+                    product_id=OuterRef("product_id"), category__in=category.get_descendants_and_self()
+                )
+            )
+        )
     return qs
 
 
@@ -158,8 +177,11 @@ def expanded_query(vector, n: int, category=None, price_range=None, info=None):
     info = info or ready_model()
     vector = np.asarray(vector, dtype=np.float32)
     with search_session(n, filtered=category is not None or price_range is not None) as alias:
-        found = list(nearest_queryset(vector, info.version, (), category, price_range).using(alias).values_list(
-            "vector", flat=True)[:n])
+        found = list(
+            nearest_queryset(vector, info.version, (), category, price_range)
+            .using(alias)
+            .values_list("vector", flat=True)[:n]
+        )
     if not found:
         return vector
     return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
@@ -172,13 +194,17 @@ def similar_products(product, k: int, category=None, price_range=None):
     for _ in range(2):  # twice when the index switched models between reading the row and searching
         info = ready_model()
         with routers.search_reads(search_alias()):
-            row = ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED).only(
-                "vector", "model_version").first()
+            row = (
+                ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED)
+                .only("vector", "model_version")
+                .first()
+            )
         if row is None or row.vector is None:
             return []
         if row.model_version == info.version:
-            found = nearest(row.vector, k, exclude_ids=[product.pk], category=category, price_range=price_range,
-                            info=info)
+            found = nearest(
+                row.vector, k, exclude_ids=[product.pk], category=category, price_range=price_range, info=info
+            )
             if found or ready_model().version == info.version:
                 return found
     return []
@@ -200,9 +226,17 @@ def like_product(value, info=None):
     product_id = int(value)
     info = info or ready_model()
     with routers.search_reads(search_alias()):
-        row = ProductEmbedding.objects.filter(
-            product_id=product_id, product__is_public=True, status=ProductEmbedding.Status.INDEXED,
-            model_version=info.version, vector__isnull=False).only("vector").first()
+        row = (
+            ProductEmbedding.objects.filter(
+                product_id=product_id,
+                product__is_public=True,
+                status=ProductEmbedding.Status.INDEXED,
+                model_version=info.version,
+                vector__isnull=False,
+            )
+            .only("vector")
+            .first()
+        )
     if row is None:
         raise ValueError("like: no such product in the search index (it may not be indexed yet).")
     return product_id, np.asarray(row.vector, dtype=np.float32)
@@ -218,8 +252,9 @@ def blend(query, like_vector, weight: float = LIKE_WEIGHT):
 def has_vector(product) -> bool:
     from .models import ProductEmbedding
 
-    return ProductEmbedding.objects.filter(product=product, status=ProductEmbedding.Status.INDEXED,
-                                           vector__isnull=False).exists()
+    return ProductEmbedding.objects.filter(
+        product=product, status=ProductEmbedding.Status.INDEXED, vector__isnull=False
+    ).exists()
 
 
 def search_by_image(rgb_image, k: int, category=None):
@@ -245,8 +280,15 @@ def result_dicts(results, request=None):
         if request is not None:
             url = request.build_absolute_uri(url)
             image_url = request.build_absolute_uri(image_url) if image_url else None
-        out.append({"product_id": product.pk, "title": product.get_title(), "url": url, "image_url": image_url,
-                    "score": round(float(score), 6)})
+        out.append(
+            {
+                "product_id": product.pk,
+                "title": product.get_title(),
+                "url": url,
+                "image_url": image_url,
+                "score": round(float(score), 6),
+            }
+        )
     return out
 
 
@@ -290,8 +332,10 @@ def filters_from(params) -> dict:
     low, high = parse_price(get("price_min"), "price_min"), parse_price(get("price_max"), "price_max")
     if low is not None and high is not None and low > high:
         raise ValueError("price_min must not be larger than price_max.")
-    return {"category": category_by_slug(category),
-            "price_range": (low, high) if low is not None or high is not None else None}
+    return {
+        "category": category_by_slug(category),
+        "price_range": (low, high) if low is not None or high is not None else None,
+    }
 
 
 def photo_vector(photo, auto_crop: bool = True, embedder=None):
@@ -312,8 +356,9 @@ def photo_vector(photo, auto_crop: bool = True, embedder=None):
         sx, sy = width / photo.image.width, height / photo.image.height
         x, y, w, h = located.box.scaled(sx, sy)
         left, top = max(0, int(round(x))), max(0, int(round(y)))
-        box = crop.Box(left, top, max(1, min(width, int(round(x + w))) - left),
-                       max(1, min(height, int(round(y + h))) - top))
+        box = crop.Box(
+            left, top, max(1, min(width, int(round(x + w))) - left), max(1, min(height, int(round(y + h))) - top)
+        )
         return located.vector, box, "preset"
     return embedder.embed_images([photo.image])[0], crop.Box(0, 0, width, height), "whole"
 

@@ -42,4 +42,3 @@ def adapt_catalog(self, run_id):
     if not AdaptationRun.objects.filter(pk=run_id).exists():  # published before the request's transaction committed
         raise self.retry(countdown=2, max_retries=30)
     return run_queued(run_id)
-

@@ -25,8 +25,9 @@ def image_from_request(request, field: str = "image"):
     """Return the uploaded image as an RGB PIL image, or raise :class:`BadUpload`."""
     data, limit = _upload_bytes(request, field)
     try:
-        return preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
-                                        decode_size=_decode_size())
+        return preprocessing.open_image(
+            data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit, decode_size=_decode_size()
+        )
     except preprocessing.InvalidImage as exc:
         raise BadUpload(str(exc)) from exc
 
@@ -41,8 +42,9 @@ class Photo:
     box: object = None  # ml.crop.Box in pixels of ``size``
 
 
-def photo_from_request(request, field: str = "image", box=None, preset_size: int | None = None,
-                       model_size: int | None = None) -> Photo:
+def photo_from_request(
+    request, field: str = "image", box=None, preset_size: int | None = None, model_size: int | None = None
+) -> Photo:
     """The uploaded photo and the shopper's optional ``box`` (``"x,y,w,h"`` in image pixels), checked against the
     image; raises :class:`BadUpload` for a bad upload or a bad box. JPEGs are decoded at the smallest scale that
     keeps the box (or, without one, ``preset_size`` px for the preset crop) at the model's resolution
@@ -58,15 +60,18 @@ def photo_from_request(request, field: str = "image", box=None, preset_size: int
             parsed = crop.parse_box(box, *size)
         except crop.BadBox as exc:
             raise BadUpload(str(exc)) from exc
-    decode = (crop.decode_size_for(parsed, *size, model_size) if parsed is not None
-              else max(model_size, preset_size or 0))
+    decode = (
+        crop.decode_size_for(parsed, *size, model_size) if parsed is not None else max(model_size, preset_size or 0)
+    )
     try:
-        img = preprocessing.open_image(data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit,
-                                       decode_size=decode)
+        img = preprocessing.open_image(
+            data, max_pixels=int(conf.get("MAX_IMAGE_PIXELS")), max_bytes=limit, decode_size=decode
+        )
     except preprocessing.InvalidImage as exc:
         raise BadUpload(str(exc)) from exc
-    flipped = size is not None and ((size[0] > size[1] and img.width < img.height)
-                                    or (size[0] < size[1] and img.width > img.height))
+    flipped = size is not None and (
+        (size[0] > size[1] and img.width < img.height) or (size[0] < size[1] and img.width > img.height)
+    )
     if size is None or flipped:
         # The header could not be read alone, or its EXIF orientation was not applied (a broken EXIF block).
         size = img.size if size is None else (size[1], size[0])

@@ -58,10 +58,14 @@ def api_photo(request):
         return error(str(exc))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)
-    body = {"results": search.result_dicts(found["results"], request), "model_version": found["model_version"],
-            "box": found["box"].as_dict(), "box_source": found["box_source"],
-            "image_size": {"width": found["size"][0], "height": found["size"][1]},
-            "nothing_close": found["nothing_close"]}
+    body = {
+        "results": search.result_dicts(found["results"], request),
+        "model_version": found["model_version"],
+        "box": found["box"].as_dict(),
+        "box_source": found["box_source"],
+        "image_size": {"width": found["size"][0], "height": found["size"][1]},
+        "nothing_close": found["nothing_close"],
+    }
     if found["nothing_close"]:
         body["message"] = NOTHING_CLOSE
     return JsonResponse(body)
@@ -89,16 +93,27 @@ def _photo_search(request, k, filters):
     except search.SearchUnavailable as exc:
         embedder = info = None
         unavailable = exc
-    photo = photo_from_request(request, "image", box=request.POST.get("box") or request.GET.get("box"),
-                               preset_size=_preset_size() if auto else None,
-                               model_size=info.image_size if info else None)
+    photo = photo_from_request(
+        request,
+        "image",
+        box=request.POST.get("box") or request.GET.get("box"),
+        preset_size=_preset_size() if auto else None,
+        model_size=info.image_size if info else None,
+    )
     if unavailable is not None:
         raise unavailable
     vector, box, source = search.photo_vector(photo, auto_crop=auto, embedder=embedder)
-    results, nothing_close = search.apply_min_similarity(search.nearest(vector, k, info=info, **filters),
-                                                         float(conf.get("PHOTO_MIN_SIMILARITY")))
-    return {"results": results, "nothing_close": nothing_close, "box": box, "box_source": source, "size": photo.size,
-            "model_version": info.version}
+    results, nothing_close = search.apply_min_similarity(
+        search.nearest(vector, k, info=info, **filters), float(conf.get("PHOTO_MIN_SIMILARITY"))
+    )
+    return {
+        "results": results,
+        "nothing_close": nothing_close,
+        "box": box,
+        "box_source": source,
+        "size": photo.size,
+        "model_version": info.version,
+    }
 
 
 def _preset_size():
@@ -110,18 +125,24 @@ def _preset_size():
 def _search_page_context(request):
     Category = get_model("catalogue", "Category")
     params = request.POST if request.method == "POST" else request.GET
-    return {"categories": Category.objects.filter(depth=1, is_public=True).order_by("name"),
-            "filters": {key: params.get(key, "") for key in ("category", "price_min", "price_max")},
-            "currency": getattr(settings, "OSCAR_DEFAULT_CURRENCY", "")}
+    return {
+        "categories": Category.objects.filter(depth=1, is_public=True).order_by("name"),
+        "filters": {key: params.get(key, "") for key in ("category", "price_min", "price_max")},
+        "currency": getattr(settings, "OSCAR_DEFAULT_CURRENCY", ""),
+    }
 
 
 @require_http_methods(["GET", "POST"])
 def photo_search(request):
     """The search-by-photo page. A plain form POST renders the page with the results; the page's script posts the
     same form (``fragment=1``) and swaps in the results block, which carries the searched box for the crop box."""
-    ctx = {"max_mb": int(conf.get("MAX_UPLOAD_BYTES")) // (1024 * 1024), "max_bytes": int(conf.get("MAX_UPLOAD_BYTES")),
-           "searched": False, "products": [],
-           **_search_page_context(request)}
+    ctx = {
+        "max_mb": int(conf.get("MAX_UPLOAD_BYTES")) // (1024 * 1024),
+        "max_bytes": int(conf.get("MAX_UPLOAD_BYTES")),
+        "searched": False,
+        "products": [],
+        **_search_page_context(request),
+    }
     fragment = request.method == "POST" and request.POST.get("fragment") == "1"
     template = "oscar_fashion_ai/partials/photo_results.html" if fragment else "oscar_fashion_ai/photo_search.html"
     status = 200
@@ -135,8 +156,14 @@ def photo_search(request):
             return response
         try:
             found = _photo_search(request, int(conf.get("DEFAULT_K")), search.filters_from(request.POST))
-            ctx.update(products=[p for p, _ in found["results"]], searched=True, nothing_close=found["nothing_close"],
-                       box=found["box"], box_source=found["box_source"], image_size=found["size"])
+            ctx.update(
+                products=[p for p, _ in found["results"]],
+                searched=True,
+                nothing_close=found["nothing_close"],
+                box=found["box"],
+                box_source=found["box_source"],
+                image_size=found["size"],
+            )
         except (BadUpload, ValueError) as exc:
             ctx["error"], status = str(exc), 400
         except search.SearchUnavailable as exc:
@@ -148,7 +175,7 @@ def photo_search(request):
 
 @require_GET
 def more_like_this(request, pk):
-    """"More like this" from a product card: the products that look like it, with the search filters."""
+    """ "More like this" from a product card: the products that look like it, with the search filters."""
     Product = get_model("catalogue", "Product")
     product = Product.objects.filter(pk=pk, is_public=True).first()
     ctx = {"product": product, "products": [], **_search_page_context(request)}
@@ -169,6 +196,7 @@ def more_like_this(request, pk):
 
 
 # --- Search by sketch -------------------------------------------------------------------------
+
 
 @require_POST
 def api_sketch(request):
@@ -209,10 +237,13 @@ def api_sketch(request):
     try:
         direct, for_gan = sketch_pipeline.prepare(img, embedder, generator, sketch_embedder)
     except BlankSketch as exc:
-        return JsonResponse({"results": [], "error": str(exc), "blank": True, "generated_image": None,
-                             "model_version": info.version}, status=400)
-    vecs, generated = sketch_pipeline.vectors(embedder, generator, [direct], [for_gan], pipeline,
-                                              float(conf.get("SKETCH_FUSION_WEIGHT")), sketch_embedder)
+        return JsonResponse(
+            {"results": [], "error": str(exc), "blank": True, "generated_image": None, "model_version": info.version},
+            status=400,
+        )
+    vecs, generated = sketch_pipeline.vectors(
+        embedder, generator, [direct], [for_gan], pipeline, float(conf.get("SKETCH_FUSION_WEIGHT")), sketch_embedder
+    )
     if generated is None and generator is not None:
         generated = generator.generate([for_gan])  # shown to the shopper even when the search embeds directly
     try:
@@ -220,9 +251,15 @@ def api_sketch(request):
         exclude = ()
         if like is not None:
             query, exclude = search.blend(query, like[1]), (like[0],)
-        results = search.nearest(query, k, exclude_ids=exclude,
-                                 category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
-                                 depth=int(conf.get("SKETCH_RERANK_DEPTH")), info=info, **filters)
+        results = search.nearest(
+            query,
+            k,
+            exclude_ids=exclude,
+            category_boost=float(conf.get("SKETCH_CATEGORY_BOOST")),
+            depth=int(conf.get("SKETCH_RERANK_DEPTH")),
+            info=info,
+            **filters,
+        )
         results, nothing_close = search.apply_min_similarity(results, float(conf.get("SKETCH_MIN_SIMILARITY")))
     except search.SearchUnavailable as exc:
         return error(str(exc), status=503)

@@ -70,8 +70,11 @@ def tiny_generator(tmp_path_factory):
     torch.manual_seed(0)
     g = gan.UNetGenerator(1, 3, ngf=8, depth=6, max_channels=32).half()
     path = tmp_path_factory.mktemp("generator") / "tiny-gen.safetensors"
-    digest = weights.save(g, path, {"kind": "pix2pix-generator", "image_size": 64, "ngf": 8, "max_channels": 32,
-                                    "depth": 6, "in_channels": 1})
+    digest = weights.save(
+        g,
+        path,
+        {"kind": "pix2pix-generator", "image_size": 64, "ngf": 8, "max_channels": 32, "depth": 6, "in_channels": 1},
+    )
     path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest, "version": "tiny-gen"}))
     return path
 
@@ -84,9 +87,19 @@ def tiny_sketch_encoder(tmp_path_factory, tiny_weights):
     torch.manual_seed(1)
     model = backbones.build("lite0", dim=256, image_size=64, pretrained=True)
     path = tmp_path_factory.mktemp("sketch-encoder") / "tiny-sketch.safetensors"
-    digest = weights.save(model, path, {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1",
-                                        "role": "sketch", "pairs_with": weights.sha256(tiny_weights)},
-                          dtype=torch.float16)
+    digest = weights.save(
+        model,
+        path,
+        {
+            "backbone": "lite0",
+            "dim": 256,
+            "image_size": 64,
+            "preprocessing": "p1",
+            "role": "sketch",
+            "pairs_with": weights.sha256(tiny_weights),
+        },
+        dtype=torch.float16,
+    )
     path.with_suffix(".card.json").write_text(json.dumps({"weights_sha256": digest}))
     return path
 
@@ -106,8 +119,11 @@ def other_weights(tmp_path_factory):
 
     torch.manual_seed(7)
     model = backbones.build("lite0", dim=128, image_size=64, pretrained=True)
-    return _save_like_a_trained_model(model, tmp_path_factory.mktemp("other-weights") / "other.safetensors",
-                                      {"backbone": "lite0", "dim": 128, "image_size": 64, "preprocessing": "p1"})
+    return _save_like_a_trained_model(
+        model,
+        tmp_path_factory.mktemp("other-weights") / "other.safetensors",
+        {"backbone": "lite0", "dim": 128, "image_size": 64, "preprocessing": "p1"},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -119,8 +135,11 @@ def blind_weights(tmp_path_factory):
     model = backbones.build("lite0", dim=256, image_size=64, pretrained=True)
     with torch.no_grad():
         model.proj.weight.zero_()
-    return _save_like_a_trained_model(model, tmp_path_factory.mktemp("blind") / "blind.safetensors",
-                                      {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1"})
+    return _save_like_a_trained_model(
+        model,
+        tmp_path_factory.mktemp("blind") / "blind.safetensors",
+        {"backbone": "lite0", "dim": 256, "image_size": 64, "preprocessing": "p1"},
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -133,10 +152,13 @@ def _onnx_cache_dir(tmp_path_factory):
 def fashion_models(settings, tiny_weights, tiny_generator, tiny_sketch_encoder):
     """The plugin's settings pointed at the small session-built networks: the photo model, the sketch generator and
     the sketch encoder (and the session's ONNX cache)."""
-    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tiny_weights),
-                           "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator),
-                           "SKETCH_ENCODER_WEIGHTS": str(tiny_sketch_encoder),
-                           "CACHE_DIR": os.environ["FASHION_AI_CACHE_DIR"]}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "EMBEDDER_WEIGHTS": str(tiny_weights),
+        "SKETCH_GENERATOR_WEIGHTS": str(tiny_generator),
+        "SKETCH_ENCODER_WEIGHTS": str(tiny_sketch_encoder),
+        "CACHE_DIR": os.environ["FASHION_AI_CACHE_DIR"],
+    }
 
 
 @pytest.fixture
@@ -165,8 +187,12 @@ def indexed_catalog(imported_catalog):
 def models_dir(settings, fashion_models, tmp_path):
     """A fresh models folder for fashion_adapt, with no ``EMBEDDER_WEIGHTS`` or ``SKETCH_ENCODER_WEIGHTS`` set (the
     folder decides)."""
-    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": None, "SKETCH_ENCODER_WEIGHTS": None,
-                           "MODELS_DIR": str(tmp_path / "models")}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "EMBEDDER_WEIGHTS": None,
+        "SKETCH_ENCODER_WEIGHTS": None,
+        "MODELS_DIR": str(tmp_path / "models"),
+    }
     return tmp_path / "models"
 
 
@@ -187,8 +213,10 @@ def restore_schema():
             cursor.execute(f"TRUNCATE {table}")
             cursor.execute(f"DROP INDEX IF EXISTS {name}")
             cursor.execute(f"ALTER TABLE {table} ALTER COLUMN vector TYPE vector(256)")
-            cursor.execute(f"CREATE INDEX {name} ON {table} USING hnsw (vector vector_cosine_ops) "
-                           "WITH (m = 16, ef_construction = 64)")
+            cursor.execute(
+                f"CREATE INDEX {name} ON {table} USING hnsw (vector vector_cosine_ops) "
+                "WITH (m = 16, ef_construction = 64)"
+            )
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     IndexBuild.objects.all().delete()
 

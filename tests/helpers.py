@@ -46,8 +46,22 @@ def photo_search(client):
 # --- fashion_adapt -----------------------------------------------------------------------------------------------
 
 #: fashion_adapt options for a tiny store: small minimums, three epochs at 64 px, reindexed in the process.
-FAST_ADAPT = ["--min-per-category", "3", "--min-products", "10", "--min-test", "3", "--epochs", "3", "--image-size",
-              "64", "--workers", "1", "--reindex", "sync"]
+FAST_ADAPT = [
+    "--min-per-category",
+    "3",
+    "--min-products",
+    "10",
+    "--min-test",
+    "3",
+    "--epochs",
+    "3",
+    "--image-size",
+    "64",
+    "--workers",
+    "1",
+    "--reindex",
+    "sync",
+]
 
 
 def use_model(path):

@@ -11,9 +11,7 @@ from PIL import Image, ImageDraw
 def row_counts() -> dict:
     """Row count of every table in the test database (the plugin's, Oscar's, Django's), in one query."""
     tables = sorted(t for t in connection.introspection.table_names() if not t.startswith("pg_"))
-    sql = " UNION ALL ".join(
-        f"SELECT %s, COUNT(*) FROM {connection.ops.quote_name(t)}" for t in tables
-    )
+    sql = " UNION ALL ".join(f"SELECT %s, COUNT(*) FROM {connection.ops.quote_name(t)}" for t in tables)
     with connection.cursor() as cursor:
         cursor.execute(sql, tables)
         return dict(cursor.fetchall())
@@ -25,8 +23,11 @@ CACHE_TABLES = {"thumbnail_kvstore"}
 
 def diff_counts(before: dict, after: dict) -> dict:
     """Tables whose row count changed, except caches."""
-    return {t: (before.get(t), after.get(t)) for t in set(before) | set(after)
-            if before.get(t) != after.get(t) and t not in CACHE_TABLES}
+    return {
+        t: (before.get(t), after.get(t))
+        for t in set(before) | set(after)
+        if before.get(t) != after.get(t) and t not in CACHE_TABLES
+    }
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

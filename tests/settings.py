@@ -11,8 +11,12 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 MEDIA_ROOT = tempfile.mkdtemp(prefix="fashion-ai-test-media-")
 HAYSTACK_CONNECTIONS["default"]["PATH"] = tempfile.mkdtemp(prefix="fashion-ai-test-whoosh-")  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-FASHION_AI = {"BATCH_SIZE": 8, "SKETCH_RATE_LIMIT": None, "PHOTO_RATE_LIMIT": None,
-              "MODELS_DIR": tempfile.mkdtemp(prefix="fashion-ai-test-models-")}
+FASHION_AI = {
+    "BATCH_SIZE": 8,
+    "SKETCH_RATE_LIMIT": None,
+    "PHOTO_RATE_LIMIT": None,
+    "MODELS_DIR": tempfile.mkdtemp(prefix="fashion-ai-test-models-"),
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
 # django-oscar-api (requirements-dev.txt), for the headless-shop test (tests/integration/test_interests.py,

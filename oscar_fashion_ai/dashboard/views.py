@@ -23,14 +23,18 @@ def adaptation_status() -> dict:
     from ..models import AdaptationRun
 
     latest = AdaptationRun.objects.first()
-    return {"latest": latest, "busy": adaptation.busy_run() is not None,
-            "versions": [v for v in model_store.versions() if v["installed"]][:10],
-            "explicit_weights": conf.get("EMBEDDER_WEIGHTS"), "queue": conf.get("TRAINING_QUEUE"),
-            "max_minutes": conf.get("ADAPT_MAX_MINUTES")}
+    return {
+        "latest": latest,
+        "busy": adaptation.busy_run() is not None,
+        "versions": [v for v in model_store.versions() if v["installed"]][:10],
+        "explicit_weights": conf.get("EMBEDDER_WEIGHTS"),
+        "queue": conf.get("TRAINING_QUEUE"),
+        "max_minutes": conf.get("ADAPT_MAX_MINUTES"),
+    }
 
 
 class AdaptView(View):
-    """"Adapt to my catalog": queue ``fashion_adapt`` as a task on FASHION_AI["TRAINING_QUEUE"] (staff only, like
+    """ "Adapt to my catalog": queue ``fashion_adapt`` as a task on FASHION_AI["TRAINING_QUEUE"] (staff only, like
     every page of this dashboard app)."""
 
     http_method_names = ["post"]
@@ -60,6 +64,7 @@ class ReindexView(View):
         except index.BrokerUnavailable as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request,
-                             _("Queued %(n)d products for reindexing (%(scope)s).") % {"n": count, "scope": scope})
+            messages.success(
+                request, _("Queued %(n)d products for reindexing (%(scope)s).") % {"n": count, "scope": scope}
+            )
         return redirect("fashion-ai-dashboard:fashion-ai-index")

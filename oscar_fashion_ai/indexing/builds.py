@@ -121,9 +121,15 @@ def adopt(embedder, requested_by: str = "") -> object:
     try:
         with transaction.atomic():
             return IndexBuild.objects.create(
-                version=embedder.version, weights=str(weights), weights_sha256=embedder.sha256, dim=embedder.info.dim,
-                state=IndexBuild.State.ACTIVE, requested_by=requested_by[:150], date_activated=timezone.now(),
-                message="the model in use when the first vectors were written")
+                version=embedder.version,
+                weights=str(weights),
+                weights_sha256=embedder.sha256,
+                dim=embedder.info.dim,
+                state=IndexBuild.State.ACTIVE,
+                requested_by=requested_by[:150],
+                date_activated=timezone.now(),
+                message="the model in use when the first vectors were written",
+            )
     except IntegrityError:  # another process recorded it first
         return state().active
 
@@ -146,8 +152,10 @@ def start(embedder, requested_by: str = "") -> object:
         _exclusive_lock()
         if current.building is not None:
             IndexBuild.objects.filter(pk=current.building.pk, state=IndexBuild.State.BUILDING).update(
-                state=IndexBuild.State.ABANDONED, date_finished=timezone.now(),
-                message=f"replaced by a build of {embedder.version}")
+                state=IndexBuild.State.ABANDONED,
+                date_finished=timezone.now(),
+                message=f"replaced by a build of {embedder.version}",
+            )
         options = _index_options(MAIN_INDEX)
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -158,12 +166,20 @@ def start(embedder, requested_by: str = "") -> object:
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         ids = list(Product.objects.exclude(structure=Product.PARENT).values_list("pk", flat=True))
         ProductEmbeddingNext.objects.bulk_create([ProductEmbeddingNext(product_id=pk) for pk in ids], batch_size=2000)
-        build = IndexBuild.objects.create(version=embedder.version, weights=str(weights),
-                                          weights_sha256=embedder.sha256, dim=embedder.info.dim,
-                                          state=IndexBuild.State.BUILDING, requested_by=requested_by[:150],
-                                          products=len(ids))
-    logger.info("Fashion AI: started indexing %d products with %s; search keeps using the model in use until "
-                "they are done", len(ids), embedder.version)
+        build = IndexBuild.objects.create(
+            version=embedder.version,
+            weights=str(weights),
+            weights_sha256=embedder.sha256,
+            dim=embedder.info.dim,
+            state=IndexBuild.State.BUILDING,
+            requested_by=requested_by[:150],
+            products=len(ids),
+        )
+    logger.info(
+        "Fashion AI: started indexing %d products with %s; search keeps using the model in use until they are done",
+        len(ids),
+        embedder.version,
+    )
     return build
 
 
@@ -174,8 +190,12 @@ def progress(build=None) -> dict:
 
     counts = dict(ProductEmbeddingNext.objects.values_list("status").annotate(n=Count("pk")).order_by())
     total = sum(counts.values())
-    return {"total": total, "indexed": counts.get("indexed", 0), "failed": counts.get("failed", 0),
-            "pending": counts.get("pending", 0)}
+    return {
+        "total": total,
+        "indexed": counts.get("indexed", 0),
+        "failed": counts.get("failed", 0),
+        "pending": counts.get("pending", 0),
+    }
 
 
 def complete() -> bool:
@@ -186,8 +206,11 @@ def complete() -> bool:
     Product = get_model("catalogue", "Product")
     if ProductEmbeddingNext.objects.filter(status="pending").exists():
         return False
-    return not Product.objects.exclude(structure=Product.PARENT).exclude(
-        pk__in=ProductEmbeddingNext.objects.values("product_id")).exists()
+    return (
+        not Product.objects.exclude(structure=Product.PARENT)
+        .exclude(pk__in=ProductEmbeddingNext.objects.values("product_id"))
+        .exists()
+    )
 
 
 def activate(build=None) -> bool:
@@ -213,8 +236,9 @@ def activate(build=None) -> bool:
             cursor.execute(f"ALTER INDEX IF EXISTS fashion_ai_embedding_swap_hnsw RENAME TO {NEXT_INDEX}")
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         now = timezone.now()
-        IndexBuild.objects.filter(state=IndexBuild.State.ACTIVE).update(state=IndexBuild.State.RETIRED,
-                                                                        date_finished=now)
+        IndexBuild.objects.filter(state=IndexBuild.State.ACTIVE).update(
+            state=IndexBuild.State.RETIRED, date_finished=now
+        )
         IndexBuild.objects.filter(pk=build.pk).update(state=IndexBuild.State.ACTIVE, date_activated=now)
     logger.warning("Fashion AI: search now uses the vectors of %s", build.version)
     clear_next()
@@ -253,7 +277,8 @@ def abandon(reason: str) -> bool:
     with transaction.atomic():
         _exclusive_lock()
         changed = IndexBuild.objects.filter(state=IndexBuild.State.BUILDING).update(
-            state=IndexBuild.State.ABANDONED, date_finished=timezone.now(), message=reason[:2000])
+            state=IndexBuild.State.ABANDONED, date_finished=timezone.now(), message=reason[:2000]
+        )
     if changed:
         logger.error("Fashion AI: index build abandoned: %s", reason)
         clear_next()

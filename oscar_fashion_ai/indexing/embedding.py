@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 # --- vector column dimension ---------------------------------------------------------------
 
+
 def stored_dimensions() -> int | None:
     """Dimension of the vector column as it is in the database."""
     from ..models import ProductEmbedding
@@ -82,6 +83,7 @@ def ensure_dimensions(dim: int) -> bool:
 
 
 # --- indexing ------------------------------------------------------------------------------
+
 
 def primary_image(product):
     image = product.images.order_by("display_order", "pk").first()
@@ -157,8 +159,14 @@ def embed_products(product_ids, force: bool = False, _retry: bool = True) -> dic
             continue
         checksum = hashlib.sha1(data).hexdigest()
         row = existing.get(product.pk)
-        if (not force and row is not None and row.status == Table.Status.INDEXED
-                and row.image_checksum == checksum and row.model_version == info.version and row.image_id == image.pk):
+        if (
+            not force
+            and row is not None
+            and row.status == Table.Status.INDEXED
+            and row.image_checksum == checksum
+            and row.model_version == info.version
+            and row.image_id == image.pk
+        ):
             counts["skipped"] += 1
             continue
         try:
@@ -167,8 +175,9 @@ def embed_products(product_ids, force: bool = False, _retry: bool = True) -> dic
             failures.append((product, image, f"Image {image.original.name}: {exc}"))
             continue
         to_embed.append((product, image, checksum, rgb))
-    vectors = (embedder.embed_images([item[3] for item in to_embed], batch_size=conf.get("BATCH_SIZE"))
-               if to_embed else [])
+    vectors = (
+        embedder.embed_images([item[3] for item in to_embed], batch_size=conf.get("BATCH_SIZE")) if to_embed else []
+    )
     now = timezone.now()
     with transaction.atomic():
         builds.shared_lock()
@@ -179,16 +188,28 @@ def embed_products(product_ids, force: bool = False, _retry: bool = True) -> dic
             for (product, image, checksum, _), vector in zip(to_embed, vectors):
                 Table.objects.update_or_create(
                     product=product,
-                    defaults={"image": image, "vector": np.asarray(vector, dtype=np.float32),
-                              "model_version": info.version, "image_checksum": checksum,
-                              "status": Table.Status.INDEXED, "error": "", "date_indexed": now},
+                    defaults={
+                        "image": image,
+                        "vector": np.asarray(vector, dtype=np.float32),
+                        "model_version": info.version,
+                        "image_checksum": checksum,
+                        "status": Table.Status.INDEXED,
+                        "error": "",
+                        "date_indexed": now,
+                    },
                 )
                 counts["indexed"] += 1
             for product, image, message in failures:
                 row, _ = Table.objects.update_or_create(
                     product=product,
-                    defaults={"image": image, "vector": None, "model_version": info.version, "image_checksum": "",
-                              "status": Table.Status.FAILED, "error": message[:2000]},
+                    defaults={
+                        "image": image,
+                        "vector": None,
+                        "model_version": info.version,
+                        "image_checksum": "",
+                        "status": Table.Status.FAILED,
+                        "error": message[:2000],
+                    },
                 )
                 Table.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
                 counts["failed"] += 1
@@ -218,5 +239,12 @@ def mark_pending(product_ids):
         Table.objects.bulk_create([Table(product_id=pk) for pk in ids if pk not in have], ignore_conflicts=True)
 
 
-__all__ = ["embed_products", "mark_pending", "check_index", "ensure_dimensions", "stored_dimensions", "IndexMismatch",
-           "ModelUnavailable"]
+__all__ = [
+    "embed_products",
+    "mark_pending",
+    "check_index",
+    "ensure_dimensions",
+    "stored_dimensions",
+    "IndexMismatch",
+    "ModelUnavailable",
+]

@@ -107,8 +107,11 @@ def query_parameters(rows: int, k: int = 10, filtered: bool = False) -> dict:
     if filtered:
         base = max(base, round(base * band.filtered_ef_search / band.ef_search))
     ef = min(MAX_EF_SEARCH, max(base, EF_PER_ROW * k, k))
-    return {"hnsw.ef_search": ef, "hnsw.iterative_scan": "relaxed_order",
-            "hnsw.max_scan_tuples": int(conf.get("HNSW_MAX_SCAN_TUPLES") or band.max_scan_tuples)}
+    return {
+        "hnsw.ef_search": ef,
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.max_scan_tuples": int(conf.get("HNSW_MAX_SCAN_TUPLES") or band.max_scan_tuples),
+    }
 
 
 def parse_size(text) -> int:
@@ -203,8 +206,9 @@ def with_clause(rows: int) -> str:
     return f"WITH (m = {int(params['m'])}, ef_construction = {int(params['ef_construction'])})"
 
 
-def tune_index(alias: str = DEFAULT_DB_ALIAS, rows: int | None = None, force: bool = False,
-               name: str = INDEX_NAME) -> dict:
+def tune_index(
+    alias: str = DEFAULT_DB_ALIAS, rows: int | None = None, force: bool = False, name: str = INDEX_NAME
+) -> dict:
     """Rebuild the HNSW index with the parameters for ``rows`` vectors (default: the live catalog size) when the
     live index has others (or ``force``). Outside a transaction the rebuild is ``REINDEX INDEX CONCURRENTLY``:
     searches keep using the old index until the new one is ready. Returns what was done."""
@@ -221,8 +225,10 @@ def tune_index(alias: str = DEFAULT_DB_ALIAS, rows: int | None = None, force: bo
     if live == wanted and not force:
         return result
     with connection.cursor() as cursor:
-        cursor.execute("SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'vector'",
-                       [ProductEmbedding._meta.db_table])
+        cursor.execute(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'vector'",
+            [ProductEmbedding._meta.db_table],
+        )
         dim = (cursor.fetchone() or [0])[0]
     build = build_parameters(rows, max(int(dim), 1), wanted["m"])
     quoted = connection.ops.quote_name(name)
@@ -234,9 +240,14 @@ def tune_index(alias: str = DEFAULT_DB_ALIAS, rows: int | None = None, force: bo
 
     with connection.cursor() as cursor:
         cursor.execute(options(wanted))
-        set_config(connection, {"maintenance_work_mem": build["maintenance_work_mem"],
-                                "max_parallel_maintenance_workers": build["max_parallel_maintenance_workers"]},
-                   local=not concurrently)
+        set_config(
+            connection,
+            {
+                "maintenance_work_mem": build["maintenance_work_mem"],
+                "max_parallel_maintenance_workers": build["max_parallel_maintenance_workers"],
+            },
+            local=not concurrently,
+        )
         try:
             cursor.execute(f"REINDEX INDEX {'CONCURRENTLY ' if concurrently else ''}{quoted}")
         except Exception:

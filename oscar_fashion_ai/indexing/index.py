@@ -61,15 +61,27 @@ def sketch_status() -> dict:
         notice = runtime.sketch_encoder_notice()
     except runtime.ModelUnavailable:
         encoder, notice = None, None
-    common = {"configured": configured, "encoder": encoder, "encoder_notice": notice,
-              "expansion": conf.get("SKETCH_QUERY_EXPANSION"),
-              "category_boost": conf.get("SKETCH_CATEGORY_BOOST"), "rerank_depth": conf.get("SKETCH_RERANK_DEPTH")}
+    common = {
+        "configured": configured,
+        "encoder": encoder,
+        "encoder_notice": notice,
+        "expansion": conf.get("SKETCH_QUERY_EXPANSION"),
+        "category_boost": conf.get("SKETCH_CATEGORY_BOOST"),
+        "rerank_depth": conf.get("SKETCH_RERANK_DEPTH"),
+    }
     if generator is None:
-        return common | {"pipeline": "direct", "generator": None,
-                         "problem": "The sketch generator could not be loaded (see the web log): searches embed the "
-                                    "drawing directly and show it instead of a generated picture."}
-    return common | {"pipeline": configured, "generator": generator.version, "runtime": generator.runtime,
-                     "problem": None}
+        return common | {
+            "pipeline": "direct",
+            "generator": None,
+            "problem": "The sketch generator could not be loaded (see the web log): searches embed the "
+            "drawing directly and show it instead of a generated picture.",
+        }
+    return common | {
+        "pipeline": configured,
+        "generator": generator.version,
+        "runtime": generator.runtime,
+        "problem": None,
+    }
 
 
 def products_needing_index(scope: str = "stale", category_slug: str | None = None):
@@ -102,8 +114,9 @@ def products_needing_index(scope: str = "stale", category_slug: str | None = Non
             Q(fashion_embedding__isnull=True)
             | ~Q(fashion_embedding__status=ProductEmbedding.Status.INDEXED)
             | ~Q(fashion_embedding__model_version=version or "")
-        ).exclude(fashion_embedding__status=ProductEmbedding.Status.FAILED,
-                  fashion_embedding__model_version=version or "")
+        ).exclude(
+            fashion_embedding__status=ProductEmbedding.Status.FAILED, fashion_embedding__model_version=version or ""
+        )
     return list(qs.order_by("pk").values_list("pk", flat=True).distinct())
 
 
@@ -119,15 +132,19 @@ def model_switch_pending() -> tuple[object | None, str | None]:
         return None, None
     state = builds.state()
     if state.building is not None:
-        return (configured, "the configured model changed during the build") if (
-            state.building.version != configured.version) else (None, None)
+        return (
+            (configured, "the configured model changed during the build")
+            if (state.building.version != configured.version)
+            else (None, None)
+        )
     if state.active is not None and state.active.version != configured.version:
         return configured, f"the configured model {configured.version} is not the one in use ({state.active.version})"
     return None, None
 
 
-def prepare_reindex(scope: str = "stale", category_slug: str | None = None, product_ids=None,
-                    requested_by: str = "") -> tuple[list, bool, object | None]:
+def prepare_reindex(
+    scope: str = "stale", category_slug: str | None = None, product_ids=None, requested_by: str = ""
+) -> tuple[list, bool, object | None]:
     """What a reindex request does: (product ids, force, build). When the configured model is not the one in use,
     a full reindex (``all`` or ``stale``, whole catalog) starts an index build of it: its vectors are written beside
     the current ones, and search switches when they are complete. Otherwise products are re-embedded in place,
@@ -159,8 +176,9 @@ def _add_missing_rows(ids):
     """Pending rows for products that have none (indexed rows are left serving while they are re-embedded)."""
     _, ProductEmbedding, _ = _models()
     have = set(ProductEmbedding.objects.filter(product_id__in=ids).values_list("product_id", flat=True))
-    ProductEmbedding.objects.bulk_create([ProductEmbedding(product_id=pk) for pk in ids if pk not in have],
-                                         ignore_conflicts=True)
+    ProductEmbedding.objects.bulk_create(
+        [ProductEmbedding(product_id=pk) for pk in ids if pk not in have], ignore_conflicts=True
+    )
 
 
 def build_status() -> dict | None:
@@ -172,9 +190,14 @@ def build_status() -> dict | None:
         return None
     counts = builds.progress()
     done = counts["indexed"] + counts["failed"]
-    return {"build": state.building, "version": state.building.version, **counts, "done": done,
-            "fraction": done / counts["total"] if counts["total"] else 0.0,
-            "serving": state.active.version if state.active else None}
+    return {
+        "build": state.building,
+        "version": state.building.version,
+        **counts,
+        "done": done,
+        "fraction": done / counts["total"] if counts["total"] else 0.0,
+        "serving": state.active.version if state.active else None,
+    }
 
 
 def index_stats() -> dict:
@@ -205,9 +228,10 @@ def index_stats() -> dict:
         "configured_version": configured.version if configured is not None else None,
         "active_since": state.active.date_activated if state.active else None,
         "last_run": IndexRun.objects.first(),
-        "last_indexed": rows.filter(date_indexed__isnull=False).order_by("-date_indexed").values_list(
-            "date_indexed", flat=True
-        ).first(),
+        "last_indexed": rows.filter(date_indexed__isnull=False)
+        .order_by("-date_indexed")
+        .values_list("date_indexed", flat=True)
+        .first(),
     }
 
 
@@ -226,6 +250,7 @@ def request_reindex(scope: str = "stale", requested_by: str = "", product_ids=No
             "or run `python manage.py fashion_reindex --sync`."
             + (" Search keeps using the model in use meanwhile." if build is not None else "")
         ) from exc
-    IndexRun.objects.create(requested_by=requested_by[:150], scope=scope if build is None else f"{scope} (new model)",
-                            products=len(ids))
+    IndexRun.objects.create(
+        requested_by=requested_by[:150], scope=scope if build is None else f"{scope} (new model)", products=len(ids)
+    )
     return len(ids)

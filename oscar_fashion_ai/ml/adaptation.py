@@ -36,8 +36,15 @@ class Budget:
     progress: bool = True
 
 
-def train_candidate(records, out: Path, work_dir: Path, budget: Budget | None = None, recipe: dict | None = None,
-                    on_epoch=None, command: str = "python manage.py fashion_adapt") -> dict:
+def train_candidate(
+    records,
+    out: Path,
+    work_dir: Path,
+    budget: Budget | None = None,
+    recipe: dict | None = None,
+    on_epoch=None,
+    command: str = "python manage.py fashion_adapt",
+) -> dict:
     """Train a candidate photo model on ``records`` (:class:`.datasets.Record` with the shop's labels) and write it
     to ``out`` (with its model card). Returns the card. ``work_dir`` keeps the decoded images and the checkpoint, so
     that ``budget.resume`` continues an interrupted run."""
@@ -48,10 +55,22 @@ def train_candidate(records, out: Path, work_dir: Path, budget: Budget | None = 
     work_dir = Path(work_dir)
     init = recipe.pop("init")
     cfg = TrainConfig(
-        source="shop catalog", out=str(out), mode=recipe.pop("mode"), init_weights=None if init == "imagenet" else init,
-        checkpoint_dir=str(work_dir / "checkpoints"), pairs_cache=str(work_dir / "pairs"), resume=budget.resume,
-        max_minutes=budget.max_minutes, threads=budget.threads, workers=budget.workers, device=budget.device,
-        seed=budget.seed, progress=budget.progress, command=command, **recipe)
+        source="shop catalog",
+        out=str(out),
+        mode=recipe.pop("mode"),
+        init_weights=None if init == "imagenet" else init,
+        checkpoint_dir=str(work_dir / "checkpoints"),
+        pairs_cache=str(work_dir / "pairs"),
+        resume=budget.resume,
+        max_minutes=budget.max_minutes,
+        threads=budget.threads,
+        workers=budget.workers,
+        device=budget.device,
+        seed=budget.seed,
+        progress=budget.progress,
+        command=command,
+        **recipe,
+    )
     card = train(cfg, records=records, on_epoch=on_epoch)
     card["recipe"] = {**DEFAULT_RECIPE, **{k: v for k, v in asdict(cfg).items() if k in DEFAULT_RECIPE}}
     return card
@@ -70,9 +89,16 @@ SKETCH_RECIPE = {
 }
 
 
-def train_sketch_candidate(records, photo_weights: Path, out: Path, work_dir: Path, budget: Budget | None = None,
-                           recipe: dict | None = None, on_epoch=None,
-                           command: str = "python manage.py fashion_adapt") -> dict:
+def train_sketch_candidate(
+    records,
+    photo_weights: Path,
+    out: Path,
+    work_dir: Path,
+    budget: Budget | None = None,
+    recipe: dict | None = None,
+    on_epoch=None,
+    command: str = "python manage.py fashion_adapt",
+) -> dict:
     """Train a sketch encoder for ``photo_weights`` on ``records`` (every measurable product of the shop: the
     test split, ``sha1(upc) % 5 == 0``, is held out by the trainer) and write it to ``out``; returns its card.
     Starts from the photo model's own weights."""
@@ -82,10 +108,21 @@ def train_sketch_candidate(records, photo_weights: Path, out: Path, work_dir: Pa
     recipe = {**SKETCH_RECIPE, **(recipe or {})}
     work_dir = Path(work_dir)
     cfg = SketchTrainConfig(
-        source="shop catalog", out=str(out), photo_weights=str(photo_weights),
-        checkpoint_dir=str(work_dir / "sketch-checkpoints"), pairs_cache=str(work_dir / "sketch-pairs"),
-        resume=budget.resume, max_minutes=budget.max_minutes, threads=budget.threads, workers=budget.workers,
-        device=budget.device, seed=budget.seed, progress=budget.progress, command=command, **recipe)
+        source="shop catalog",
+        out=str(out),
+        photo_weights=str(photo_weights),
+        checkpoint_dir=str(work_dir / "sketch-checkpoints"),
+        pairs_cache=str(work_dir / "sketch-pairs"),
+        resume=budget.resume,
+        max_minutes=budget.max_minutes,
+        threads=budget.threads,
+        workers=budget.workers,
+        device=budget.device,
+        seed=budget.seed,
+        progress=budget.progress,
+        command=command,
+        **recipe,
+    )
     card = train(cfg, records=records, on_epoch=on_epoch)
     card["recipe"] = recipe
     return card

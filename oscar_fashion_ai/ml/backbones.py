@@ -157,8 +157,14 @@ class EmbeddingNet(nn.Module):
         return self.embed_features(self.trunk(x))
 
 
-def build(backbone: str, dim: int = 256, image_size: int = 160, pretrained: bool = True, backbone_weights=None,
-          activation: str = DEFAULT_ACTIVATION):
+def build(
+    backbone: str,
+    dim: int = 256,
+    image_size: int = 160,
+    pretrained: bool = True,
+    backbone_weights=None,
+    activation: str = DEFAULT_ACTIVATION,
+):
     """Build an :class:`EmbeddingNet` for registry name ``backbone`` (``activation``: lite0 only)."""
     if backbone == "lite0":
         trunk = Lite0Trunk(image_size=image_size, pretrained=pretrained, activation=activation)
@@ -171,8 +177,13 @@ def build(backbone: str, dim: int = 256, image_size: int = 160, pretrained: bool
 
 def build_from_meta(meta: dict) -> EmbeddingNet:
     """An untrained network shaped as a weights file's metadata says (backbone, dim, size, activation)."""
-    return build(meta.get("backbone", "lite0"), dim=int(meta.get("dim", 256)),
-                 image_size=int(meta.get("image_size", 160)), pretrained=False, activation=activation_of(meta))
+    return build(
+        meta.get("backbone", "lite0"),
+        dim=int(meta.get("dim", 256)),
+        image_size=int(meta.get("image_size", 160)),
+        pretrained=False,
+        activation=activation_of(meta),
+    )
 
 
 def model_meta(model: EmbeddingNet) -> dict:
@@ -191,10 +202,19 @@ def write_imagenet_init(out, dim: int = 256, image_size: int = 160, seed: int = 
     torch.manual_seed(seed)
     model = build("lite0", dim=dim, image_size=image_size, pretrained=True)
     out = Path(out)
-    weights.save(model, out, {"backbone": "lite0", "dim": dim, "image_size": image_size,
-                              "preprocessing": preprocessing.PREPROCESSING_VERSION, "init": "imagenet"}
-                 | model_meta(model),
-                 dtype=torch.float16 if half else None)
+    weights.save(
+        model,
+        out,
+        {
+            "backbone": "lite0",
+            "dim": dim,
+            "image_size": image_size,
+            "preprocessing": preprocessing.PREPROCESSING_VERSION,
+            "init": "imagenet",
+        }
+        | model_meta(model),
+        dtype=torch.float16 if half else None,
+    )
     return out
 
 

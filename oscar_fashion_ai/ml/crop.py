@@ -131,6 +131,7 @@ def crop_image(img, box: Box, original_size: tuple[int, int]):
 
 # --- the activation map and the preset ------------------------------------------------------------------------
 
+
 def grid_geometry(cells: int, width: int, height: int):
     """An image padded to a square (centred, as :func:`.preprocessing.pad_to_square` does) and cut into
     ``cells`` x ``cells``: (cell side, x offset, y offset) in image pixels."""
@@ -181,12 +182,13 @@ def centre_weighted(heat: np.ndarray, width: int, height: int, sigma: float) -> 
     if sigma:
         dx = (cx[None] - width / 2) / (width / 2)
         dy = (cy[:, None] - height / 2) / (height / 2)
-        norm = norm * np.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+        norm = norm * np.exp(-(dx**2 + dy**2) / (2 * sigma**2))
     return np.where(inside, norm, 0.0).astype(np.float32), inside
 
 
-def preset_box(heat: np.ndarray, width: int, height: int, sigma: float = 0.35, tau: float = 0.2,
-               margin: float = 0.0) -> Box:
+def preset_box(
+    heat: np.ndarray, width: int, height: int, sigma: float = 0.35, tau: float = 0.2, margin: float = 0.0
+) -> Box:
     """The preset crop box for a ``width`` x ``height`` photo from its activation map ``heat`` (rows x cols over
     the padded square). See the module docstring."""
     rows, cols = heat.shape
@@ -233,8 +235,15 @@ class Located:
 class GarmentLocator:
     """The preset crop of an embedder (:class:`.embedder.Embedder`): one trunk pass at ``size`` px."""
 
-    def __init__(self, embedder, size: int = PRESET_SIZE, sigma: float = PRESET_SIGMA, tau: float = PRESET_TAU,
-                 margin: float = PRESET_MARGIN, soft: float = PRESET_SOFT):
+    def __init__(
+        self,
+        embedder,
+        size: int = PRESET_SIZE,
+        sigma: float = PRESET_SIGMA,
+        tau: float = PRESET_TAU,
+        margin: float = PRESET_MARGIN,
+        soft: float = PRESET_SOFT,
+    ):
         self.embedder = embedder
         self.size, self.sigma, self.tau, self.margin = int(size), float(sigma), float(tau), float(margin)
         self.soft = float(soft)

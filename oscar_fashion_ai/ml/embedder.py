@@ -38,8 +38,14 @@ def version_string(backbone: str, dim: int, image_size: int, digest: str) -> str
 
 
 class Embedder:
-    def __init__(self, weights_path: Path | str | None = None, threads: int = 0, device: str | None = None,
-                 runtime: str = "auto", cache_dir: Path | None = None):
+    def __init__(
+        self,
+        weights_path: Path | str | None = None,
+        threads: int = 0,
+        device: str | None = None,
+        runtime: str = "auto",
+        cache_dir: Path | None = None,
+    ):
         path = Path(weights_path) if weights_path else PACKAGE_WEIGHTS
         try:
             card = weights.read_card(path)  # a broken card is a broken model, not a crash
@@ -65,8 +71,9 @@ class Embedder:
         self.model = model.to(self.device)
         self._trunk_session = None  # exported on first use of feature_maps()
         self._onnx_args = (cache_dir, threads)
-        self._session = onnx_cache.cpu_session(lambda: self._onnx_session(cache_dir, threads), self.device, runtime,
-                                               "the embedder")
+        self._session = onnx_cache.cpu_session(
+            lambda: self._onnx_session(cache_dir, threads), self.device, runtime, "the embedder"
+        )
         if self._session is None and self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
@@ -88,14 +95,23 @@ class Embedder:
             axes = {"images": {0: "batch", 2: "height", 3: "width"}, output: {0: "batch", 2: "rows", 3: "cols"}}
         else:
             module, output, axes = self.model, "vectors", None
-        return onnx_cache.session(module, name=self.info.version + (f".{part}" if part else ""),
-                                  source_sha256=self.sha256, example=dummy, input_names=["images"],
-                                  output_names=[output], cache_dir=cache_dir, threads=threads, dynamic_axes=axes)
+        return onnx_cache.session(
+            module,
+            name=self.info.version + (f".{part}" if part else ""),
+            source_sha256=self.sha256,
+            example=dummy,
+            input_names=["images"],
+            output_names=[output],
+            cache_dir=cache_dir,
+            threads=threads,
+            dynamic_axes=axes,
+        )
 
     def load_image(self, source, max_pixels: int = 40_000_000, max_bytes: int | None = None):
         """Decode an image exactly as this model's preprocessing expects (raises InvalidImage)."""
-        return preprocessing.open_image(source, max_pixels=max_pixels, max_bytes=max_bytes,
-                                        decode_size=self.info.image_size)
+        return preprocessing.open_image(
+            source, max_pixels=max_pixels, max_bytes=max_bytes, decode_size=self.info.image_size
+        )
 
     def embed_tensor(self, batch: torch.Tensor) -> np.ndarray:
         if len(batch) == 0:
@@ -137,8 +153,11 @@ class Embedder:
         (all ones gives the model's vectors up to float rounding)."""
         if getattr(self, "_head", None) is None:
             proj = self.model.proj
-            self._head = (self.gem_p, proj.weight.detach().float().cpu().numpy().T.copy(),
-                          proj.bias.detach().float().cpu().numpy().copy())
+            self._head = (
+                self.gem_p,
+                proj.weight.detach().float().cpu().numpy().T.copy(),
+                proj.bias.detach().float().cpu().numpy().copy(),
+            )
         p, weight, bias = self._head
         powered = np.maximum(feats.astype(np.float32), 1e-6) ** p
         if weights is None:
@@ -156,4 +175,3 @@ class Embedder:
             batch = preprocessing.batch(images[start : start + batch_size], self.info.image_size)
             chunks.append(self.embed_tensor(batch))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.info.dim), dtype=np.float32)
-

@@ -50,8 +50,9 @@ def synthetic_sketch(img, size, style: str = "xdog", seed: int = 0):
     return photo_drawing(img, size, rng=rng, style=style)
 
 
-def evaluate_sketch_files(embedder, generator, source: Path, pipelines=("direct", "gan", "fusion"),
-                          fusion_weight: float = 0.5, progress=False) -> dict:
+def evaluate_sketch_files(
+    embedder, generator, source: Path, pipelines=("direct", "gan", "fusion"), fusion_weight: float = 0.5, progress=False
+) -> dict:
     """Synthetic drawings of the test split against all photos of ``source``, for each sketch pipeline."""
     from tqdm import tqdm
 
@@ -76,8 +77,16 @@ def evaluate_sketch_files(embedder, generator, source: Path, pipelines=("direct"
     return out
 
 
-def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, source_index=None, k=10,
-                     category_boost: float = 0.0, rerank_depth: int = 20):
+def sketch_retrieval(
+    query_vecs,
+    query_labels,
+    gallery_vecs,
+    gallery_labels,
+    source_index=None,
+    k=10,
+    category_boost: float = 0.0,
+    rerank_depth: int = 20,
+):
     """Category P@5 of drawings against the photo gallery, and (when ``source_index`` is given) the share of
     queries whose source product is in the top 1/5/10. With ``category_boost`` the results are ordered as the
     store orders them (:func:`.sketch_pipeline.best_match_order` over the ``rerank_depth`` nearest)."""
@@ -86,10 +95,14 @@ def sketch_retrieval(query_vecs, query_labels, gallery_vecs, gallery_labels, sou
     idx = reranked_neighbours(query_vecs, gallery_vecs, gallery_labels, k + 1, category_boost, rerank_depth)
     idx, with_next = idx[:, :k], idx
     relevant = np.asarray(gallery_labels)[idx] == np.asarray(query_labels)[:, None]
-    out = {"p_at_1": metrics.precision_at_k(relevant, 1), "p_at_5": metrics.precision_at_k(relevant, 5),
-           "p_at_5_se": metrics.standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,
-           "map_at_10": metrics.average_precision_at_k(relevant, 10),
-           "queries": int(len(query_vecs)), "gallery": int(len(gallery_vecs))}
+    out = {
+        "p_at_1": metrics.precision_at_k(relevant, 1),
+        "p_at_5": metrics.precision_at_k(relevant, 5),
+        "p_at_5_se": metrics.standard_error(relevant[:, :5].mean(axis=1)) if relevant.size else 0.0,
+        "map_at_10": metrics.average_precision_at_k(relevant, 10),
+        "queries": int(len(query_vecs)),
+        "gallery": int(len(gallery_vecs)),
+    }
     if source_index is not None:
         for n in (1, 5, 10):
             hits = [s in row[:n] for s, row in zip(source_index, idx)]

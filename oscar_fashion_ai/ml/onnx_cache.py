@@ -46,8 +46,14 @@ def default_cache_dir() -> Path:
 
 def fingerprint(model: torch.nn.Module, source_sha256: str, example: torch.Tensor) -> str:
     """What an export depends on: the weights, the architecture, the input layout and the exporter's version."""
-    parts = [source_sha256, repr(model), str(tuple(example.shape[1:])), str(example.dtype), torch.__version__,
-             str(OPSET)]
+    parts = [
+        source_sha256,
+        repr(model),
+        str(tuple(example.shape[1:])),
+        str(example.dtype),
+        torch.__version__,
+        str(OPSET),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -73,8 +79,16 @@ def _export(model, example, input_names, output_names, dynamic_axes=None) -> byt
     # concerns a shop (the exported graph is checked against PyTorch by the tests).
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buf, input_names=list(input_names), output_names=list(output_names),
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
     return buf.getvalue()
 
 
@@ -111,8 +125,12 @@ def _store(folder: Path, onnx_path: Path, meta_path: Path, data: bytes, key: str
     problem = not_private(folder)
     if problem:
         raise PermissionError(f"the folder is not private to this user: {problem}")
-    meta = {"fingerprint": key, "onnx_sha256": hashlib.sha256(data).hexdigest(), "torch": torch.__version__,
-            "opset": OPSET}
+    meta = {
+        "fingerprint": key,
+        "onnx_sha256": hashlib.sha256(data).hexdigest(),
+        "torch": torch.__version__,
+        "opset": OPSET,
+    }
     for path, payload in ((onnx_path, data), (meta_path, json.dumps(meta, indent=1).encode())):
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -136,8 +154,18 @@ def cpu_session(make, device: torch.device, runtime: str, what: str):
         return None
 
 
-def session(model: torch.nn.Module, *, name: str, source_sha256: str, example: torch.Tensor, input_names,
-            output_names, cache_dir: Path | str | None = None, threads: int = 0, dynamic_axes: dict | None = None):
+def session(
+    model: torch.nn.Module,
+    *,
+    name: str,
+    source_sha256: str,
+    example: torch.Tensor,
+    input_names,
+    output_names,
+    cache_dir: Path | str | None = None,
+    threads: int = 0,
+    dynamic_axes: dict | None = None,
+):
     """An ONNX Runtime CPU session for ``model`` (exported on first use, then cached under ``cache_dir``)."""
     import onnxruntime as ort
 
@@ -153,9 +181,13 @@ def session(model: torch.nn.Module, *, name: str, source_sha256: str, example: t
         try:
             _store(folder, onnx_path, meta_path, data, key)
         except OSError as exc:
-            logger.warning("Fashion AI: cannot write the ONNX cache in %s (%s): the network is exported again at "
-                           "every process start (slower start-up, same speed afterwards). Point "
-                           "FASHION_AI['CACHE_DIR'] at a folder this user can write to.", folder, exc)
+            logger.warning(
+                "Fashion AI: cannot write the ONNX cache in %s (%s): the network is exported again at "
+                "every process start (slower start-up, same speed afterwards). Point "
+                "FASHION_AI['CACHE_DIR'] at a folder this user can write to.",
+                folder,
+                exc,
+            )
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads) if threads else 0
     options.inter_op_num_threads = 1

@@ -20,8 +20,10 @@ def _one(args):
         photo = preprocessing.open_image(path, decode_size=max(size, sketches.DRAW_RES))
     except preprocessing.InvalidImage:
         return None
-    square = np.asarray(preprocessing.pad_to_square(photo).resize((size, size), preprocessing.Image.BILINEAR,
-                                                                  reducing_gap=2.0), dtype=np.uint8)
+    square = np.asarray(
+        preprocessing.pad_to_square(photo).resize((size, size), preprocessing.Image.BILINEAR, reducing_gap=2.0),
+        dtype=np.uint8,
+    )
     drawings, crops = [], []
     for v in range(variants):
         # variant 0 is the deterministic evaluation drawing (XDoG); the others are randomised, cycling the styles
@@ -46,13 +48,33 @@ def cache_key(records, size, variants, seed, aligned, styles=DEFAULT_STYLES) -> 
             files.append((r.source_id, str(r.path), st.st_size, st.st_mtime_ns))
         except OSError:
             files.append((r.source_id, str(r.path), None, None))
-    blob = json.dumps([files, size, variants, seed, aligned, list(styles), sketches.DRAWINGS_VERSION,
-                       preprocessing.PREPROCESSING_VERSION])
+    blob = json.dumps(
+        [
+            files,
+            size,
+            variants,
+            seed,
+            aligned,
+            list(styles),
+            sketches.DRAWINGS_VERSION,
+            preprocessing.PREPROCESSING_VERSION,
+        ]
+    )
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0, aligned: bool = False,
-         progress: bool = True, cache_dir=None, rebuild: bool = False, styles=DEFAULT_STYLES):
+def load(
+    records,
+    size: int,
+    variants: int = 4,
+    seed: int = 0,
+    workers: int = 0,
+    aligned: bool = False,
+    progress: bool = True,
+    cache_dir=None,
+    rebuild: bool = False,
+    styles=DEFAULT_STYLES,
+):
     """Returns (photos uint8 (N,S,S,3), drawings uint8 (N,V,S,S), aligned photo crops uint8 (N,V,S,S,3) or None,
     kept): ``kept`` lists the indices of ``records`` that could be read (unreadable images are skipped).
 
@@ -70,8 +92,13 @@ def load(records, size: int, variants: int = 4, seed: int = 0, workers: int = 0,
         out = load(records, size, variants, seed, workers, aligned, progress, styles=styles)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, photos=out[0], drawings=out[1], crops=out[2] if aligned else np.zeros(0, np.uint8),
-                 kept=np.asarray(out[3], dtype=np.int64))
+        np.savez(
+            tmp,
+            photos=out[0],
+            drawings=out[1],
+            crops=out[2] if aligned else np.zeros(0, np.uint8),
+            kept=np.asarray(out[3], dtype=np.int64),
+        )
         tmp.replace(path)
         return out
     from tqdm import tqdm

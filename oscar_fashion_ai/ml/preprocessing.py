@@ -24,8 +24,9 @@ class InvalidImage(ValueError):
     """The input is not an image we can use; the message says why, for the user."""
 
 
-def open_image(source, max_pixels: int = 40_000_000, max_bytes: int | None = None,
-               decode_size: int = 512) -> Image.Image:
+def open_image(
+    source, max_pixels: int = 40_000_000, max_bytes: int | None = None, decode_size: int = 512
+) -> Image.Image:
     """Decode ``source`` (path, bytes or file object) into an RGB image, safely.
 
     Handles EXIF orientation, palette/alpha (composited on white), CMYK and 16-bit images.

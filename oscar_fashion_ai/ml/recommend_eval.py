@@ -63,8 +63,10 @@ def cooccurrence_similarity(population, n) -> np.ndarray:
 def shopper_events(person, vecs, weights, keys=None):
     """(time_seconds, weight, vector, index, kind, key) in time order (oldest first); ``keys[i]`` is product i's
     category (None: no categories)."""
-    events = [(-age * DAY, float(weights[kind]), vecs[i], int(i), kind, None if keys is None else keys[i])
-              for i, kind, age in person.history]
+    events = [
+        (-age * DAY, float(weights[kind]), vecs[i], int(i), kind, None if keys is None else keys[i])
+        for i, kind, age in person.history
+    ]
     return sorted(events, key=lambda e: e[0])
 
 
@@ -140,8 +142,9 @@ def _ild(vecs, top):
     return float((n * n - sims.sum()) / (n * (n - 1)))  # mean of 1 - cos over ordered pairs i != j (diag = 1)
 
 
-def evaluate(vecs, shoppers, population, weights, half_life_days, params, k=10, seed=0, models=MODELS,
-             bootstrap=200, keys=None) -> dict:
+def evaluate(
+    vecs, shoppers, population, weights, half_life_days, params, k=10, seed=0, models=MODELS, bootstrap=200, keys=None
+) -> dict:
     """Metrics of every model on ``shoppers``; item-kNN and popularity are learnt from ``population``."""
     vecs = np.asarray(vecs, dtype=np.float32)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
@@ -151,8 +154,9 @@ def evaluate(vecs, shoppers, population, weights, half_life_days, params, k=10, 
     rng = np.random.default_rng(seed + 1)
     per = {m: {"hit": [], "ndcg": [], "ild": [], "tops": []} for m in models}
     for person in shoppers:
-        for name, top in rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, models,
-                                     keys).items():
+        for name, top in rankings(
+            person, vecs, weights, half_life_days, params, k, pop, knn, rng, models, keys
+        ).items():
             hit, ndcg = ranking_metrics(top, person.held_out, k)
             per[name]["hit"].append(hit)
             per[name]["ndcg"].append(ndcg)
@@ -172,10 +176,14 @@ def evaluate(vecs, shoppers, population, weights, half_life_days, params, k=10, 
                 c[r["tops"][i]] = True
             boots.append(c.mean())
         out[name] = {
-            f"hit_rate_at_{k}": float(np.mean(r["hit"])), f"hit_rate_at_{k}_se": _se(r["hit"]),
-            f"ndcg_at_{k}": float(np.mean(r["ndcg"])), f"ndcg_at_{k}_se": _se(r["ndcg"]),
-            "coverage": float(covered.mean()), "coverage_se": float(np.std(boots, ddof=1)) if len(boots) > 1 else 0.0,
-            "intra_list_diversity": float(np.mean(r["ild"])), "intra_list_diversity_se": _se(r["ild"]),
+            f"hit_rate_at_{k}": float(np.mean(r["hit"])),
+            f"hit_rate_at_{k}_se": _se(r["hit"]),
+            f"ndcg_at_{k}": float(np.mean(r["ndcg"])),
+            f"ndcg_at_{k}_se": _se(r["ndcg"]),
+            "coverage": float(covered.mean()),
+            "coverage_se": float(np.std(boots, ddof=1)) if len(boots) > 1 else 0.0,
+            "intra_list_diversity": float(np.mean(r["ild"])),
+            "intra_list_diversity_se": _se(r["ild"]),
         }
         out[name]["_hits"] = r["hit"]
     return out
@@ -191,8 +199,11 @@ def compare(results, model="multi_interest", k=10) -> dict:
 
     def paired(other):
         diff = mine - np.asarray(results[other]["_hits"])
-        return {"difference": float(diff.mean()), "difference_se": _se(diff),
-                "ratio": float(results[model][key] / max(results[other][key], 1e-12))}
+        return {
+            "difference": float(diff.mean()),
+            "difference_se": _se(diff),
+            "ratio": float(results[model][key] / max(results[other][key], 1e-12)),
+        }
 
     out = {"best_baseline": best, "vs_best_baseline": paired(best)}
     if "mean_vector" in results and model != "mean_vector":
@@ -210,8 +221,19 @@ def tune(vecs, shoppers, population, weights, half_life_days, grid, k=10, seed=0
     [(params, metrics)], best first (ties: higher diversity, then fewer interests)."""
     rows = []
     for params in grid:
-        r = evaluate(vecs, shoppers, population, weights, half_life_days, params, k=k, seed=seed,
-                     models=("multi_interest",), bootstrap=0, keys=keys)["multi_interest"]
+        r = evaluate(
+            vecs,
+            shoppers,
+            population,
+            weights,
+            half_life_days,
+            params,
+            k=k,
+            seed=seed,
+            models=("multi_interest",),
+            bootstrap=0,
+            keys=keys,
+        )["multi_interest"]
         rows.append((params, {key: v for key, v in r.items() if not key.startswith("_")}))
     key = f"hit_rate_at_{k}"
     rows.sort(key=lambda row: (-row[1][key], -row[0].diversity, row[0].max_interests))

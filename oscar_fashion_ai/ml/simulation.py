@@ -33,8 +33,16 @@ def colour_tones(colours: np.ndarray, k: int = 6, seed: int = 0, iters: int = 20
     return assign
 
 
-def simulate(categories: np.ndarray, tones: np.ndarray, shoppers: int = 300, views: int = 12, baskets: int = 3,
-             orders: int = 2, held_out: int = 3, seed: int = 0) -> list[Shopper]:
+def simulate(
+    categories: np.ndarray,
+    tones: np.ndarray,
+    shoppers: int = 300,
+    views: int = 12,
+    baskets: int = 3,
+    orders: int = 2,
+    held_out: int = 3,
+    seed: int = 0,
+) -> list[Shopper]:
     rng = np.random.default_rng(seed)
     cats = np.unique(categories)
     out = []
@@ -97,9 +105,18 @@ def draw_interest(rng, attributes: dict, min_items: int = 6, templates=INTEREST_
     raise ValueError("no attribute combination has enough products")
 
 
-def simulate_attributes(attributes: dict, shoppers: int = 1000, events=(10, 20), noise: float = 0.15,
-                        stickiness: float = 0.7, baskets: float = 0.2, orders: float = 0.08, held_out: int = 3,
-                        days: float = 30.0, seed: int = 0) -> list[Shopper]:
+def simulate_attributes(
+    attributes: dict,
+    shoppers: int = 1000,
+    events=(10, 20),
+    noise: float = 0.15,
+    stickiness: float = 0.7,
+    baskets: float = 0.2,
+    orders: float = 0.08,
+    held_out: int = 3,
+    days: float = 30.0,
+    seed: int = 0,
+) -> list[Shopper]:
     """Shoppers whose 1-3 interests are attribute conjunctions (see above). ``attributes`` maps column name ->
     array of one value per product (e.g. label, colour, usage, sub_category, master_category)."""
     rng = np.random.default_rng(seed)

@@ -34,8 +34,9 @@ def stroke_box(img: Image.Image, min_ink_pixels: int = 30, margin: float = 0.08)
     return x0, y0, x0 + side, y0 + side
 
 
-def normalise_sketch(img: Image.Image, size: int = 256, min_ink_pixels: int = 30, margin: float = 0.08,
-                     line_width: int = 3) -> Image.Image:
+def normalise_sketch(
+    img: Image.Image, size: int = 256, min_ink_pixels: int = 30, margin: float = 0.08, line_width: int = 3
+) -> Image.Image:
     """Return an RGB ``size`` x ``size`` drawing: black strokes of ~``line_width`` px on white."""
     img = _flatten(img)
     box = stroke_box(img, min_ink_pixels, margin)
@@ -44,8 +45,10 @@ def normalise_sketch(img: Image.Image, size: int = 256, min_ink_pixels: int = 30
     canvas = binary.crop(box)  # areas outside the image are filled with 0 (ink): repaint them white
     left, top, right, bottom = box
     mask = Image.new("L", canvas.size, 255)
-    mask.paste(0, (max(0, -left), max(0, -top), min(canvas.size[0], img.size[0] - left),
-                   min(canvas.size[1], img.size[1] - top)))
+    mask.paste(
+        0,
+        (max(0, -left), max(0, -top), min(canvas.size[0], img.size[0] - left), min(canvas.size[1], img.size[1] - top)),
+    )
     canvas.paste(255, mask=mask)
     canvas = canvas.resize((size, size), Image.BILINEAR)
     ink = np.asarray(canvas) < 200  # thin, anti-aliased strokes -> binary, then thicken to the standard width

@@ -25,8 +25,9 @@ def _unit(v):
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
-def vectors(embedder, generator, direct_drawings, gan_drawings, pipeline: str, fusion_weight: float = 0.5,
-            sketch_embedder=None):
+def vectors(
+    embedder, generator, direct_drawings, gan_drawings, pipeline: str, fusion_weight: float = 0.5, sketch_embedder=None
+):
     """Search vectors for drawings already normalised at each model's size. Returns (vectors, generated images).
 
     ``generator`` may be None for ``direct``; ``gan_drawings`` is then ignored. ``sketch_embedder`` embeds the

@@ -39,8 +39,9 @@ DRAW_RES = 256  # drawings are made from the photo resized to fit this side
 DRAWINGS_VERSION = "d2"  # bump when the drawings change: cached training pairs are then rebuilt
 
 
-def xdog(img: Image.Image, sigma: float = 1.0, k: float = 1.6, tau: float = 0.98, eps: float = -0.02,
-         phi: float = 60.0) -> Image.Image:
+def xdog(
+    img: Image.Image, sigma: float = 1.0, k: float = 1.6, tau: float = 0.98, eps: float = -0.02, phi: float = 60.0
+) -> Image.Image:
     """Return an RGB line drawing (black strokes on white) of ``img``."""
     gray = img.convert("L")
     side = max(gray.size)
@@ -86,7 +87,7 @@ def _jitter(img: Image.Image, rng, amount: float = 3.0) -> Image.Image:
         for j in range(cells):
             box = (int(j * step_x), int(i * step_y), int((j + 1) * step_x), int((i + 1) * step_y))
             corners = []
-            for (yy, xx) in ((i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)):
+            for yy, xx in ((i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)):
                 ox, oy = offsets[yy, xx] if 0 < yy < cells and 0 < xx < cells else (0.0, 0.0)
                 corners += [xx * step_x + ox, yy * step_y + oy]
             mesh.append((box, corners))
@@ -132,8 +133,12 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """``mask`` plus every background region that does not touch the image border."""
     background = ~mask
     outside = np.zeros_like(mask)
-    outside[0], outside[-1], outside[:, 0], outside[:, -1] = background[0], background[-1], background[:, 0], \
-        background[:, -1]
+    outside[0], outside[-1], outside[:, 0], outside[:, -1] = (
+        background[0],
+        background[-1],
+        background[:, 0],
+        background[:, -1],
+    )
     while True:  # grow the outside through the background until it stops changing
         grown = _dilate(outside, 1) & background
         if np.array_equal(grown, outside):
@@ -149,8 +154,9 @@ def silhouette(img: Image.Image) -> np.ndarray | None:
     """Boolean mask of the garment in ``img`` (its size): pixels unlike the border's colour, opened, closed and
     hole-filled. None when no plausible garment is found (under 3 % or over 92 % of the image)."""
     scale = SILHOUETTE_RES / max(img.size)
-    small = img.convert("RGB").resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))),
-                                      Image.BILINEAR, reducing_gap=2.0)
+    small = img.convert("RGB").resize(
+        (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.BILINEAR, reducing_gap=2.0
+    )
     rgb = np.asarray(small.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32)
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
     background = np.median(border, axis=0)
@@ -236,8 +242,11 @@ def human_like_drawing(fitted: Image.Image, style: str, rng=None) -> Image.Image
         sigma = 2.0 if rng is None else rng.uniform(1.6, 2.8)
         interior = np.asarray(xdog(fitted, sigma=sigma, tau=0.985).convert("L")) < 128
         inside = _erode(mask, 4)
-        kept = _drop_strokes(_ink(interior & inside), rng or np.random.default_rng(0),
-                             share=0.6 if rng is None else rng.uniform(0.45, 0.85))
+        kept = _drop_strokes(
+            _ink(interior & inside),
+            rng or np.random.default_rng(0),
+            share=0.6 if rng is None else rng.uniform(0.45, 0.85),
+        )
         lines |= np.asarray(kept.convert("L")) < 128
     return _ink(lines)
 
@@ -268,8 +277,9 @@ def memory_distortions(drawing: Image.Image, rng) -> Image.Image:
     return out
 
 
-def photo_drawing(photo: Image.Image, size: int, rng: np.random.Generator | None = None, style: str = "xdog",
-                  with_photo: bool = False):
+def photo_drawing(
+    photo: Image.Image, size: int, rng: np.random.Generator | None = None, style: str = "xdog", with_photo: bool = False
+):
     """The drawing (RGB, ``size`` x ``size``, normalised like the widget's input) a shopper might make of ``photo``.
 
     ``rng`` None gives the deterministic evaluation drawing (XDoG, standard line width). With ``with_photo``
@@ -278,14 +288,17 @@ def photo_drawing(photo: Image.Image, size: int, rng: np.random.Generator | None
     # Draw on the photo itself (no padding: the border between photo and padding would become a stroke),
     # then place the drawing on a white square.
     scale = DRAW_RES / max(photo.size)
-    fitted = photo.resize((max(1, round(photo.size[0] * scale)), max(1, round(photo.size[1] * scale))),
-                          Image.BILINEAR, reducing_gap=2.0)
+    fitted = photo.resize(
+        (max(1, round(photo.size[0] * scale)), max(1, round(photo.size[1] * scale))), Image.BILINEAR, reducing_gap=2.0
+    )
     line_width = 3
     if style not in STYLES:
         raise ValueError(f"unknown drawing style {style!r}; use one of {', '.join(STYLES)}")
     if with_photo and rng is not None and style in HUMAN_LIKE:
-        raise ValueError("human-like drawings are distorted: they have no aligned photo crop (GAN pairs use "
-                         f"{', '.join(EDGE_STYLES)})")
+        raise ValueError(
+            "human-like drawings are distorted: they have no aligned photo crop (GAN pairs use "
+            f"{', '.join(EDGE_STYLES)})"
+        )
     drawing = human_like_drawing(fitted, style, rng) if style in HUMAN_LIKE else None
     human = drawing is not None
     if human:

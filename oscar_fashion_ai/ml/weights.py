@@ -86,13 +86,19 @@ def command_line() -> str:
     return " ".join([prog, *sys.argv[1:]])
 
 
-def management_command_line(name: str, options: dict, skip=("verbosity", "settings", "pythonpath", "traceback",
-                                                             "no_color", "force_color", "skip_checks")) -> str:
+def management_command_line(
+    name: str,
+    options: dict,
+    skip=("verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color", "skip_checks"),
+) -> str:
     """``command_line()`` for a management command, also when it was started with ``call_command``."""
     import sys
 
     if name in sys.argv[1:2]:
         return command_line()
-    parts = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in options.items()
-             if k not in skip and v not in (None, False)]
+    parts = [
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in options.items()
+        if k not in skip and v not in (None, False)
+    ]
     return " ".join(["python manage.py", name, *parts])

@@ -69,8 +69,14 @@ def record_event(owner: Owner, product_id: int, kind: str, when=None):
     weights = conf.get("PREFERENCE_WEIGHTS")
     if kind not in weights:
         raise ValueError(f"unknown event kind {kind!r}")
-    PreferenceEvent.objects.create(user_id=owner.user_id, shopper_key=owner.shopper_key or "", product_id=product_id,
-                                   kind=kind, weight=float(weights[kind]), date_created=when or timezone.now())
+    PreferenceEvent.objects.create(
+        user_id=owner.user_id,
+        shopper_key=owner.shopper_key or "",
+        product_id=product_id,
+        kind=kind,
+        weight=float(weights[kind]),
+        date_created=when or timezone.now(),
+    )
     transaction.on_commit(lambda: publishing.enqueue_preference_update(owner))
 
 
@@ -81,8 +87,11 @@ def apply_pending(owner: Owner):
     with transaction.atomic():
         lookup = {"user_id": owner.user_id} if owner.user_id else {"shopper_key": owner.shopper_key}
         pref, _ = CustomerPreference.objects.select_for_update().get_or_create(**lookup)
-        events = list(PreferenceEvent.objects.select_for_update(skip_locked=True)
-                      .filter(applied=False, **owner.filter()).order_by("date_created", "pk"))
+        events = list(
+            PreferenceEvent.objects.select_for_update(skip_locked=True)
+            .filter(applied=False, **owner.filter())
+            .order_by("date_created", "pk")
+        )
         if not events:
             return pref
         try:
@@ -99,21 +108,38 @@ def apply_pending(owner: Owner):
         if not pref.interests and pref.event_count:  # a profile from before interests: compute them from all events
             interest_events = list(PreferenceEvent.objects.filter(**owner.filter()).order_by("date_created", "pk"))
             base = None
-        vectors = dict(ProductEmbedding.objects.filter(
-            product_id__in={e.product_id for e in interest_events}, status="indexed", model_version=version
-        ).values_list("product_id", "vector"))
-        usable = [(e.date_created.timestamp(), e.weight, vectors[e.product_id])
-                  for e in events if e.product_id in vectors]
+        vectors = dict(
+            ProductEmbedding.objects.filter(
+                product_id__in={e.product_id for e in interest_events}, status="indexed", model_version=version
+            ).values_list("product_id", "vector")
+        )
+        usable = [
+            (e.date_created.timestamp(), e.weight, vectors[e.product_id]) for e in events if e.product_id in vectors
+        ]
         keys = product_keys({e.product_id for e in interest_events if e.product_id in vectors})
         profile = interest_model.fold(
-            base, [(e.date_created.timestamp(), e.weight, vectors[e.product_id], e.product_id, e.kind,
-                    keys.get(e.product_id)) for e in interest_events if e.product_id in vectors],
-            _half_life_seconds(), interest_params())
+            base,
+            [
+                (
+                    e.date_created.timestamp(),
+                    e.weight,
+                    vectors[e.product_id],
+                    e.product_id,
+                    e.kind,
+                    keys.get(e.product_id),
+                )
+                for e in interest_events
+                if e.product_id in vectors
+            ],
+            _half_life_seconds(),
+            interest_params(),
+        )
         if profile.interests:
             pref.interests = profile.to_json()
         ref = pref.reference_time.timestamp() if pref.reference_time else None
-        mean, weight, ref = fold(pref.vector if pref.vector is not None else None, pref.weight, ref, usable,
-                                 _half_life_seconds())
+        mean, weight, ref = fold(
+            pref.vector if pref.vector is not None else None, pref.weight, ref, usable, _half_life_seconds()
+        )
         if mean is not None:
             pref.vector, pref.weight = mean, weight
             pref.reference_time = datetime.fromtimestamp(ref, tz=UTC)
@@ -141,7 +167,8 @@ def product_keys(product_ids) -> dict:
     owners = dict(Product.objects.filter(pk__in=set(product_ids)).values_list("pk", "parent_id"))
     by_owner = {}
     for product_id, category_id in ProductCategory.objects.filter(
-            product_id__in={parent or pk for pk, parent in owners.items()}).values_list("product_id", "category_id"):
+        product_id__in={parent or pk for pk, parent in owners.items()}
+    ).values_list("product_id", "category_id"):
         by_owner[product_id] = min(category_id, by_owner.get(product_id, category_id))
     return {pk: by_owner.get(parent or pk) for pk, parent in owners.items()}
 
@@ -163,7 +190,8 @@ def merge_into_user(shopper_key: str, user_id: int):
 
     with transaction.atomic():
         moved = PreferenceEvent.objects.filter(shopper_key=shopper_key, user__isnull=True).update(
-            user_id=user_id, shopper_key="")
+            user_id=user_id, shopper_key=""
+        )
         CustomerPreference.objects.filter(shopper_key=shopper_key, user__isnull=True).delete()
     if moved:
         rebuild(Owner(user_id=user_id))
@@ -190,6 +218,7 @@ def get_preference(owner: Owner | None):
 
 
 # --- recommendations ------------------------------------------------------------------------
+
 
 def _ordered_product_ids(owner: Owner):
     if not owner.user_id:
@@ -225,11 +254,16 @@ def fallback_products(k, exclude=()):
     if ids is None:
         n = k + len(exclude)
         base = Product.objects.browsable().filter(is_public=True, stockrecords__num_in_stock__gt=0).distinct()
-        best = list(base.annotate(sold=Count("line")).filter(sold__gt=0).order_by("-sold", "-pk")
-                    .values_list("pk", flat=True)[:n])
+        best = list(
+            base.annotate(sold=Count("line"))
+            .filter(sold__gt=0)
+            .order_by("-sold", "-pk")
+            .values_list("pk", flat=True)[:n]
+        )
         if len(best) < n:
-            best += list(base.exclude(pk__in=best).order_by("-date_created", "-pk")
-                         .values_list("pk", flat=True)[: n - len(best)])
+            best += list(
+                base.exclude(pk__in=best).order_by("-date_created", "-pk").values_list("pk", flat=True)[: n - len(best)]
+            )
         ids = best
         cache.set(key, ids, int(conf.get("RECOMMENDATION_CACHE_SECONDS")))
     ids = [pk for pk in ids if pk not in exclude][:k]
@@ -256,12 +290,18 @@ def _interest_recommendations(pref, exclude, k):
     exclude = list(exclude)
 
     def nearest(interest, n):
-        rows = list(search.nearest_queryset(interest.unit().astype(np.float32), info.version, exclude)
-                    .values_list("product_id", "distance", "vector")[:n])
+        rows = list(
+            search.nearest_queryset(interest.unit().astype(np.float32), info.version, exclude).values_list(
+                "product_id", "distance", "vector"
+            )[:n]
+        )
         vecs = np.asarray([r[2] for r in rows], dtype=np.float64).reshape(len(rows), -1)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True) if len(rows) else None
-        return [r[0] for r in rows], [1.0 - float(r[1]) for r in rows], (vecs / np.maximum(norms, 1e-12)
-                                                                        if len(rows) else vecs)
+        return (
+            [r[0] for r in rows],
+            [1.0 - float(r[1]) for r in rows],
+            (vecs / np.maximum(norms, 1e-12) if len(rows) else vecs),
+        )
 
     per_category = conf.get("RECOMMENDATION_MAX_PER_CATEGORY")
     picks = interest_model.recommend(profile, k * 3 if per_category else k, nearest, params)
@@ -273,8 +313,9 @@ def _interest_recommendations(pref, exclude, k):
                 counts[key] = counts.get(key, 0) + 1
                 kept.append(pick)
         picks = kept[:k]
-    anchors = {j: profile.interests[j].anchor(profile.ref_time, _half_life_seconds())
-               for j in {p.interest for p in picks}}
+    anchors = {
+        j: profile.interests[j].anchor(profile.ref_time, _half_life_seconds()) for j in {p.interest for p in picks}
+    }
     Product = get_model("catalogue", "Product")
     titles = {p.pk: p.get_title() for p in Product.objects.filter(pk__in={a[0] for a in anchors.values() if a})}
     out = []
@@ -282,8 +323,12 @@ def _interest_recommendations(pref, exclude, k):
         anchor = anchors.get(pick.interest)
         reason = None
         if anchor and anchor[0] in titles:
-            reason = {"interest": pick.interest, "product_id": anchor[0], "kind": anchor[1],
-                      "text": reason_text(anchor[1], titles[anchor[0]])}
+            reason = {
+                "interest": pick.interest,
+                "product_id": anchor[0],
+                "kind": anchor[1],
+                "text": reason_text(anchor[1], titles[anchor[0]]),
+            }
         out.append((int(pick.item), float(pick.score), reason))
     return out
 
@@ -329,6 +374,7 @@ def _single_vector_recommendations(pref, exclude, k):
     if pref.vector is None:
         return []
     per_category = conf.get("RECOMMENDATION_MAX_PER_CATEGORY")
-    results = search.nearest(np.asarray(pref.vector, dtype=np.float32), k * (3 if per_category else 1),
-                             exclude_ids=exclude)
+    results = search.nearest(
+        np.asarray(pref.vector, dtype=np.float32), k * (3 if per_category else 1), exclude_ids=exclude
+    )
     return [(p.pk, float(score), None) for p, score in _diversify(results, k, per_category)]

@@ -38,8 +38,12 @@ def cc0_catalog(embedder):
 
     from ..models import ProductEmbedding
 
-    rows = list(ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
-                .select_related("image").prefetch_related("product__categories").order_by("product_id"))
+    rows = list(
+        ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
+        .select_related("image")
+        .prefetch_related("product__categories")
+        .order_by("product_id")
+    )
     rows = [r for r in rows if r.product.categories.all() and r.image is not None]
     if len(rows) < 50:
         raise EvaluationError("Index at least 50 products first (`fashion_reindex`).")
@@ -78,7 +82,7 @@ def studio_catalog(embedder, source: Path):
     else:
         chunks = []
         for start in range(0, len(rows), 64):
-            images = [embedder.load_image(source / "images" / f"{r['image']}.jpg") for r in rows[start:start + 64]]
+            images = [embedder.load_image(source / "images" / f"{r['image']}.jpg") for r in rows[start : start + 64]]
             chunks.append(embedder.embed_images(images))
         vecs = np.concatenate(chunks).astype(np.float32)
         cache.mkdir(parents=True, exist_ok=True)
@@ -126,26 +130,49 @@ def configured_params() -> interest_model.Params:
 
 def settings_grid():
     """The grid ``--tune`` searches (on validation shoppers)."""
-    grid = [interest_model.Params(similarity=0.6, max_interests=m, min_share=0.1, diversity=d, depth=3)
-            for m in (2, 3, 4, 6) for d in (0.0, 0.15, 0.3)]
-    grid += [interest_model.Params(similarity=0.6, max_interests=4, min_share=s, diversity=0.0, depth=3)
-             for s in (0.0, 0.25)]
+    grid = [
+        interest_model.Params(similarity=0.6, max_interests=m, min_share=0.1, diversity=d, depth=3)
+        for m in (2, 3, 4, 6)
+        for d in (0.0, 0.15, 0.3)
+    ]
+    grid += [
+        interest_model.Params(similarity=0.6, max_interests=4, min_share=s, diversity=0.0, depth=3) for s in (0.0, 0.25)
+    ]
     return grid
 
 
 def params_dict(p: interest_model.Params) -> dict:
-    return {"PREFERENCE_INTEREST_SIMILARITY": p.similarity, "PREFERENCE_MAX_INTERESTS": p.max_interests,
-            "RECOMMENDATION_MIN_INTEREST_SHARE": p.min_share, "RECOMMENDATION_DIVERSITY": p.diversity,
-            "RECOMMENDATION_CANDIDATES_PER_SLOT": p.depth}
+    return {
+        "PREFERENCE_INTEREST_SIMILARITY": p.similarity,
+        "PREFERENCE_MAX_INTERESTS": p.max_interests,
+        "RECOMMENDATION_MIN_INTEREST_SHARE": p.min_share,
+        "RECOMMENDATION_DIVERSITY": p.diversity,
+        "RECOMMENDATION_CANDIDATES_PER_SLOT": p.depth,
+    }
 
 
-def run(embedder, simulations=("cc0", "studio"), split="test", shoppers=2000, population=1000, seed=0,
-        studio=None, tune=False, progress=None) -> dict:
+def run(
+    embedder,
+    simulations=("cc0", "studio"),
+    split="test",
+    shoppers=2000,
+    population=1000,
+    seed=0,
+    studio=None,
+    tune=False,
+    progress=None,
+) -> dict:
     weights = conf.get("PREFERENCE_WEIGHTS")
     half_life = float(conf.get("PREFERENCE_HALF_LIFE_DAYS"))
     params = configured_params()
-    out = {"task": "recommend", "split": split, "seed": seed, "settings": params_dict(params),
-           "model_version": embedder.version, "simulations": {}}
+    out = {
+        "task": "recommend",
+        "split": split,
+        "seed": seed,
+        "settings": params_dict(params),
+        "model_version": embedder.version,
+        "simulations": {},
+    }
     for name in simulations:
         if name == "studio" and studio is None and len(simulations) > 1 and default_studio() is None:
             out["simulations"][name] = {"skipped": f"no studio catalog (pass --studio PATH or set {STUDIO_ENV})"}
@@ -159,8 +186,17 @@ def run(embedder, simulations=("cc0", "studio"), split="test", shoppers=2000, po
             entry["grid"] = [{**params_dict(p), **m} for p, m in rows]
             entry["best"] = params_dict(rows[0][0])
         else:
-            results = recommend_eval.evaluate(vecs, people, pop, weights, half_life, params, seed=seed, keys=keys,
-                                              models=recommend_eval.MODELS + ("oracle",))
+            results = recommend_eval.evaluate(
+                vecs,
+                people,
+                pop,
+                weights,
+                half_life,
+                params,
+                seed=seed,
+                keys=keys,
+                models=recommend_eval.MODELS + ("oracle",),
+            )
             oracle = results.pop("oracle")
             entry["models"] = recommend_eval.strip(results)
             entry["comparison"] = recommend_eval.compare(results)
@@ -172,9 +208,18 @@ def run(embedder, simulations=("cc0", "studio"), split="test", shoppers=2000, po
     if "models" in first:  # the previous output's top-level keys: the shop's model on the first simulation
         mine = first["models"]["multi_interest"]
         pop = first["models"]["popularity"]["hit_rate_at_10"]
-        out.update({"hit_rate_at_10": mine["hit_rate_at_10"], "ndcg_at_10": mine["ndcg_at_10"],
-                    "shoppers": first["shoppers"], "products": first["products"],
-                    "lift_over_popularity": mine["hit_rate_at_10"] / max(pop, 1e-9),
-                    "baselines": {m: {"hit_rate_at_10": r["hit_rate_at_10"], "ndcg_at_10": r["ndcg_at_10"]}
-                                  for m, r in first["models"].items() if m != "multi_interest"}})
+        out.update(
+            {
+                "hit_rate_at_10": mine["hit_rate_at_10"],
+                "ndcg_at_10": mine["ndcg_at_10"],
+                "shoppers": first["shoppers"],
+                "products": first["products"],
+                "lift_over_popularity": mine["hit_rate_at_10"] / max(pop, 1e-9),
+                "baselines": {
+                    m: {"hit_rate_at_10": r["hit_rate_at_10"], "ndcg_at_10": r["ndcg_at_10"]}
+                    for m, r in first["models"].items()
+                    if m != "multi_interest"
+                },
+            }
+        )
     return out

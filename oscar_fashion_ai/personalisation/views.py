@@ -69,8 +69,10 @@ def api_record_event(request):
         data = request.POST
     kind = data.get("kind") or "view"
     if kind not in CLIENT_EVENT_KINDS:
-        return error(f"kind must be one of {', '.join(CLIENT_EVENT_KINDS)}; basket additions and orders are "
-                     "recorded from Oscar's signals.")
+        return error(
+            f"kind must be one of {', '.join(CLIENT_EVENT_KINDS)}; basket additions and orders are "
+            "recorded from Oscar's signals."
+        )
     raw = data.get("product_id")
     if isinstance(raw, bool) or raw in (None, ""):
         return error("product_id is required.")
@@ -82,8 +84,14 @@ def api_record_event(request):
     if not Product.objects.filter(pk=product_id, is_public=True).exists():
         return error("No such product.", status=404)
     if not conf.get("PERSONALISATION"):
-        return JsonResponse({"recorded": False, "product_id": product_id, "kind": kind,
-                             "reason": "Personalisation is off (FASHION_AI['PERSONALISATION'])."})
+        return JsonResponse(
+            {
+                "recorded": False,
+                "product_id": product_id,
+                "kind": kind,
+                "reason": "Personalisation is off (FASHION_AI['PERSONALISATION']).",
+            }
+        )
     owner = preferences.owner_for_request(request, create=True)
     if owner is None:
         return error("No session: enable Django's session middleware (or log in).")
@@ -112,11 +120,18 @@ def home(request):
     grid_html = None
     if source == "fallback" and not request.user.is_authenticated and results:
         grid_html = _shared_grid(request, [p for p, _ in results])
-    response = render(request, "oscar_fashion_ai/home.html", {
-        "recommended": [p for p, _ in results], "personal": source == "personal",
-        "has_profile": pref is not None, "fragment_key": fragment_key, "grid_html": grid_html,
-        "fragment_seconds": int(conf.get("RECOMMENDATION_CACHE_SECONDS")),
-    })
+    response = render(
+        request,
+        "oscar_fashion_ai/home.html",
+        {
+            "recommended": [p for p, _ in results],
+            "personal": source == "personal",
+            "has_profile": pref is not None,
+            "fragment_key": fragment_key,
+            "grid_html": grid_html,
+            "fragment_seconds": int(conf.get("RECOMMENDATION_CACHE_SECONDS")),
+        },
+    )
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -137,15 +152,18 @@ def _shared_grid(request, products):
     key = f"fashion_ai:home-grid:{translation.get_language()}:{','.join(str(p.pk) for p in products)}"
     html = cache.get(key)
     if html is None:
-        html = render_to_string("oscar_fashion_ai/partials/product_grid.html",
-                                {"recommended": products, "csrf_token": _CSRF_PLACEHOLDER}, request=request)
+        html = render_to_string(
+            "oscar_fashion_ai/partials/product_grid.html",
+            {"recommended": products, "csrf_token": _CSRF_PLACEHOLDER},
+            request=request,
+        )
         cache.set(key, html, int(conf.get("RECOMMENDATION_CACHE_SECONDS")))
     return mark_safe(html.replace(_CSRF_PLACEHOLDER, get_token(request)))
 
 
 @require_POST
 def forget_profile(request):
-    """"Forget my style profile": deletes the shopper's events and preference vector."""
+    """ "Forget my style profile": deletes the shopper's events and preference vector."""
     from django.contrib import messages
     from django.shortcuts import redirect
 
@@ -154,7 +172,8 @@ def forget_profile(request):
         preferences.forget(owner)
     messages.success(request, "Your style profile has been deleted.")
     target = request.POST.get("next", "").strip()
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                           require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = "/"
     return redirect(target)

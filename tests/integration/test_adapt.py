@@ -20,13 +20,15 @@ Category = get_model("catalogue", "Category")
 ProductCategory = get_model("catalogue", "ProductCategory")
 
 
-
 @pytest.mark.django_db
-@pytest.mark.parametrize("store, message", [
-    ("no images", "no public products with an image"),
-    ("one category", "at least 2 categories"),
-    ("too few", "Too few products to train on"),
-])
+@pytest.mark.parametrize(
+    "store, message",
+    [
+        ("no images", "no public products with an image"),
+        ("one category", "at least 2 categories"),
+        ("too few", "Too few products to train on"),
+    ],
+)
 def test_bad_stores_are_refused_and_nothing_is_installed(models_dir, tiny_weights, store, message):
     old = use_model(tiny_weights)
     if store == "no images":
@@ -89,11 +91,18 @@ def test_dashboard_adapt_button_is_staff_only(models_dir, tiny_weights, settings
     redis.Redis.from_url(app.conf.broker_url).delete("fashion-training-test")
 
 
-
-
-@pytest.mark.parametrize("name, bad", [("ADAPT_MAX_MINUTES", 0), ("ADAPT_MAX_MINUTES", "20"), ("TRAINING_QUEUE", ""),
-                                       ("TRAINING_QUEUE", None), ("MODELS_DIR", 3),
-                                       ("ADAPT_SKETCH_MAX_MINUTES", -1), ("ADAPT_SKETCH_MAX_MINUTES", "8")])
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("ADAPT_MAX_MINUTES", 0),
+        ("ADAPT_MAX_MINUTES", "20"),
+        ("TRAINING_QUEUE", ""),
+        ("TRAINING_QUEUE", None),
+        ("MODELS_DIR", 3),
+        ("ADAPT_SKETCH_MAX_MINUTES", -1),
+        ("ADAPT_SKETCH_MAX_MINUTES", "8"),
+    ],
+)
 def test_adaptation_settings_are_checked(settings, name, bad):
     from django.core.management.base import SystemCheckError
 

@@ -1,6 +1,5 @@
 """The sketch-to-photo GAN and the drawings it learns from: shapes, a training step, training pairs, loading."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -22,8 +21,6 @@ def test_generator_and_discriminator_shapes():
     assert d(x, y).shape == (2, 1, 6, 6)  # a grid of patch verdicts, not one number
     big = gan.UNetGenerator()  # the shipped configuration: 128 px
     assert big(torch.zeros(1, 1, 128, 128)).shape == (1, 3, 128, 128)
-
-
 
 
 def _photo():
@@ -123,8 +120,11 @@ def test_sketch_api_without_generator_falls_back_to_direct(client, csv_dataset, 
     assert body["pipeline"] == "direct" and len(body["results"]) == 3
     generated = Image.open(io.BytesIO(__import__("base64").b64decode(body["generated_image"].split(",", 1)[1])))
     assert generated.size == (64, 64)  # the tiny generator's picture
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "missing.safetensors"),
-                           "SKETCH_PIPELINE": "gan"}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "missing.safetensors"),
+        "SKETCH_PIPELINE": "gan",
+    }
     with caplog.at_level("ERROR"):
         r = client.post(url, {"sketch": io.BytesIO(buf.getvalue()), "k": "3"})
     assert r.status_code == 200 and r.json()["pipeline"] == "direct" and len(r.json()["results"]) == 3

@@ -42,6 +42,7 @@ def indexed(indexed_catalog):
 
 # --- admin ----------------------------------------------------------------------------------------------------
 
+
 def test_the_admin_action_is_added_to_oscars_product_admin_without_re_registering_it():
     from oscar.apps.catalogue.admin import ProductAdmin
 
@@ -56,6 +57,7 @@ def test_the_admin_action_is_added_to_oscars_product_admin_without_re_registerin
 
 
 # --- a dead broker or result store ----------------------------------------------------------------------------
+
 
 @contextmanager
 def celery_urls(broker=None, backend=None):
@@ -121,8 +123,9 @@ def _timed(fn):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("down", ["result store", "broker", "silent broker"])
-def test_a_dead_broker_or_result_store_never_holds_up_a_save_or_a_request(down, csv_dataset, django_user_model,
-                                                                          silent_port, caplog):
+def test_a_dead_broker_or_result_store_never_holds_up_a_save_or_a_request(
+    down, csv_dataset, django_user_model, silent_port, caplog
+):
     from shop.celery import app
 
     CatalogImporter(stdout_progress=False).run(csv_dataset)
@@ -132,14 +135,21 @@ def test_a_dead_broker_or_result_store_never_holds_up_a_save_or_a_request(down, 
     client = Client()
     client.force_login(staff)
     dead = f"redis://127.0.0.1:{_free_port()}/0"
-    urls = {"result store": {"backend": dead}, "broker": {"broker": dead},
-            "silent broker": {"broker": f"redis://127.0.0.1:{silent_port}/0"}}[down]
+    urls = {
+        "result store": {"backend": dead},
+        "broker": {"broker": dead},
+        "silent broker": {"broker": f"redis://127.0.0.1:{silent_port}/0"},
+    }[down]
     with celery_urls(**urls):
         # a real image save, committed (the receiver publishes after the commit), as the dashboard does it
-        saved, _ = _timed(lambda: ProductImage.objects.create(
-            product=product, original=ContentFile(make_image("Shirt", 77), "new.jpg")))
-        asked, response = _timed(lambda: client.post(reverse("fashion-ai-dashboard:fashion-ai-reindex"),
-                                                     {"scope": "stale"}))
+        saved, _ = _timed(
+            lambda: ProductImage.objects.create(
+                product=product, original=ContentFile(make_image("Shirt", 77), "new.jpg")
+            )
+        )
+        asked, response = _timed(
+            lambda: client.post(reverse("fashion-ai-dashboard:fashion-ai-reindex"), {"scope": "stale"})
+        )
     app.control.purge()
     assert saved < 5, f"an image save took {saved:.1f} s with the {down} down"
     assert asked < 5 and response.status_code == 302, f"the reindex request took {asked:.1f} s"
@@ -156,6 +166,7 @@ def test_tasks_store_no_results():
 
 
 # --- personalisation ------------------------------------------------------------------------------------------
+
 
 def test_requests_without_a_session_record_nothing(indexed):
     shirt, other = list(Product.objects.filter(categories__name="Shirt").order_by("pk")[:2])
@@ -201,16 +212,20 @@ def test_search_without_tracking(indexed, settings, django_user_model):
     and the recommendations API show the popular products. Search keeps working."""
     from oscar.test.factories import create_basket, create_order
 
-    shirt, shoe = Product.objects.filter(categories__name="Shirt").first(), Product.objects.filter(
-        categories__name="Shoes").first()
+    shirt, shoe = (
+        Product.objects.filter(categories__name="Shirt").first(),
+        Product.objects.filter(categories__name="Shoes").first(),
+    )
     # A shopper who browsed while personalisation was on: a key in the session, one event, a profile.
     earlier = Client()
     earlier.get(shirt.get_absolute_url())
     earlier.get(shoe.get_absolute_url())
     key = earlier.session[preferences.SESSION_KEY]
     preferences.apply_pending(preferences.Owner(shopper_key=key))
-    before = (sorted(PreferenceEvent.objects.values_list("pk", "user_id", "shopper_key", "product_id", "applied")),
-              sorted(CustomerPreference.objects.values_list("pk", "user_id", "shopper_key", "event_count")))
+    before = (
+        sorted(PreferenceEvent.objects.values_list("pk", "user_id", "shopper_key", "product_id", "applied")),
+        sorted(CustomerPreference.objects.values_list("pk", "user_id", "shopper_key", "event_count")),
+    )
     assert before[0] and before[1]
 
     settings.FASHION_AI = {**settings.FASHION_AI, "PERSONALISATION": False}
@@ -232,8 +247,10 @@ def test_search_without_tracking(indexed, settings, django_user_model):
     basket.add_product(shoe)
     create_order(user=user, basket=basket)  # fires order_placed
     assert preferences.SESSION_KEY not in anonymous.session
-    assert (sorted(PreferenceEvent.objects.values_list("pk", "user_id", "shopper_key", "product_id", "applied")),
-            sorted(CustomerPreference.objects.values_list("pk", "user_id", "shopper_key", "event_count"))) == before
+    assert (
+        sorted(PreferenceEvent.objects.values_list("pk", "user_id", "shopper_key", "product_id", "applied")),
+        sorted(CustomerPreference.objects.values_list("pk", "user_id", "shopper_key", "event_count")),
+    ) == before
     assert not PreferenceEvent.objects.filter(user=user).exists()
 
 
@@ -258,9 +275,20 @@ def test_the_data_folders_are_checked(settings, tmp_path):
 
 # --- redirects ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/x", "/\\evil.example", "\\\\evil.example",
-                                    "http:///evil.example", " //evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "https://evil.example/x",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "http:///evil.example",
+        " //evil.example",
+        "javascript:alert(1)",
+    ],
+)
 def test_forget_never_redirects_off_site(client, target):
     response = client.post(reverse("fashion-ai:forget-profile"), {"next": target})
     assert response.status_code == 302 and response["Location"] == "/"
@@ -274,11 +302,14 @@ def test_forget_returns_to_a_page_of_the_shop(client):
 
 # --- the ONNX cache -------------------------------------------------------------------------------------------
 
+
 def _images():
     from PIL import Image
 
-    return [Image.open(io.BytesIO(make_image(kind, seed))).convert("RGB")
-            for seed, kind in enumerate(["Shirt", "Pants", "Shoes"])]
+    return [
+        Image.open(io.BytesIO(make_image(kind, seed))).convert("RGB")
+        for seed, kind in enumerate(["Shirt", "Pants", "Shoes"])
+    ]
 
 
 def test_a_planted_or_corrupt_onnx_file_is_never_loaded(tmp_path, tiny_weights, tiny_sketch_encoder, caplog):
@@ -305,8 +336,9 @@ def test_a_planted_or_corrupt_onnx_file_is_never_loaded(tmp_path, tiny_weights, 
     # a truncated file is refused too
     exported.write_bytes(exported.read_bytes()[:1000])
     with caplog.at_level(logging.WARNING):
-        assert np.allclose(Embedder(tiny_weights, runtime="onnx", cache_dir=cache).embed_images(_images()), eager,
-                           atol=1e-4)
+        assert np.allclose(
+            Embedder(tiny_weights, runtime="onnx", cache_dir=cache).embed_images(_images()), eager, atol=1e-4
+        )
     assert "does not match the checksum" in caplog.text
 
 
@@ -361,6 +393,7 @@ def test_exporting_prints_no_warnings(tmp_path, tiny_weights, recwarn):
 
 # --- demo code stays in the demo ------------------------------------------------------------------------------
 
+
 def test_demo_only_code_is_not_in_the_package():
     package = ROOT / "oscar_fashion_ai"
     assert not (package / "management" / "commands" / "fashion_demo.py").exists()
@@ -374,20 +407,30 @@ def test_demo_only_code_is_not_in_the_package():
 
 # --- fashion_doctor -------------------------------------------------------------------------------------------
 
+
 def test_doctor_reports_a_healthy_install(indexed):
     out = io.StringIO()
     call_command("fashion_doctor", stdout=out, no_color=True)
     text = out.getvalue()
-    for line in ("[  OK] broker:", "[  OK] pgvector: PostgreSQL", "[  OK] cache folder:", "[  OK] photo model:",
-                 "[  OK] index: 12 / 12 products indexed", "[  OK] search settings:",
-                 "[  OK] templates: oscar/catalogue/detail.html"):
+    for line in (
+        "[  OK] broker:",
+        "[  OK] pgvector: PostgreSQL",
+        "[  OK] cache folder:",
+        "[  OK] photo model:",
+        "[  OK] index: 12 / 12 products indexed",
+        "[  OK] search settings:",
+        "[  OK] templates: oscar/catalogue/detail.html",
+    ):
         assert line in text, text
     assert "[FAIL]" not in text
 
 
 def test_doctor_names_what_is_broken(indexed, settings, tmp_path):
-    settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tmp_path / "missing.safetensors"),
-                           "CACHE_DIR": str(tmp_path / "a-file" / "onnx")}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "EMBEDDER_WEIGHTS": str(tmp_path / "missing.safetensors"),
+        "CACHE_DIR": str(tmp_path / "a-file" / "onnx"),
+    }
     (tmp_path / "a-file").write_text("")
     out = io.StringIO()
     with celery_urls(broker=f"redis://127.0.0.1:{_free_port()}/0"):

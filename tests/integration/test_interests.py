@@ -38,6 +38,7 @@ def ev(t, v, pid, key=None, w=1.0, kind="view"):
 
 # --- the pure model --------------------------------------------------------------------------------
 
+
 def test_a_new_category_splits_the_profile_and_the_same_category_joins():
     p = im.fold(None, [ev(0, unit(1, 0, 0), 1, "shoes"), ev(1, unit(0.9, 0.1, 0), 2, "shoes")], H)
     assert len(p.interests) == 1 and p.interests[0].keys == {"shoes"}
@@ -63,8 +64,12 @@ def test_interests_that_become_alike_merge():
 
 
 def test_the_cap_merges_the_two_most_alike_interests():
-    events = [ev(0, unit(1, 0, 0, 0), 1, "a"), ev(1, unit(0, 1, 0, 0), 2, "b"), ev(2, unit(0.9, 0.2, 0, 0), 3, "c"),
-              ev(3, unit(0, 0, 0, 1), 4, "d")]
+    events = [
+        ev(0, unit(1, 0, 0, 0), 1, "a"),
+        ev(1, unit(0, 1, 0, 0), 2, "b"),
+        ev(2, unit(0.9, 0.2, 0, 0), 3, "c"),
+        ev(3, unit(0, 0, 0, 1), 4, "d"),
+    ]
     p = im.fold(None, events, H, im.Params(max_interests=3))
     assert len(p.interests) == 3
     assert sorted(sorted(i.keys) for i in p.interests) == [["a", "c"], ["b"], ["d"]]
@@ -91,8 +96,10 @@ def test_kind_weights_and_the_explanations_anchor():
 
 def test_incremental_equals_all_at_once_through_storage():
     rng = np.random.default_rng(0)
-    events = [ev(float(t) * 3600, unit(*rng.normal(size=8)), t, int(rng.integers(0, 6)),
-                 w=float(rng.choice([1.0, 3.0, 5.0]))) for t in range(40)]
+    events = [
+        ev(float(t) * 3600, unit(*rng.normal(size=8)), t, int(rng.integers(0, 6)), w=float(rng.choice([1.0, 3.0, 5.0])))
+        for t in range(40)
+    ]
     params = im.Params(max_interests=3)
     whole = im.fold(None, events, H, params)
     step = None
@@ -140,8 +147,9 @@ def test_recommend_draws_from_every_interest_without_duplicates_and_mmr_diversif
         np.fill_diagonal(s, -1)
         return float(s.max(axis=1).mean())
 
-    diverse = im.recommend(p, 12, recommend_eval.exact_search(vecs.astype(np.float32), seen),
-                           im.Params(diversity=0.5, depth=5))
+    diverse = im.recommend(
+        p, 12, recommend_eval.exact_search(vecs.astype(np.float32), seen), im.Params(diversity=0.5, depth=5)
+    )
     assert closest_other(diverse) < closest_other(picks) - 0.01
     assert sorted(np.bincount(cats[[x.item for x in diverse]], minlength=4)[:2]) == [6, 6]
 
@@ -149,9 +157,13 @@ def test_recommend_draws_from_every_interest_without_duplicates_and_mmr_diversif
 def test_second_simulation_has_attribute_interests_drift_and_noise():
     rng = np.random.default_rng(0)
     n = 300
-    attrs = {"label": rng.choice(["Jeans", "Shoes", "Tops"], n), "colour": rng.choice(["Black", "Blue"], n),
-             "usage": rng.choice(["Casual", "Formal"], n), "sub_category": rng.choice(["Bottom", "Top"], n),
-             "master_category": rng.choice(["Apparel", "Footwear"], n)}
+    attrs = {
+        "label": rng.choice(["Jeans", "Shoes", "Tops"], n),
+        "colour": rng.choice(["Black", "Blue"], n),
+        "usage": rng.choice(["Casual", "Formal"], n),
+        "sub_category": rng.choice(["Bottom", "Top"], n),
+        "master_category": rng.choice(["Apparel", "Footwear"], n),
+    }
     people = simulation.simulate_attributes(attrs, shoppers=60, noise=0.0, seed=1)
     assert len(people) == 60
     for person in people:
@@ -159,13 +171,23 @@ def test_second_simulation_has_attribute_interests_drift_and_noise():
         assert np.isclose(person.appeal.sum(), 1.0, atol=1e-5) and (person.appeal[list(person.held_out)] > 0).all()
     noisy = simulation.simulate_attributes(attrs, shoppers=60, noise=1.0, seed=1)
     # Noise clicks spread a history over more attribute values than interests alone do.
-    spread = [np.mean([len({attrs["colour"][i] + attrs["label"][i] for i, _, _ in p.history}) for p in group])
-              for group in (people, noisy)]
+    spread = [
+        np.mean([len({attrs["colour"][i] + attrs["label"][i] for i, _, _ in p.history}) for p in group])
+        for group in (people, noisy)
+    ]
     assert spread[1] > spread[0]
     vecs = rng.normal(size=(n, 8)).astype(np.float32)
-    r = recommend_eval.evaluate(vecs, people[:30], people[30:], {"view": 1.0, "basket": 3.0, "order": 5.0}, 14.0,
-                                im.Params(), models=recommend_eval.MODELS + ("oracle",), bootstrap=10,
-                                keys=attrs["label"])
+    r = recommend_eval.evaluate(
+        vecs,
+        people[:30],
+        people[30:],
+        {"view": 1.0, "basket": 3.0, "order": 5.0},
+        14.0,
+        im.Params(),
+        models=recommend_eval.MODELS + ("oracle",),
+        bootstrap=10,
+        keys=attrs["label"],
+    )
     assert set(r) == set(recommend_eval.MODELS) | {"oracle"}
     for m in r.values():
         assert 0 <= m["hit_rate_at_10"] <= 1 and m["hit_rate_at_10_se"] >= 0 and 0 < m["coverage"] <= 1
@@ -176,13 +198,16 @@ def test_second_simulation_has_attribute_interests_drift_and_noise():
 
 
 def test_item_knn_learns_co_occurrence():
-    pop = [simulation.Shopper(history=[(0, "view", 1.0), (1, "view", 1.0)], held_out={2}),
-           simulation.Shopper(history=[(3, "view", 1.0)], held_out={4})]
+    pop = [
+        simulation.Shopper(history=[(0, "view", 1.0), (1, "view", 1.0)], held_out={2}),
+        simulation.Shopper(history=[(3, "view", 1.0)], held_out={4}),
+    ]
     s = recommend_eval.cooccurrence_similarity(pop, 5)
     assert s[0, 1] > 0 and s[0, 2] > 0 and s[0, 3] == 0 and s[0, 0] == 0
 
 
 # --- the shop ------------------------------------------------------------------------------------
+
 
 def _view(client, products):
     first_visit(client, products[0])  # a new browser's first view opens its session and is not recorded
@@ -276,6 +301,7 @@ def test_privacy_paths_remove_every_interest(client, indexed_catalog, django_use
 
 # --- headless shops: recording views -------------------------------------------------------------
 
+
 def _csrf(client):
     client.get(reverse("fashion-ai:api-recommendations"))
     return client.cookies["csrftoken"].value
@@ -289,8 +315,11 @@ def test_view_events_endpoint_is_csrf_protected_and_validates(indexed_catalog):
     token = _csrf(shopper)
     post = lambda body, **kw: shopper.post(url, body, content_type="application/json", HTTP_X_CSRFTOKEN=token, **kw)  # noqa: E731
     for body, status, message in [
-        ("{not json", 400, "not valid JSON"), ("[1]", 400, "JSON object"), ("{}", 400, "product_id is required"),
-        (json.dumps({"product_id": "x"}), 400, "whole number"), (json.dumps({"product_id": 10 ** 9}), 404, "No such"),
+        ("{not json", 400, "not valid JSON"),
+        ("[1]", 400, "JSON object"),
+        ("{}", 400, "product_id is required"),
+        (json.dumps({"product_id": "x"}), 400, "whole number"),
+        (json.dumps({"product_id": 10**9}), 404, "No such"),
         (json.dumps({"product_id": product.pk, "kind": "order"}), 400, "kind must be one of view"),
     ]:
         r = post(body)
@@ -333,12 +362,19 @@ def test_headless_shop_with_django_oscar_api(indexed_catalog):
     assert r.status_code == 200 and r.json()["id"] == shirt.pk
     assert not PreferenceEvent.objects.exists()  # oscar-api sends no product_viewed
     token = _csrf(shopper)
-    r = shopper.post(reverse("fashion-ai:api-events"), json.dumps({"product_id": shirt.pk}),
-                     content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    r = shopper.post(
+        reverse("fashion-ai:api-events"),
+        json.dumps({"product_id": shirt.pk}),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
     assert r.status_code == 201
-    r = shopper.post("/api/basket/add-product/", json.dumps({"url": f"http://testserver/api/products/{shoe.pk}/",
-                                                             "quantity": 1}),
-                     content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    r = shopper.post(
+        "/api/basket/add-product/",
+        json.dumps({"url": f"http://testserver/api/products/{shoe.pk}/", "quantity": 1}),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
     assert r.status_code == 200, r.content
     key = shopper.session[preferences.SESSION_KEY]
     assert sorted(PreferenceEvent.objects.filter(shopper_key=key).values_list("kind", flat=True)) == ["basket", "view"]
@@ -354,8 +390,12 @@ def test_system_checks_name_bad_interest_settings(settings):
     from oscar_fashion_ai.checks import check_search_settings
 
     assert check_search_settings() == []
-    settings.FASHION_AI = {**settings.FASHION_AI, "PREFERENCE_MAX_INTERESTS": 0, "RECOMMENDATION_DIVERSITY": 1.5,
-                           "EVENT_RATE_LIMIT": "many"}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "PREFERENCE_MAX_INTERESTS": 0,
+        "RECOMMENDATION_DIVERSITY": 1.5,
+        "EVENT_RATE_LIMIT": "many",
+    }
     messages = " ".join(e.msg for e in check_search_settings())
     assert "PREFERENCE_MAX_INTERESTS" in messages and "RECOMMENDATION_DIVERSITY" in messages
     assert "EVENT_RATE_LIMIT" in messages and "120/min" in messages

@@ -93,22 +93,39 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
 
     assert runtime.get_sketch_embedder().version in html  # the encoder
     assert "+0.05 similarity among the 20 nearest" in html  # the default category re-ranking
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
-                           "SKETCH_PIPELINE": "fusion", "SKETCH_QUERY_EXPANSION": 3, "SKETCH_CATEGORY_BOOST": 0}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
+        "SKETCH_PIPELINE": "fusion",
+        "SKETCH_QUERY_EXPANSION": 3,
+        "SKETCH_CATEGORY_BOOST": 0,
+    }
     html = admin.get(url).content.decode()
     assert "3 neighbours" in html and "+0.05 similarity" not in html
     assert 'id="fashion-ai-sketch-problem"' in html and "could not be loaded" in html
     assert "direct (configured: fusion)" in html
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / "gone.safetensors"),
-                           "SKETCH_QUERY_EXPANSION": 0}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "SKETCH_ENCODER_WEIGHTS": str(tmp_path / "gone.safetensors"),
+        "SKETCH_QUERY_EXPANSION": 0,
+    }
     html = admin.get(url).content.decode()
     assert "none: drawings are embedded by the photo model" in html
 
 
-@pytest.mark.parametrize("name, bad", [("SKETCH_CATEGORY_BOOST", -0.1), ("SKETCH_CATEGORY_BOOST", "0.05"),
-                                       ("SKETCH_RERANK_DEPTH", 0), ("SKETCH_RERANK_DEPTH", 2.5),
-                                       ("SKETCH_QUERY_EXPANSION", -1), ("SKETCH_FUSION_WEIGHT", 2),
-                                       ("MAX_K", True), ("SKETCH_PIPELINE", "magic")])
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("SKETCH_CATEGORY_BOOST", -0.1),
+        ("SKETCH_CATEGORY_BOOST", "0.05"),
+        ("SKETCH_RERANK_DEPTH", 0),
+        ("SKETCH_RERANK_DEPTH", 2.5),
+        ("SKETCH_QUERY_EXPANSION", -1),
+        ("SKETCH_FUSION_WEIGHT", 2),
+        ("MAX_K", True),
+        ("SKETCH_PIPELINE", "magic"),
+    ],
+)
 def test_settings_checks_name_the_bad_value(settings, name, bad):
     """`manage.py check` reports a bad search setting with what is allowed (a search would fail later)."""
     from django.core.management import call_command

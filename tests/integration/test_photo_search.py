@@ -41,32 +41,39 @@ def pair(left_kind="Shirt", right_kind="Pants", seed=7, size=(96, 128)):
 
 # --- the box: parsing and geometry (no database) -------------------------------------------------------------
 
-@pytest.mark.parametrize("value,expected", [
-    ("10,20,30,40", crop.Box(10, 20, 30, 40)),
-    (" 10 , 20 , 30 , 40 ", crop.Box(10, 20, 30, 40)),
-    ("10.4,19.6,30.2,40.1", crop.Box(10, 20, 31, 40)),
-    ([0, 0, 100, 80], crop.Box(0, 0, 100, 80)),
-    ({"x": 5, "y": 6, "w": 50, "h": 40}, crop.Box(5, 6, 50, 40)),
-    ("0,0,100.6,80.4", crop.Box(0, 0, 100, 80)),  # a browser's rounding past the edge is clipped
-])
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("10,20,30,40", crop.Box(10, 20, 30, 40)),
+        (" 10 , 20 , 30 , 40 ", crop.Box(10, 20, 30, 40)),
+        ("10.4,19.6,30.2,40.1", crop.Box(10, 20, 31, 40)),
+        ([0, 0, 100, 80], crop.Box(0, 0, 100, 80)),
+        ({"x": 5, "y": 6, "w": 50, "h": 40}, crop.Box(5, 6, 50, 40)),
+        ("0,0,100.6,80.4", crop.Box(0, 0, 100, 80)),  # a browser's rounding past the edge is clipped
+    ],
+)
 def test_parse_box_accepts_pixels_and_rounds(value, expected):
     assert crop.parse_box(value, 100, 80) == expected
 
 
-@pytest.mark.parametrize("value,message", [
-    ("10,20,30", "four numbers"),
-    ("a,b,c,d", "must be a number"),
-    ("1,2,3,4,5", "four numbers"),
-    ("nan,0,50,50", "finite"),
-    ("0,0,inf,50", "finite"),
-    ("-1,0,50,50", "inside the image"),
-    ("0,0,4,50", "at least 8x8"),
-    ("60,0,50,50", "beyond the image, which is 100x80"),
-    ("0,0,100,82", "beyond the image"),
-    ({"x": 1}, '{"x"'),
-    (12, "four numbers"),
-    ([True, 0, 50, 50], "must be a number"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("10,20,30", "four numbers"),
+        ("a,b,c,d", "must be a number"),
+        ("1,2,3,4,5", "four numbers"),
+        ("nan,0,50,50", "finite"),
+        ("0,0,inf,50", "finite"),
+        ("-1,0,50,50", "inside the image"),
+        ("0,0,4,50", "at least 8x8"),
+        ("60,0,50,50", "beyond the image, which is 100x80"),
+        ("0,0,100,82", "beyond the image"),
+        ({"x": 1}, '{"x"'),
+        (12, "four numbers"),
+        ([True, 0, 50, 50], "must be a number"),
+    ],
+)
 def test_parse_box_says_what_is_wrong(value, message):
     with pytest.raises(crop.BadBox) as exc:
         crop.parse_box(value, 100, 80)
@@ -78,8 +85,11 @@ def test_max_sum_rectangle_is_exact():
     for _ in range(30):
         score = rng.normal(size=(rng.integers(1, 6), rng.integers(1, 6)))
         r0, r1, c0, c1 = crop.max_sum_rectangle(score)
-        best = max(score[a:b, c:d].sum() for a, b in itertools.combinations(range(score.shape[0] + 1), 2)
-                   for c, d in itertools.combinations(range(score.shape[1] + 1), 2))
+        best = max(
+            score[a:b, c:d].sum()
+            for a, b in itertools.combinations(range(score.shape[0] + 1), 2)
+            for c, d in itertools.combinations(range(score.shape[1] + 1), 2)
+        )
         assert score[r0:r1, c0:c1].sum() == pytest.approx(best)
 
 
@@ -160,6 +170,7 @@ def test_oriented_size_and_crop_of_a_reduced_scale_decode():
 
 # --- the API and the pages ----------------------------------------------------------------------------------------
 
+
 def post_photo(client, data, **fields):
     return client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(data), **fields})
 
@@ -217,14 +228,17 @@ def test_box_refers_to_the_photo_as_shown_after_exif_rotation(client, indexed_ca
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("box,message", [
-    ("1,2,3", "four numbers"),
-    ("x,0,10,10", "must be a number"),
-    ("0,0,4,4", "at least 8x8"),
-    ("150,0,96,128", "beyond the image, which is 192x128"),
-    ("-5,0,20,20", "inside the image"),
-    ("NaN,0,20,20", "finite"),
-])
+@pytest.mark.parametrize(
+    "box,message",
+    [
+        ("1,2,3", "four numbers"),
+        ("x,0,10,10", "must be a number"),
+        ("0,0,4,4", "at least 8x8"),
+        ("150,0,96,128", "beyond the image, which is 192x128"),
+        ("-5,0,20,20", "inside the image"),
+        ("NaN,0,20,20", "finite"),
+    ],
+)
 def test_bad_boxes_get_a_clear_400(client, indexed_catalog, box, message):
     from tests.hostile import diff_counts, row_counts
 
@@ -252,11 +266,13 @@ def test_category_and_price_filters(client, indexed_catalog):
     # Decimal commas and one-sided ranges work; nothing in range is an empty list, not an error.
     assert post_photo(client, data, price_max=str(prices[0]).replace(".", ",")).json()["results"]
     assert post_photo(client, data, price_min="100000").json()["results"] == []
-    for fields, message in [({"price_min": "cheap"}, "price_min must be a price"),
-                            ({"price_max": "-1"}, "price_max must be a price from 0"),
-                            ({"price_min": "50", "price_max": "20"}, "must not be larger"),
-                            ({"price_min": "NaN"}, "price_min must be a price"),
-                            ({"category": "no-such"}, "Unknown category")]:
+    for fields, message in [
+        ({"price_min": "cheap"}, "price_min must be a price"),
+        ({"price_max": "-1"}, "price_max must be a price from 0"),
+        ({"price_min": "50", "price_max": "20"}, "must not be larger"),
+        ({"price_min": "NaN"}, "price_min must be a price"),
+        ({"category": "no-such"}, "Unknown category"),
+    ]:
         response = post_photo(client, data, **fields)
         assert response.status_code == 400 and message in response.json()["error"], fields
 
@@ -294,8 +310,9 @@ def test_sketch_api_filters_and_minimum_similarity(client, indexed_catalog, sett
     sketch = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     url = reverse("fashion-ai:api-sketch")
     prices = sorted(StockRecord.objects.values_list("price", flat=True))
-    body = client.post(url, {"sketch": sketch, "k": 12, "price_max": float(prices[5])},
-                       content_type="application/json").json()
+    body = client.post(
+        url, {"sketch": sketch, "k": 12, "price_max": float(prices[5])}, content_type="application/json"
+    ).json()
     found = [StockRecord.objects.get(product_id=r["product_id"]).price for r in body["results"]]
     assert len(found) == 6 and all(p <= prices[5] for p in found) and body["nothing_close"] is False
     bad = client.post(url, {"sketch": sketch, "price_min": "x"}, content_type="application/json")
@@ -317,8 +334,9 @@ def test_photo_page_form_and_fragment(client, indexed_catalog):
     assert 'id="fashion-ai-box-note"' in html and 'data-box-source="preset"' in html
     assert html.count("fashion-ai-more-like-this") >= 4  # every card has "More like this"
     assert '<option value="pants" selected>' in html  # the filters keep their values
-    frag = client.post(reverse("fashion-ai:photo-search"), {"image": io.BytesIO(data), "fragment": "1",
-                                                           "box": "96,0,96,128"})
+    frag = client.post(
+        reverse("fashion-ai:photo-search"), {"image": io.BytesIO(data), "fragment": "1", "box": "96,0,96,128"}
+    )
     html = frag.content.decode()
     assert frag.status_code == 200 and "<html" not in html
     assert html.strip().startswith('<div id="fashion-ai-photo-results"')
@@ -333,7 +351,7 @@ def test_more_like_this_on_every_product_card_and_its_page(client, indexed_catal
     catalogue = client.get("/catalogue/").content.decode()
     assert catalogue.count("fashion-ai-more-like-this") == 12 and link in catalogue
     detail = client.get(product.get_absolute_url()).content.decode()
-    similar = detail[detail.index('id="fashion-ai-similar"'):]
+    similar = detail[detail.index('id="fashion-ai-similar"') :]
     assert similar.count("fashion-ai-more-like-this") == 8  # the "Similar products" cards
     page = client.get(link)
     html = page.content.decode()
@@ -354,8 +372,12 @@ def test_more_like_this_on_every_product_card_and_its_page(client, indexed_catal
 
 @pytest.mark.django_db
 def test_settings_checks(settings):
-    settings.FASHION_AI = {**settings.FASHION_AI, "PHOTO_MIN_SIMILARITY": 1.5, "PHOTO_AUTO_CROP": "yes",
-                           "SKETCH_MIN_SIMILARITY": -0.1}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "PHOTO_MIN_SIMILARITY": 1.5,
+        "PHOTO_AUTO_CROP": "yes",
+        "SKETCH_MIN_SIMILARITY": -0.1,
+    }
     messages = [e.msg for e in django_checks.run_checks() if e.id.startswith("oscar_fashion_ai")]
     assert any("PHOTO_MIN_SIMILARITY" in m and "from 0 to 1" in m for m in messages)
     assert any("SKETCH_MIN_SIMILARITY" in m for m in messages)
@@ -367,7 +389,6 @@ def test_settings_from_environment():
 
     out = conf.from_environment({"FASHION_AI_PHOTO_AUTO_CROP": "0", "FASHION_AI_PHOTO_MIN_SIMILARITY": "0.5"})
     assert out == {"PHOTO_AUTO_CROP": False, "PHOTO_MIN_SIMILARITY": 0.5}
-
 
 
 @pytest.mark.django_db

@@ -29,7 +29,7 @@ def test_fold_matches_a_hand_computation():
     events = [(0.0, 1.0, v1), (7 * DAY, 3.0, v2), (14 * DAY, 5.0, v3)]
     mean, weight, ref = fold(None, 0.0, None, events, h)
     # decayed to t = 14 days: v1 weight 1 * 0.5, v2 weight 3 * 2^-0.5, v3 weight 5
-    w = np.array([0.5, 3 * 2 ** -0.5, 5.0])
+    w = np.array([0.5, 3 * 2**-0.5, 5.0])
     assert ref == 14 * DAY and math.isclose(weight, w.sum(), rel_tol=1e-9)
     assert np.allclose(mean, w / w.sum(), atol=1e-6)
     # Incremental (one event at a time, in any order) equals all at once.
@@ -167,8 +167,6 @@ def test_anonymous_profiles_expire(indexed_catalog):
     assert PreferenceEvent.objects.filter(shopper_key="new-shopper").exists()
 
 
-
-
 def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
     import json
 
@@ -190,8 +188,18 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
         rows.append(f"{n},{label},{['Black', 'Blue'][n % 2]},{['Casual', 'Formal'][n % 3 % 2]},{label}s,Apparel,t{n}")
     (studio / "images.csv").write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    call_command("fashion_evaluate", "--task", "recommend", "--shoppers", "30", "--population", "30",
-                 "--studio", str(studio), "--json")
+    call_command(
+        "fashion_evaluate",
+        "--task",
+        "recommend",
+        "--shoppers",
+        "30",
+        "--population",
+        "30",
+        "--studio",
+        str(studio),
+        "--json",
+    )
     result = json.loads(capsys.readouterr().out)
     assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines", "simulations", "settings"}
     assert set(result["baselines"]) == {"mean_vector", "item_knn", "last_viewed", "popularity", "random"}
@@ -199,11 +207,27 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
     for sim in result["simulations"].values():
         assert 0 < sim["shoppers"] <= 30 and set(sim["models"]) == {"multi_interest", *result["baselines"]}
         for r in sim["models"].values():
-            assert 0 <= r["hit_rate_at_10"] <= 1 and {"hit_rate_at_10_se", "ndcg_at_10_se", "coverage",
-                                                       "intra_list_diversity"} <= set(r)
+            assert 0 <= r["hit_rate_at_10"] <= 1 and {
+                "hit_rate_at_10_se",
+                "ndcg_at_10_se",
+                "coverage",
+                "intra_list_diversity",
+            } <= set(r)
         assert sim["oracle"]["hit_rate_at_10"] >= 0 and "vs_best_baseline" in sim["comparison"]
-    call_command("fashion_evaluate", "--task", "recommend", "--simulation", "cc0", "--split", "validation",
-                 "--tune", "--shoppers", "10", "--population", "10")
+    call_command(
+        "fashion_evaluate",
+        "--task",
+        "recommend",
+        "--simulation",
+        "cc0",
+        "--split",
+        "validation",
+        "--tune",
+        "--shoppers",
+        "10",
+        "--population",
+        "10",
+    )
     assert "best:" in capsys.readouterr().out
     from django.core.management.base import CommandError
 

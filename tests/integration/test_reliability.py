@@ -34,8 +34,6 @@ ProductImage = get_model("catalogue", "ProductImage")
 DEAD_BROKER = "redis://127.0.0.1:1/0"
 
 
-
-
 def _reset_producers(app):
     app._pool = None
     app.amqp._producer_pool = None
@@ -58,15 +56,26 @@ def dead_broker():
 
 # --- (a) broker down ------------------------------------------------------------------------------------------
 
+
 def place_order_through_checkout(client, product):
     """Oscar's real checkout: basket, shipping address, (free) shipping, payment, preview, place order."""
     r = client.post(reverse("basket:add", args=[product.pk]), {"quantity": 1})
     assert r.status_code == 302, r.content[:300]
     r = client.get(reverse("checkout:index"), follow=True)
     assert r.status_code == 200 and r.redirect_chain[-1][0].endswith(reverse("checkout:shipping-address"))
-    r = client.post(reverse("checkout:shipping-address"), {
-        "first_name": "Ada", "last_name": "Shopper", "line1": "1 Test Street", "line4": "London",
-        "postcode": "N1 9GU", "phone_number": "", "country": "GB"}, follow=True)
+    r = client.post(
+        reverse("checkout:shipping-address"),
+        {
+            "first_name": "Ada",
+            "last_name": "Shopper",
+            "line1": "1 Test Street",
+            "line4": "London",
+            "postcode": "N1 9GU",
+            "phone_number": "",
+            "country": "GB",
+        },
+        follow=True,
+    )
     assert r.status_code == 200, r.content[:300]
     assert r.redirect_chain[-1][0].endswith(reverse("checkout:payment-details")), r.redirect_chain
     r = client.get(reverse("checkout:preview"))
@@ -77,14 +86,21 @@ def place_order_through_checkout(client, product):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_broker_down_shopping_and_checkout_work_and_events_are_applied_later(indexed_catalog, django_user_model,
-                                                                             caplog):
+def test_broker_down_shopping_and_checkout_work_and_events_are_applied_later(
+    indexed_catalog, django_user_model, caplog
+):
     from oscar.apps.address.models import Country
 
     from shop.celery import app
 
-    Country.objects.create(iso_3166_1_a2="GB", iso_3166_1_a3="GBR", iso_3166_1_numeric="826",
-                           printable_name="United Kingdom", name="United Kingdom", is_shipping_country=True)
+    Country.objects.create(
+        iso_3166_1_a2="GB",
+        iso_3166_1_a3="GBR",
+        iso_3166_1_numeric="826",
+        printable_name="United Kingdom",
+        name="United Kingdom",
+        is_shipping_country=True,
+    )
     Order = get_model("order", "Order")
     user = django_user_model.objects.create_user("ada", "ada@example.com", "pw")
     shoes = list(Product.objects.filter(categories__name="Shoes").order_by("pk"))
@@ -148,6 +164,7 @@ def test_broker_down_image_changes_stay_pending_and_the_sweep_queues_them(indexe
 
 # --- (b) model missing / corrupt / dimension mismatch ---------------------------------------------------------
 
+
 def break_model(how, tmp_path, settings):
     if how == "missing":
         settings.FASHION_AI = {**settings.FASHION_AI, "EMBEDDER_WEIGHTS": str(tmp_path / "gone.safetensors")}
@@ -164,8 +181,9 @@ def break_model(how, tmp_path, settings):
     rng = np.random.default_rng(0)
     for pk in ids:
         v = rng.normal(size=128).astype(np.float32)
-        ProductEmbedding.objects.filter(product_id=pk).update(vector=v / np.linalg.norm(v), status="indexed",
-                                                              model_version=version)
+        ProductEmbedding.objects.filter(product_id=pk).update(
+            vector=v / np.linalg.norm(v), status="indexed", model_version=version
+        )
     return "fashion_reindex --all"
 
 
@@ -175,8 +193,9 @@ def fashion_warnings(caplog):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("how", ["missing", "corrupt", "dimension"])
-def test_broken_model_storefront_renders_without_ai_and_dashboard_says_why(indexed_catalog, how, tmp_path, settings,
-                                                                          caplog, django_user_model):
+def test_broken_model_storefront_renders_without_ai_and_dashboard_says_why(
+    indexed_catalog, how, tmp_path, settings, caplog, django_user_model
+):
     shopper = Client()
     for product in indexed_catalog.filter(categories__name="Pants")[:2]:
         shopper.get(product.get_absolute_url())
@@ -214,22 +233,7 @@ def test_broken_model_storefront_renders_without_ai_and_dashboard_says_why(index
     assert dashboard.status_code == 200
     text = dashboard.content.decode()
     alert = "fashion-ai-index-error" if how == "dimension" else "fashion-ai-model-error"
-    assert f'id="{alert}"' in text and cause in text, text[text.find("Fashion AI"):][:3000]
+    assert f'id="{alert}"' in text and cause in text, text[text.find("Fashion AI") :][:3000]
 
 
 # --- real worker subprocesses -------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

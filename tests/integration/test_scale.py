@@ -20,6 +20,7 @@ Product = get_model("catalogue", "Product")
 
 # --- the choice for a catalog size (pure) ------------------------------------------------------------------------
 
+
 def test_bands_cover_every_size_and_grow_with_it():
     assert hnsw.BANDS[-1].max_rows is None
     limits = [b.max_rows for b in hnsw.BANDS[:-1]]
@@ -57,8 +58,13 @@ def test_ef_search_grows_with_k_and_filters_and_stays_within_pgvector_limits():
 
 
 def test_settings_override_the_bands(settings):
-    settings.FASHION_AI = {**settings.FASHION_AI, "HNSW_M": 48, "HNSW_EF_CONSTRUCTION": 200, "HNSW_EF_SEARCH": 300,
-                           "HNSW_MAX_SCAN_TUPLES": 5000}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "HNSW_M": 48,
+        "HNSW_EF_CONSTRUCTION": 200,
+        "HNSW_EF_SEARCH": 300,
+        "HNSW_MAX_SCAN_TUPLES": 5000,
+    }
     assert hnsw.index_parameters(10) == {"m": 48, "ef_construction": 200}
     params = hnsw.query_parameters(10, 10)
     assert params["hnsw.ef_search"] == 300 and params["hnsw.max_scan_tuples"] == 5000
@@ -76,14 +82,17 @@ def test_build_memory_estimate_holds_the_graph():
         hnsw.parse_size("lots")
 
 
-@pytest.mark.parametrize("overrides, error_id", [
-    ({"HNSW_M": 1}, "oscar_fashion_ai.E001"),
-    ({"HNSW_EF_SEARCH": 5000}, "oscar_fashion_ai.E001"),
-    ({"HNSW_EF_SEARCH": "100"}, "oscar_fashion_ai.E001"),
-    ({"HNSW_M": 32, "HNSW_EF_CONSTRUCTION": 40}, "oscar_fashion_ai.E010"),
-    ({"HNSW_BUILD_MEMORY": "plenty"}, "oscar_fashion_ai.E011"),
-    ({"SEARCH_DATABASE": "nowhere"}, "oscar_fashion_ai.E012"),
-])
+@pytest.mark.parametrize(
+    "overrides, error_id",
+    [
+        ({"HNSW_M": 1}, "oscar_fashion_ai.E001"),
+        ({"HNSW_EF_SEARCH": 5000}, "oscar_fashion_ai.E001"),
+        ({"HNSW_EF_SEARCH": "100"}, "oscar_fashion_ai.E001"),
+        ({"HNSW_M": 32, "HNSW_EF_CONSTRUCTION": 40}, "oscar_fashion_ai.E010"),
+        ({"HNSW_BUILD_MEMORY": "plenty"}, "oscar_fashion_ai.E011"),
+        ({"SEARCH_DATABASE": "nowhere"}, "oscar_fashion_ai.E012"),
+    ],
+)
 def test_bad_scale_settings_fail_the_system_check(settings, overrides, error_id):
     from oscar_fashion_ai.checks import check_scale_settings
 
@@ -103,27 +112,38 @@ def test_search_database_without_the_router_is_a_warning(settings):
 
 # --- database: a catalog of vectors ------------------------------------------------------------------------------
 
+
 def bulk_catalog(n=3000, categories=20, seed=0):
     """``n`` public, in-stock products with unit vectors (clustered) and one of ``categories`` categories each."""
     Category = get_model("catalogue", "Category")
     info = runtime.model_info()
     rng = np.random.default_rng(seed)
     cats = [Category.add_root(name=f"Scale {c}") for c in range(categories)]
-    products = Product.objects.bulk_create([
-        Product(title=f"scale {i}", slug=f"scale-{i}", structure="standalone", is_public=True) for i in range(n)])
+    products = Product.objects.bulk_create(
+        [Product(title=f"scale {i}", slug=f"scale-{i}", structure="standalone", is_public=True) for i in range(n)]
+    )
     partner = get_model("partner", "Partner").objects.create(name="Scale partner")
-    get_model("partner", "StockRecord").objects.bulk_create([
-        get_model("partner", "StockRecord")(product=p, partner=partner, partner_sku=f"scale-{p.pk}", price=10,
-                                             num_in_stock=3) for p in products])
+    get_model("partner", "StockRecord").objects.bulk_create(
+        [
+            get_model("partner", "StockRecord")(
+                product=p, partner=partner, partner_sku=f"scale-{p.pk}", price=10, num_in_stock=3
+            )
+            for p in products
+        ]
+    )
     labels = rng.integers(0, categories, n)
-    get_model("catalogue", "ProductCategory").objects.bulk_create([
-        get_model("catalogue", "ProductCategory")(product=p, category=cats[c]) for p, c in zip(products, labels)])
+    get_model("catalogue", "ProductCategory").objects.bulk_create(
+        [get_model("catalogue", "ProductCategory")(product=p, category=cats[c]) for p, c in zip(products, labels)]
+    )
     centres = rng.normal(size=(50, 256))
     vecs = centres[rng.integers(0, 50, n)] + rng.normal(scale=0.7, size=(n, 256))
     vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
-    ProductEmbedding.objects.bulk_create([
-        ProductEmbedding(product=p, vector=v, status="indexed", model_version=info.version)
-        for p, v in zip(products, vecs)])
+    ProductEmbedding.objects.bulk_create(
+        [
+            ProductEmbedding(product=p, vector=v, status="indexed", model_version=info.version)
+            for p, v in zip(products, vecs)
+        ]
+    )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     hnsw.forget_catalog_size()
@@ -151,8 +171,11 @@ def test_a_search_sets_the_parameters_of_its_catalog_size(monkeypatch):
         filtered = search.nearest(vecs[0], 20, category=cats[0])
     assert len(found) == 10 and len(filtered) == min(20, int((labels == 0).sum()))
     calls = set_config_calls(captured)
-    assert calls[0] == {"hnsw.ef_search": str(band.ef_search), "hnsw.iterative_scan": "relaxed_order",
-                        "hnsw.max_scan_tuples": str(band.max_scan_tuples)}
+    assert calls[0] == {
+        "hnsw.ef_search": str(band.ef_search),
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.max_scan_tuples": str(band.max_scan_tuples),
+    }
     assert calls[1]["hnsw.ef_search"] == str(max(band.filtered_ef_search, hnsw.EF_PER_ROW * 20))
     scores = [s for _, s in found]
     assert scores == sorted(scores, reverse=True)
@@ -195,8 +218,7 @@ def test_filtered_queries_return_k_rows_of_the_category(settings, monkeypatch):
         assert {p.pk for p, _ in found} <= members
     # The same query without an iterative scan comes back short: the check above can fail.
     real = hnsw.query_parameters
-    monkeypatch.setattr(hnsw, "query_parameters",
-                        lambda *a, **kw: {**real(*a, **kw), "hnsw.iterative_scan": "off"})
+    monkeypatch.setattr(hnsw, "query_parameters", lambda *a, **kw: {**real(*a, **kw), "hnsw.iterative_scan": "off"})
     assert len(search.nearest(vecs[0], 10, category=cats[3])) < 10
 
 
@@ -235,6 +257,7 @@ def _index_bytes():
 
 # --- the search database ----------------------------------------------------------------------------------------
 
+
 def _ann_queries(captured):
     return [q["sql"] for q in captured if "<=>" in q["sql"]]
 
@@ -248,8 +271,10 @@ def test_search_reads_go_to_the_search_database(client, settings):
     url = reverse("fashion-ai:api-similar", args=[product.pk])
 
     def run():
-        with CaptureQueriesContext(connections["default"]) as primary, \
-                CaptureQueriesContext(connections["search"]) as replica:
+        with (
+            CaptureQueriesContext(connections["default"]) as primary,
+            CaptureQueriesContext(connections["search"]) as replica,
+        ):
             response = client.get(url, {"k": 5})
             direct = search.nearest(vecs[3], 4, category=cats[1])
         assert response.status_code == 200, response.content

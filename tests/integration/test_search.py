@@ -85,11 +85,14 @@ def test_exif_rotation_is_applied():
     assert open_image(buf.getvalue()).size == (30, 60)
 
 
-@pytest.mark.parametrize("payload,message", [
-    (b"this is not an image", "not an image"),
-    (make_image("Shirt", 1)[:200], "could not be decoded"),
-    (b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "payload,message",
+    [
+        (b"this is not an image", "not an image"),
+        (make_image("Shirt", 1)[:200], "could not be decoded"),
+        (b"", "empty"),
+    ],
+)
 def test_bad_uploads_get_a_clear_400_and_write_nothing(client, indexed_catalog, payload, message):
     before = ProductEmbedding.objects.count()
     response = client.post(reverse("fashion-ai:api-photo"), {"image": io.BytesIO(payload)})
@@ -100,8 +103,9 @@ def test_bad_uploads_get_a_clear_400_and_write_nothing(client, indexed_catalog, 
 
 def test_oversized_decompression_bomb_and_bad_k(client, indexed_catalog, settings):
     settings.FASHION_AI = {**settings.FASHION_AI, "MAX_UPLOAD_BYTES": 1000}
-    response = client.post(reverse("fashion-ai:api-photo"),
-                           {"image": io.BytesIO(make_image("Shirt", 1, size=(300, 300)))})
+    response = client.post(
+        reverse("fashion-ai:api-photo"), {"image": io.BytesIO(make_image("Shirt", 1, size=(300, 300)))}
+    )
     assert response.status_code == 400 and "larger than" in response.json()["error"]
     settings.FASHION_AI = {**settings.FASHION_AI, "MAX_UPLOAD_BYTES": 10 * 1024 * 1024, "MAX_IMAGE_PIXELS": 1_000_000}
     bomb = png_bytes("L", size=(4000, 4000))  # 16 MP of one colour compresses to a few KB
@@ -182,16 +186,27 @@ def test_similar_query_plan_uses_the_hnsw_index(indexed_catalog):
     info = runtime.model_info()
     rng = np.random.default_rng(0)
     extra = Product.objects.bulk_create(
-        [Product(title=f"synthetic {i}", slug=f"synthetic-{i}", structure="standalone", is_public=True)
-         for i in range(3000)])
+        [
+            Product(title=f"synthetic {i}", slug=f"synthetic-{i}", structure="standalone", is_public=True)
+            for i in range(3000)
+        ]
+    )
     partner = get_model("partner", "Partner").objects.get()
-    get_model("partner", "StockRecord").objects.bulk_create([
-        get_model("partner", "StockRecord")(product=p, partner=partner, partner_sku=f"syn-{p.pk}", price=10,
-                                             num_in_stock=5) for p in extra])
+    get_model("partner", "StockRecord").objects.bulk_create(
+        [
+            get_model("partner", "StockRecord")(
+                product=p, partner=partner, partner_sku=f"syn-{p.pk}", price=10, num_in_stock=5
+            )
+            for p in extra
+        ]
+    )
     vecs = rng.normal(size=(3000, 256)).astype(np.float32)
-    ProductEmbedding.objects.bulk_create([
-        ProductEmbedding(product=p, vector=v / np.linalg.norm(v), status="indexed", model_version=info.version)
-        for p, v in zip(extra, vecs)])
+    ProductEmbedding.objects.bulk_create(
+        [
+            ProductEmbedding(product=p, vector=v / np.linalg.norm(v), status="indexed", model_version=info.version)
+            for p, v in zip(extra, vecs)
+        ]
+    )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     query = np.asarray(ProductEmbedding.objects.filter(product__in=indexed_catalog[:1]).get().vector, dtype=np.float32)

@@ -30,8 +30,9 @@ from tests.hostile import bomb_png, diff_counts, encode, png_claiming, row_count
 
 Product = get_model("catalogue", "Product")
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fashion_models")]
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                         HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def drawing(size=(200, 200)):
@@ -43,8 +44,16 @@ def drawing(size=(200, 200)):
 
 FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"]
 MODES = ["RGB", "L", "1", "P", "RGBA", "LA", "I;16"]
-CONTENT_TYPES = ["image/png", "image/jpeg", "image/webp", "text/plain", "application/octet-stream",
-                 "application/x-msdownload", "text/html", ""]
+CONTENT_TYPES = [
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "text/plain",
+    "application/octet-stream",
+    "application/x-msdownload",
+    "text/html",
+    "",
+]
 NAMES = ["photo.jpg", "sketch.png", "../../etc/passwd", "evil.exe", "a" * 300 + ".png", "\u00e9\u4e2d.png", "noext"]
 
 
@@ -73,8 +82,12 @@ def hostile_bytes(draw):
     return data
 
 
-k_values = st.one_of(st.none(), st.text(max_size=8), st.integers(-(10**30), 10**30).map(str),
-                     st.sampled_from(["1e3", "0x10", " 5 ", "5.0", "9" * 5000, "-0", "\x00", "NaN"]))
+k_values = st.one_of(
+    st.none(),
+    st.text(max_size=8),
+    st.integers(-(10**30), 10**30).map(str),
+    st.sampled_from(["1e3", "0x10", " 5 ", "5.0", "9" * 5000, "-0", "\x00", "NaN"]),
+)
 
 
 def assert_clean_answer(response, html=False):
@@ -94,8 +107,13 @@ def upload(field, data, draw_name, draw_type):
 
 
 @FUZZ
-@given(data=hostile_bytes(), k=k_values, name=st.sampled_from(NAMES), ctype=st.sampled_from(CONTENT_TYPES),
-       category=st.one_of(st.none(), st.sampled_from(["shoes", "no-such", "' OR 1=1 --", "\u00e9"])))
+@given(
+    data=hostile_bytes(),
+    k=k_values,
+    name=st.sampled_from(NAMES),
+    ctype=st.sampled_from(CONTENT_TYPES),
+    category=st.one_of(st.none(), st.sampled_from(["shoes", "no-such", "' OR 1=1 --", "\u00e9"])),
+)
 def test_photo_api_and_form_survive_hostile_uploads(client, indexed_catalog, data, k, name, ctype, category):
     before = row_counts()
     payload = upload("image", data, name, ctype)
@@ -131,8 +149,19 @@ json_values = st.recursive(
 @st.composite
 def sketch_bodies(draw):
     data = draw(hostile_bytes())
-    prefix = draw(st.sampled_from(["data:image/png;base64,", "data:image/png;base64", "data:image/jpeg;base64,",
-                                   "", "data:,", "DATA:IMAGE/PNG;BASE64,", "data:image/png;base64,,"]))
+    prefix = draw(
+        st.sampled_from(
+            [
+                "data:image/png;base64,",
+                "data:image/png;base64",
+                "data:image/jpeg;base64,",
+                "",
+                "data:,",
+                "DATA:IMAGE/PNG;BASE64,",
+                "data:image/png;base64,,",
+            ]
+        )
+    )
     encoded = base64.b64encode(data).decode()
     mangle = draw(st.sampled_from(["none", "strip_padding", "junk", "urlsafe", "whitespace", "unicode"]))
     if mangle == "strip_padding":
@@ -159,21 +188,28 @@ def sketch_bodies(draw):
 
 
 @FUZZ
-@given(body=sketch_bodies(), ctype=st.sampled_from(["application/json", "application/json; charset=utf-8",
-                                                     "text/plain", "application/x-www-form-urlencoded"]))
+@given(
+    body=sketch_bodies(),
+    ctype=st.sampled_from(
+        ["application/json", "application/json; charset=utf-8", "text/plain", "application/x-www-form-urlencoded"]
+    ),
+)
 def test_sketch_json_survives_hostile_bodies(client, indexed_catalog, body, ctype):
     before = row_counts()
     assert_clean_answer(client.post(reverse("fashion-ai:api-sketch"), body, content_type=ctype))
     assert diff_counts(before, row_counts()) == {}
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * 100_000 + b"]" * 100_000,                      # nesting deep enough to blow Python's recursion limit
-    b'{"sketch": ' * 50_000 + b"1" + b"}" * 50_000,
-    b'{"sketch": "data:image/png;base64,AAAA", "k": ' + b"9" * 5000 + b"}",  # int longer than Python parses
-    b'{"sketch": "data:image/png;base64,AAAA", "k": NaN}',
-    b"\xff\xfe\x00garbage",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # nesting deep enough to blow Python's recursion limit
+        b'{"sketch": ' * 50_000 + b"1" + b"}" * 50_000,
+        b'{"sketch": "data:image/png;base64,AAAA", "k": ' + b"9" * 5000 + b"}",  # int longer than Python parses
+        b'{"sketch": "data:image/png;base64,AAAA", "k": NaN}',
+        b"\xff\xfe\x00garbage",
+    ],
+)
 def test_sketch_json_pathological_documents(client, indexed_catalog, body):
     before = row_counts()
     response = client.post(reverse("fashion-ai:api-sketch"), body, content_type="application/json")
@@ -186,14 +222,19 @@ _BOMB = functools.lru_cache(maxsize=1)(bomb_png)
 SIZE_MESSAGE = {"image": ("too large",), "sketch": ("at most",)}
 
 
-@pytest.mark.parametrize("endpoint,field", [("fashion-ai:api-photo", "image"), ("fashion-ai:api-sketch", "sketch"),
-                                            ("fashion-ai:photo-search", "image")])
-@pytest.mark.parametrize("data,sized", [
-    pytest.param(lambda: _BOMB(12000), True, id="bomb-144MP-real-pixels"),
-    pytest.param(lambda: png_claiming(100_000, 100_000), True, id="header-claims-10G-pixels"),
-    pytest.param(lambda: png_claiming(7000, 7000), True, id="header-claims-49MP"),
-    pytest.param(lambda: png_claiming(0, 0), False, id="zero-size"),
-])
+@pytest.mark.parametrize(
+    "endpoint,field",
+    [("fashion-ai:api-photo", "image"), ("fashion-ai:api-sketch", "sketch"), ("fashion-ai:photo-search", "image")],
+)
+@pytest.mark.parametrize(
+    "data,sized",
+    [
+        pytest.param(lambda: _BOMB(12000), True, id="bomb-144MP-real-pixels"),
+        pytest.param(lambda: png_claiming(100_000, 100_000), True, id="header-claims-10G-pixels"),
+        pytest.param(lambda: png_claiming(7000, 7000), True, id="header-claims-49MP"),
+        pytest.param(lambda: png_claiming(0, 0), False, id="zero-size"),
+    ],
+)
 def test_bombs_and_giant_dimensions_are_refused_before_decoding(client, indexed_catalog, endpoint, field, data, sized):
     before = row_counts()
     response = client.post(reverse(endpoint), {field: io.BytesIO(data())})
@@ -272,12 +313,16 @@ def test_html_pages_and_wrong_methods(client, indexed_catalog):
     assert client.get(reverse("fashion-ai:api-sketch")).status_code == 405
     assert client.post(reverse("fashion-ai:api-similar", args=[indexed_catalog[0].pk])).status_code == 405
     # The JSON body sent to the photo endpoint is not an upload: a clear 400.
-    r = client.post(reverse("fashion-ai:api-photo"), json.dumps({"image": "data:image/png;base64,AAAA"}),
-                    content_type="application/json")
+    r = client.post(
+        reverse("fashion-ai:api-photo"),
+        json.dumps({"image": "data:image/png;base64,AAAA"}),
+        content_type="application/json",
+    )
     assert r.status_code == 400 and "form field 'image'" in r.json()["error"]
 
 
 # --- weights: no pickle, checksums ---------------------------------------------------------------------------
+
 
 class Boom:
     """A pickle payload: unpickling it creates a file (stands in for arbitrary code execution)."""
@@ -359,6 +404,7 @@ def test_checksum_mismatch_is_refused_with_a_clear_error(tmp_path, tiny_weights,
 
 # --- access control and CSRF ---------------------------------------------------------------------------------
 
+
 def queued_messages() -> int:
     from shop.celery import app
 
@@ -433,20 +479,29 @@ def test_admin_reindex_action_access_and_csrf(indexed_catalog, people):
     assert queued_messages() == 1
 
 
-@pytest.mark.parametrize("name,kind", [
-    ("fashion-ai:api-photo", "photo"), ("fashion-ai:photo-search", "photo"), ("fashion-ai:api-sketch", "sketch"),
-    ("fashion-ai:api-sketch", "sketch-json"), ("fashion-ai:forget-profile", "forget"),
-])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("fashion-ai:api-photo", "photo"),
+        ("fashion-ai:photo-search", "photo"),
+        ("fashion-ai:api-sketch", "sketch"),
+        ("fashion-ai:api-sketch", "sketch-json"),
+        ("fashion-ai:forget-profile", "forget"),
+    ],
+)
 def test_csrf_is_enforced_on_every_plugin_post(indexed_catalog, name, kind):
     """The public searches are read-only but stay CSRF-protected (the widget and form send the token)."""
+
     def payload():
         if kind == "photo":
             return {"data": {"image": io.BytesIO(make_image("Shirt", 3))}}
         if kind == "sketch":
             return {"data": {"sketch": io.BytesIO(drawing())}}
         if kind == "sketch-json":
-            return {"data": json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(drawing()).decode()}),
-                    "content_type": "application/json"}
+            return {
+                "data": json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(drawing()).decode()}),
+                "content_type": "application/json",
+            }
         return {"data": {}}
 
     c = Client(enforce_csrf_checks=True)
@@ -466,6 +521,7 @@ def test_csrf_is_enforced_on_every_plugin_post(indexed_catalog, name, kind):
 
 
 # --- one shopper never sees another's recommendations ---------------------------------------------------------
+
 
 def category_ids(name):
     return list(Product.objects.filter(categories__name=name).order_by("pk").values_list("pk", flat=True))
@@ -533,13 +589,18 @@ def test_login_logout_on_one_browser_keeps_profiles_apart(indexed_catalog, djang
 
 # --- rate limits ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,field,setting", [
-    ("fashion-ai:api-photo", "image", "PHOTO_RATE_LIMIT"),
-    ("fashion-ai:photo-search", "image", "PHOTO_RATE_LIMIT"),
-    ("fashion-ai:api-sketch", "sketch", "SKETCH_RATE_LIMIT"),
-])
-def test_rate_limits_answer_429_per_client_and_ignore_spoofed_headers(client, indexed_catalog, settings, name, field,
-                                                                      setting):
+
+@pytest.mark.parametrize(
+    "name,field,setting",
+    [
+        ("fashion-ai:api-photo", "image", "PHOTO_RATE_LIMIT"),
+        ("fashion-ai:photo-search", "image", "PHOTO_RATE_LIMIT"),
+        ("fashion-ai:api-sketch", "sketch", "SKETCH_RATE_LIMIT"),
+    ],
+)
+def test_rate_limits_answer_429_per_client_and_ignore_spoofed_headers(
+    client, indexed_catalog, settings, name, field, setting
+):
     settings.FASHION_AI = {**settings.FASHION_AI, setting: "2/min"}
     data = make_image("Shoes", 5) if field == "image" else drawing()
 

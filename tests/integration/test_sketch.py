@@ -64,10 +64,14 @@ def test_sketch_closer_to_a_product_blends_its_vector(client, indexed_catalog):
     url = reverse("fashion-ai:api-sketch")
     data_url = "data:image/png;base64," + base64.b64encode(drawing_png()).decode()
     plain = client.post(url, json.dumps({"sketch": data_url, "k": 6}), content_type="application/json").json()
-    target = ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED).exclude(
-        product_id__in=[r["product_id"] for r in plain["results"]]).first()
-    r = client.post(url, json.dumps({"sketch": data_url, "k": 6, "like": target.product_id}),
-                    content_type="application/json")
+    target = (
+        ProductEmbedding.objects.filter(status=ProductEmbedding.Status.INDEXED)
+        .exclude(product_id__in=[r["product_id"] for r in plain["results"]])
+        .first()
+    )
+    r = client.post(
+        url, json.dumps({"sketch": data_url, "k": 6, "like": target.product_id}), content_type="application/json"
+    )
     assert r.status_code == 200, r.content
     closer = r.json()["results"]
     assert target.product_id not in [x["product_id"] for x in closer]  # the product itself is not a new result
@@ -75,23 +79,31 @@ def test_sketch_closer_to_a_product_blends_its_vector(client, indexed_catalog):
     # the blended results lie nearer the liked product than the drawing's own results do
     vec = {e.product_id: np.asarray(e.vector) for e in ProductEmbedding.objects.exclude(vector=None)}
     t = vec[target.product_id]
-    assert np.mean([vec[x["product_id"]] @ t for x in closer]) > np.mean([vec[x["product_id"]] @ t
-                                                                          for x in plain["results"]])
+    assert np.mean([vec[x["product_id"]] @ t for x in closer]) > np.mean(
+        [vec[x["product_id"]] @ t for x in plain["results"]]
+    )
     assert r.json()["generated_by"] in ("generator", "normalised drawing")
-    for like, message in ((10 ** 9, "no such product"), ("shoe", "product id"), (True, "product id"),
-                          ([1], "product id")):
+    for like, message in (
+        (10**9, "no such product"),
+        ("shoe", "product id"),
+        (True, "product id"),
+        ([1], "product id"),
+    ):
         before = ProductEmbedding.objects.count()
         r = client.post(url, json.dumps({"sketch": data_url, "like": like}), content_type="application/json")
         assert r.status_code == 400 and message in r.json()["error"], (like, r.content)
         assert ProductEmbedding.objects.count() == before
 
 
-@pytest.mark.parametrize("payload,status,message", [
-    ({"sketch": "blank"}, 400, "canvas is empty"),
-    ({"sketch": "jpeg"}, 400, "must be a PNG"),
-    ({"sketch": "huge"}, 400, "at most"),
-    ({}, 400, "form field 'sketch'"),
-])
+@pytest.mark.parametrize(
+    "payload,status,message",
+    [
+        ({"sketch": "blank"}, 400, "canvas is empty"),
+        ({"sketch": "jpeg"}, 400, "must be a PNG"),
+        ({"sketch": "huge"}, 400, "at most"),
+        ({}, 400, "form field 'sketch'"),
+    ],
+)
 def test_sketch_bad_input(client, indexed_catalog, payload, status, message):
     files = {}
     if payload.get("sketch") == "blank":
@@ -110,11 +122,16 @@ def test_sketch_bad_input(client, indexed_catalog, payload, status, message):
     assert ProductEmbedding.objects.count() == before
 
 
-@pytest.mark.parametrize("body", [
-    "not json", json.dumps({"sketch": "data:image/png;base64,@@@@"}),
-    json.dumps({"sketch": "data:image/gif;base64,AAAA"}), json.dumps([1, 2]),
-    json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()}),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        json.dumps({"sketch": "data:image/png;base64,@@@@"}),
+        json.dumps({"sketch": "data:image/gif;base64,AAAA"}),
+        json.dumps([1, 2]),
+        json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()}),
+    ],
+)
 def test_sketch_malformed_json(client, indexed_catalog, body):
     r = client.post(reverse("fashion-ai:api-sketch"), body, content_type="application/json")
     assert r.status_code == 400 and r.json()["error"]
@@ -133,7 +150,7 @@ def test_rate_limit_answers_429(client, indexed_catalog, settings):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=2048), k=st.one_of(st.none(), st.text(max_size=6), st.integers(-10**6, 10**6)))
+@given(data=st.binary(max_size=2048), k=st.one_of(st.none(), st.text(max_size=6), st.integers(-(10**6), 10**6)))
 def test_fuzz_upload_endpoints_never_500(client, data, k):
     for url, field in ((reverse("fashion-ai:api-sketch"), "sketch"), (reverse("fashion-ai:api-photo"), "image")):
         payload = {field: io.BytesIO(data)}
@@ -154,8 +171,15 @@ def test_sketch_evaluation_synthetic_and_human(indexed_catalog, tmp_path, capsys
     call_command("fashion_evaluate", "--task", "sketch", "--json")
     result = json.loads(capsys.readouterr().out)
     assert result["queries"] == sum(datasets.is_test(p.upc) for p in Product.objects.all())
-    assert {"task", "p_at_5", "queries", "model_version",
-            "source_hit_at_1", "source_hit_at_5", "source_hit_at_10"} <= set(result)
+    assert {
+        "task",
+        "p_at_5",
+        "queries",
+        "model_version",
+        "source_hit_at_1",
+        "source_hit_at_5",
+        "source_hit_at_10",
+    } <= set(result)
     assert result["sketch_encoder_version"] and result["sketch_encoder_version"] != result["model_version"]
     assert result["query_expansion"] == 0 and result["category_boost"] == 0.05 and result["rerank_depth"] == 20
     assert result["plain_similarity"]["queries"] == result["queries"]
@@ -200,8 +224,9 @@ def test_sketch_evaluation_with_other_drawing_styles(indexed_catalog, capsys, mo
         call_command("fashion_evaluate", "--task", "sketch", "--drawings", "hed", "--json")
 
 
-def test_write_card_records_the_ablation_in_the_generator_card(indexed_catalog, tiny_generator, settings, tmp_path,
-                                                              capsys):
+def test_write_card_records_the_ablation_in_the_generator_card(
+    indexed_catalog, tiny_generator, settings, tmp_path, capsys
+):
     import shutil
 
     from django.core.management.base import CommandError

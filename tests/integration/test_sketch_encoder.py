@@ -28,8 +28,6 @@ def _drawing_png():
     return buf.getvalue()
 
 
-
-
 def test_float16_weights_give_the_float32_vectors(tiny_weights, tmp_path):
     """Storing weights in half precision (the shipped models) changes vectors by rounding only."""
     from oscar_fashion_ai.ml import backbones
@@ -45,8 +43,6 @@ def test_float16_weights_give_the_float32_vectors(tiny_weights, tmp_path):
     a = Embedder(tiny_weights, runtime="torch").embed_images([img])
     b = Embedder(half, runtime="torch").embed_images([img])
     assert float(a[0] @ b[0]) > 0.99  # 0.99999 for the trained models (README, "Model files")
-
-
 
 
 def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_encoder, tmp_path, caplog):
@@ -74,8 +70,11 @@ def test_sketch_encoder_is_used_only_with_its_photo_model(settings, tiny_sketch_
     assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 2
 
 
-unit_rows = arrays(np.float32, (3, 8), elements=st.floats(-1, 1, width=32)).filter(
-    lambda a: (np.linalg.norm(a, axis=1) > 1e-3).all()).map(lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))
+unit_rows = (
+    arrays(np.float32, (3, 8), elements=st.floats(-1, 1, width=32))
+    .filter(lambda a: (np.linalg.norm(a, axis=1) > 1e-3).all())
+    .map(lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))
+)
 
 
 @hsettings(max_examples=60, deadline=None)
@@ -108,8 +107,12 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
     CatalogImporter(stdout_progress=False).run(csv_dataset)
     call_command("fashion_reindex", "--all", "--sync", verbosity=0)
     url = reverse("fashion-ai:api-sketch")
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 0, "SKETCH_PIPELINE": "direct",
-                           "SKETCH_CATEGORY_BOOST": 0}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "SKETCH_QUERY_EXPANSION": 0,
+        "SKETCH_PIPELINE": "direct",
+        "SKETCH_CATEGORY_BOOST": 0,
+    }
     plain = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
     # the same search by hand: the encoder's vector of the normalised drawing, nearest products
     encoder = runtime.get_sketch_embedder()
@@ -134,11 +137,16 @@ def test_sketch_api_uses_the_encoder_and_query_expansion(client, csv_dataset, se
     assert [r["product_id"] for r in expanded["results"]] == [p.pk for p, _ in search.nearest(query, 5)]
     assert [r["score"] for r in expanded["results"]] != [r["score"] for r in plain["results"]]
     # the category boost: the API orders results as search.nearest does with the configured boost and depth
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_QUERY_EXPANSION": 0, "SKETCH_CATEGORY_BOOST": 0.5,
-                           "SKETCH_RERANK_DEPTH": 8}
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "SKETCH_QUERY_EXPANSION": 0,
+        "SKETCH_CATEGORY_BOOST": 0.5,
+        "SKETCH_RERANK_DEPTH": 8,
+    }
     boosted = client.post(url, {"sketch": io.BytesIO(_drawing_png()), "k": "5"}).json()
     assert [r["product_id"] for r in boosted["results"]] == [
-        p.pk for p, _ in search.nearest(vec, 5, category_boost=0.5, depth=8)]
+        p.pk for p, _ in search.nearest(vec, 5, category_boost=0.5, depth=8)
+    ]
 
 
 def _order_by_rule(scores, cats, boost):
@@ -147,9 +155,12 @@ def _order_by_rule(scores, cats, boost):
 
 
 @hsettings(max_examples=150, deadline=None)
-@given(data=st.lists(st.tuples(st.floats(-1, 1), st.frozensets(st.integers(0, 4), max_size=2)), min_size=0,
-                     max_size=12).map(lambda rows: sorted(rows, key=lambda r: -r[0])),
-       boost=st.floats(0, 1))
+@given(
+    data=st.lists(
+        st.tuples(st.floats(-1, 1), st.frozensets(st.integers(0, 4), max_size=2)), min_size=0, max_size=12
+    ).map(lambda rows: sorted(rows, key=lambda r: -r[0])),
+    boost=st.floats(0, 1),
+)
 def test_best_match_order_is_a_permutation_that_follows_the_best_match(data, boost):
     scores, cats = [r[0] for r in data], [r[1] for r in data]
     order = sketch_pipeline.best_match_order(scores, cats, boost)
@@ -163,7 +174,11 @@ def test_best_match_order_is_a_permutation_that_follows_the_best_match(data, boo
 def test_best_match_order_examples_and_bad_input():
     # a shirt is the best match; a dress 0.02 closer than the next shirt moves below it at boost 0.05
     assert sketch_pipeline.best_match_order([0.9, 0.8, 0.78, 0.5], ["shirt", "dress", "shirt", None], 0.05) == [
-        0, 2, 1, 3]
+        0,
+        2,
+        1,
+        3,
+    ]
     assert sketch_pipeline.best_match_order([0.9, 0.8, 0.7], [{1, 7}, {2}, {7}], 0.2) == [0, 2, 1]  # shared 7
     assert sketch_pipeline.best_match_order([0.9, 0.8, 0.7], [set(), {2}, {2}], 1.0) == [0, 1, 2]  # no category
     with pytest.raises(ValueError, match="0 or more"):
@@ -206,7 +221,8 @@ def test_nearest_with_category_boost_puts_the_best_matchs_category_first(csv_dat
         cats = search.product_categories([p for p, _ in plain])
         assert all(cats)  # every imported product has its category
         expected = [p for (p, _), c in zip(plain, cats) if c & cats[0]] + [
-            p for (p, _), c in zip(plain, cats) if not c & cats[0]]
+            p for (p, _), c in zip(plain, cats) if not c & cats[0]
+        ]
         boosted = search.nearest(vector, 5, category_boost=2.0, depth=8)
         assert [p.pk for p, _ in boosted] == [p.pk for p in expected[:5]]
         plain_scores = {p.pk: s for p, s in plain}
@@ -234,8 +250,20 @@ def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import compare_models
 
-    compare_models.main(["--photo", str(tiny_weights), "--sketch", str(tiny_sketch_encoder), "--photo",
-                         str(tiny_weights), "--expansion", "0,2", "--source", str(csv_dataset)])
+    compare_models.main(
+        [
+            "--photo",
+            str(tiny_weights),
+            "--sketch",
+            str(tiny_sketch_encoder),
+            "--photo",
+            str(tiny_weights),
+            "--expansion",
+            "0,2",
+            "--source",
+            str(csv_dataset),
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     first, second = out["photo_models"]
     assert first["image"]["queries"] == second["image"]["queries"] > 0 and first["image"] == second["image"]
@@ -247,12 +275,20 @@ def test_compare_models_script_measures_each_candidate(csv_dataset, tiny_weights
     assert set(enc["by_category_boost"]) == {"0.0", "0.05"}
     assert enc["by_category_boost"]["0.0"] == enc["by_query_expansion"]["0"]  # boost 0 = plain similarity
     assert not enc["sketch_encoder"].startswith("/")  # no machine paths in results
-    compare_models.main(["--photo", str(tiny_weights), "--sketch", str(tiny_sketch_encoder), "--split", "test-a",
-                         "--source", str(csv_dataset)])
+    compare_models.main(
+        [
+            "--photo",
+            str(tiny_weights),
+            "--sketch",
+            str(tiny_sketch_encoder),
+            "--split",
+            "test-a",
+            "--source",
+            str(csv_dataset),
+        ]
+    )
     half = json.loads(capsys.readouterr().out)["photo_models"][0]
     assert 0 < half["image"]["queries"] < first["image"]["queries"]
-
-
 
 
 def test_train_sketch_encoder_refuses_unusable_weights_with_a_clear_error(csv_dataset, tmp_path, tiny_weights):
@@ -260,37 +296,86 @@ def test_train_sketch_encoder_refuses_unusable_weights_with_a_clear_error(csv_da
 
     from oscar_fashion_ai.ml import backbones
 
-    base = ["--source", str(csv_dataset), "--out", str(tmp_path / "s.safetensors"), "--epochs", "1",
-            "--batch-size", "4", "--variants", "2", "--workers", "1", "--device", "cpu"]
+    base = [
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(tmp_path / "s.safetensors"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     with pytest.raises(CommandError, match="does not exist"):
-        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(tmp_path / "none.safetensors"),
-                     verbosity=0)
+        call_command(
+            "fashion_train_sketch_encoder", *base, "--photo-weights", str(tmp_path / "none.safetensors"), verbosity=0
+        )
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(CommandError, match="Cannot load"):
         call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(broken), verbosity=0)
     with pytest.raises(CommandError, match="Cannot load"):
-        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(tiny_weights), "--init-weights",
-                     str(tmp_path / "missing.safetensors"), verbosity=0)
+        call_command(
+            "fashion_train_sketch_encoder",
+            *base,
+            "--photo-weights",
+            str(tiny_weights),
+            "--init-weights",
+            str(tmp_path / "missing.safetensors"),
+            verbosity=0,
+        )
     other = tmp_path / "128d.safetensors"
-    weights.save(backbones.build("lite0", dim=128, image_size=64, pretrained=False), other,
-                 {"backbone": "lite0", "dim": 128, "image_size": 64})
+    weights.save(
+        backbones.build("lite0", dim=128, image_size=64, pretrained=False),
+        other,
+        {"backbone": "lite0", "dim": 128, "image_size": 64},
+    )
     with pytest.raises(CommandError, match="128-d"):
-        call_command("fashion_train_sketch_encoder", *base, "--photo-weights", str(tiny_weights), "--init-weights",
-                     str(other), verbosity=0)
+        call_command(
+            "fashion_train_sketch_encoder",
+            *base,
+            "--photo-weights",
+            str(tiny_weights),
+            "--init-weights",
+            str(other),
+            verbosity=0,
+        )
     assert not (tmp_path / "s.safetensors").exists()  # nothing written
 
 
 def test_train_embedder_refuses_missing_or_mismatched_init_weights(csv_dataset, tmp_path, tiny_weights):
     from django.core.management.base import CommandError
 
-    base = ["--source", str(csv_dataset), "--out", str(tmp_path / "e.safetensors"), "--mode", "full", "--epochs", "1",
-            "--batch-size", "4", "--variants", "2", "--workers", "1", "--device", "cpu", "--image-size", "64"]
+    base = [
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(tmp_path / "e.safetensors"),
+        "--mode",
+        "full",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+    ]
     with pytest.raises(CommandError, match="Cannot start from"):
-        call_command("fashion_train_embedder", *base, "--init-weights", str(tmp_path / "missing.safetensors"),
-                     verbosity=0)
+        call_command(
+            "fashion_train_embedder", *base, "--init-weights", str(tmp_path / "missing.safetensors"), verbosity=0
+        )
     with pytest.raises(CommandError, match="Cannot start from"):
         call_command("fashion_train_embedder", *base, "--dim", "128", "--init-weights", str(tiny_weights), verbosity=0)
     assert not (tmp_path / "e.safetensors").exists()
-
-

@@ -59,8 +59,9 @@ def catalog():
             product = factories.create_product(title=f"{name} {i}", price=20, num_in_stock=10)
             ProductCategory.objects.create(product=product, category=category)
             # a real save of an image, as the dashboard does: the plugin's receiver queues the indexing
-            ProductImage.objects.create(product=product,
-                                        original=ContentFile(image(colour, i, shape), f"{shape}{i}.jpg"))
+            ProductImage.objects.create(
+                product=product, original=ContentFile(image(colour, i, shape), f"{shape}{i}.jpg")
+            )
             made.setdefault(name, []).append(product.pk)
     return made, Product
 
@@ -76,8 +77,9 @@ def shop():
     out = {"package": oscar_fashion_ai.__file__}
     made, Product = catalog()
     total = sum(len(v) for v in made.values())
-    wait_for("the worker to index the catalog",
-             lambda: ProductEmbedding.objects.filter(status="indexed").count() == total)
+    wait_for(
+        "the worker to index the catalog", lambda: ProductEmbedding.objects.filter(status="indexed").count() == total
+    )
     out["indexed_by_worker"] = ProductEmbedding.objects.filter(status="indexed").count()
 
     owner = get_user_model().objects.create_superuser("owner", "owner@example.com", "owner-pw")
@@ -87,40 +89,53 @@ def shop():
     page = staff.get(shirt.get_absolute_url())
     html = page.content.decode()
     similar = html.split('id="fashion-ai-similar"', 1)[1] if 'id="fashion-ai-similar"' in html else ""
-    out["product_page"] = {"status": page.status_code, "similar_section": bool(similar),
-                           "similar_titles": [p.title for p in Product.objects.order_by("pk")
-                                              if f'title="{p.title}"' in similar],
-                           "sketch_link": "/fashion-ai/search/sketch/" in html,
-                           "photo_link": "/fashion-ai/search/photo/" in html}
+    out["product_page"] = {
+        "status": page.status_code,
+        "similar_section": bool(similar),
+        "similar_titles": [p.title for p in Product.objects.order_by("pk") if f'title="{p.title}"' in similar],
+        "sketch_link": "/fashion-ai/search/sketch/" in html,
+        "photo_link": "/fashion-ai/search/photo/" in html,
+    }
 
     dashboard = staff.get("/dashboard/fashion-ai/")
     menu = staff.get("/dashboard/")
-    out["dashboard"] = {"status": dashboard.status_code,
-                        "coverage": f'<span id="fashion-ai-indexed">{total}</span>' in dashboard.content.decode(),
-                        "menu_link": "/dashboard/fashion-ai/" in menu.content.decode()}
+    out["dashboard"] = {
+        "status": dashboard.status_code,
+        "coverage": f'<span id="fashion-ai-indexed">{total}</span>' in dashboard.content.decode(),
+        "menu_link": "/dashboard/fashion-ai/" in menu.content.decode(),
+    }
 
     out["admin"] = admin_action(staff, made["Trousers"][:2])
-    wait_for("the worker to reindex the admin's selection",
-             lambda: ProductEmbedding.objects.filter(status="indexed").count() == total)
+    wait_for(
+        "the worker to reindex the admin's selection",
+        lambda: ProductEmbedding.objects.filter(status="indexed").count() == total,
+    )
 
     shopper = Client()
-    photo = shopper.post("/fashion-ai/api/search/photo/",
-                         {"image": io.BytesIO(image((30, 30, 200), 9, "trousers"))}, format="multipart")
+    photo = shopper.post(
+        "/fashion-ai/api/search/photo/", {"image": io.BytesIO(image((30, 30, 200), 9, "trousers"))}, format="multipart"
+    )
     body = photo.json()
-    out["photo_api"] = {"status": photo.status_code,
-                        "top": [r["product_id"] in made["Trousers"] for r in body.get("results", [])[:3]]}
+    out["photo_api"] = {
+        "status": photo.status_code,
+        "top": [r["product_id"] in made["Trousers"] for r in body.get("results", [])[:3]],
+    }
     sketch_png = io.BytesIO()
     from PIL import Image, ImageDraw
 
     drawing = Image.new("RGB", (256, 256), "white")
     ImageDraw.Draw(drawing).rectangle([70, 30, 186, 230], outline="black", width=6)
     drawing.save(sketch_png, "PNG")
-    sketch = shopper.post("/fashion-ai/api/search/sketch/",
-                          json.dumps({"sketch": "data:image/png;base64,"
-                                      + base64.b64encode(sketch_png.getvalue()).decode()}),
-                          content_type="application/json")
-    out["sketch_api"] = {"status": sketch.status_code, "results": len(sketch.json().get("results", [])),
-                         "generated_image": str(sketch.json().get("generated_image", ""))[:22]}
+    sketch = shopper.post(
+        "/fashion-ai/api/search/sketch/",
+        json.dumps({"sketch": "data:image/png;base64," + base64.b64encode(sketch_png.getvalue()).decode()}),
+        content_type="application/json",
+    )
+    out["sketch_api"] = {
+        "status": sketch.status_code,
+        "results": len(sketch.json().get("results", [])),
+        "generated_image": str(sketch.json().get("generated_image", ""))[:22],
+    }
 
     # a cookie-less client (a bot) records nothing; a browser's views become recommendations
     before = PreferenceEvent.objects.count()
@@ -135,8 +150,10 @@ def shop():
         return answer if answer["source"] == "personal" else None
 
     recs = wait_for("the worker to update the shopper's profile", personal, timeout=120)
-    out["recommendations"] = {"source": recs["source"],
-                              "top_is_shirt": recs["results"][0]["product_id"] in made["Shirts"]}
+    out["recommendations"] = {
+        "source": recs["source"],
+        "top_is_shirt": recs["results"][0]["product_id"] in made["Shirts"],
+    }
     home = shopper.get("/", follow=True)
     out["homepage"] = {"status": home.status_code, "personal": 'data-personal="true"' in home.content.decode()}
 
@@ -145,8 +162,11 @@ def shop():
     profile = shopper.get("/accounts/profile/").content.decode()
     out["profile_forget_button"] = "Forget my style profile" in profile
     forget = shopper.post("/fashion-ai/profile/forget/", {"next": "//evil.example/"})
-    out["forget"] = {"status": forget.status_code, "location": forget["Location"],
-                     "profiles_left": CustomerPreference.objects.filter(user=customer).count()}
+    out["forget"] = {
+        "status": forget.status_code,
+        "location": forget["Location"],
+        "profiles_left": CustomerPreference.objects.filter(user=customer).count(),
+    }
 
     doctor = io.StringIO()
     try:
@@ -166,16 +186,21 @@ def admin_action(client, ids):
 
     changelist = client.get("/admin/catalogue/product/")
     runs = IndexRun.objects.count()
-    response = client.post("/admin/catalogue/product/", {"action": "reindex_selected",
-                                                         "_selected_action": [str(pk) for pk in ids]})
+    response = client.post(
+        "/admin/catalogue/product/", {"action": "reindex_selected", "_selected_action": [str(pk) for pk in ids]}
+    )
     queued = IndexRun.objects.count() == runs + 1
     from django.contrib import admin
 
     Product = get_model("catalogue", "Product")
     model_admin = admin.site._registry.get(Product)
-    return {"changelist": changelist.status_code, "offered": "reindex_selected" in changelist.content.decode(),
-            "post": response.status_code, "queued": queued,
-            "admin_class": f"{type(model_admin).__module__}.{type(model_admin).__name__}"}
+    return {
+        "changelist": changelist.status_code,
+        "offered": "reindex_selected" in changelist.content.decode(),
+        "post": response.status_code,
+        "queued": queued,
+        "admin_class": f"{type(model_admin).__module__}.{type(model_admin).__name__}",
+    }
 
 
 def admin_only():
@@ -188,8 +213,10 @@ def admin_only():
     ids = list(get_model("catalogue", "Product").objects.order_by("pk").values_list("pk", flat=True)[:2])
     from django.conf import settings
 
-    return {"admin": admin_action(client, ids), "apps": [a for a in settings.INSTALLED_APPS
-                                                         if "fashion" in a or a == "oscar.config.Shop"]}
+    return {
+        "admin": admin_action(client, ids),
+        "apps": [a for a in settings.INSTALLED_APPS if "fashion" in a or a == "oscar.config.Shop"],
+    }
 
 
 if __name__ == "__main__":

@@ -20,14 +20,29 @@ pytestmark = pytest.mark.usefixtures("fashion_models")
 
 Category = get_model("catalogue", "Category")
 ProductCategory = get_model("catalogue", "ProductCategory")
-FAST = ["--min-per-category", "3", "--min-products", "10", "--min-test", "3", "--epochs", "3", "--image-size", "64",
-        "--workers", "1", "--reindex", "sync"]
+FAST = [
+    "--min-per-category",
+    "3",
+    "--min-products",
+    "10",
+    "--min-test",
+    "3",
+    "--epochs",
+    "3",
+    "--image-size",
+    "64",
+    "--workers",
+    "1",
+    "--reindex",
+    "sync",
+]
 
 
 @pytest.mark.training
 @pytest.mark.django_db
-def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_dir, blind_weights, restore_schema,
-                                                                       monkeypatch):
+def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(
+    models_dir, blind_weights, restore_schema, monkeypatch
+):
     old = use_model(blind_weights)
     products = make_store()
     assert runtime.get_embedder().version == old
@@ -93,8 +108,9 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(models_d
 
 @pytest.mark.training
 @pytest.mark.django_db
-def test_a_failed_sketch_encoder_leaves_the_new_photo_model_installed(models_dir, blind_weights, restore_schema,
-                                                                      monkeypatch):
+def test_a_failed_sketch_encoder_leaves_the_new_photo_model_installed(
+    models_dir, blind_weights, restore_schema, monkeypatch
+):
     use_model(blind_weights)
     make_store(per_kind=12)
     from oscar_fashion_ai.ml import adaptation as recipe
@@ -112,15 +128,23 @@ def test_a_failed_sketch_encoder_leaves_the_new_photo_model_installed(models_dir
         call_command("fashion_adapt", "--sketch-minutes", "-1")
 
 
-def test_adapt_does_not_train_a_sketch_encoder_that_a_setting_would_override(models_dir, settings, tmp_path,
-                                                                             monkeypatch):
+def test_adapt_does_not_train_a_sketch_encoder_that_a_setting_would_override(
+    models_dir, settings, tmp_path, monkeypatch
+):
     from oscar_fashion_ai.ml import adaptation as recipe
 
     settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_ENCODER_WEIGHTS": str(tmp_path / "mine.safetensors")}
     monkeypatch.setattr(recipe, "train_sketch_candidate", lambda *a, **k: pytest.fail("trained anyway"))
     lines = []
-    out = adaptation.adapt_sketch(tmp_path / "photo.safetensors", None, None, tmp_path, 5, adaptation.Options(),
-                                  adaptation.Reporter(write=lines.append))
+    out = adaptation.adapt_sketch(
+        tmp_path / "photo.safetensors",
+        None,
+        None,
+        tmp_path,
+        5,
+        adaptation.Options(),
+        adaptation.Reporter(write=lines.append),
+    )
     assert out["installed"] is False and "SKETCH_ENCODER_WEIGHTS" in out["message"] and lines
 
 
@@ -140,8 +164,9 @@ def test_adapt_keeps_a_model_that_is_not_beaten(models_dir, tiny_weights, restor
 
 @pytest.mark.training
 @pytest.mark.django_db
-def test_a_crash_mid_training_leaves_the_model_in_use_and_resume_finishes(models_dir, blind_weights, restore_schema,
-                                                                         monkeypatch):
+def test_a_crash_mid_training_leaves_the_model_in_use_and_resume_finishes(
+    models_dir, blind_weights, restore_schema, monkeypatch
+):
     from oscar_fashion_ai.ml import adaptation as recipe
 
     old = use_model(blind_weights)
@@ -191,8 +216,9 @@ def test_a_crash_while_installing_leaves_the_pointer(models_dir, blind_weights, 
 @pytest.mark.worker
 @pytest.mark.training
 @pytest.mark.django_db(transaction=True)
-def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(models_dir, blind_weights, monkeypatch,
-                                                                          django_user_model, restore_schema):
+def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(
+    models_dir, blind_weights, monkeypatch, django_user_model, restore_schema
+):
     import celery.contrib.testing.tasks  # noqa: F401
     from celery.contrib.testing.worker import start_worker
 
@@ -201,14 +227,22 @@ def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(models
     use_model(blind_weights)
     make_store()
     # The task runs with the default options, except the thresholds that a store this small needs.
-    monkeypatch.setattr(adaptation, "TASK_OPTIONS", {"min_per_category": 3, "min_products": 10, "min_test": 3,
-                                                     "workers": 1, "recipe": {"epochs": 3, "image_size": 64}})
+    monkeypatch.setattr(
+        adaptation,
+        "TASK_OPTIONS",
+        {
+            "min_per_category": 3,
+            "min_products": 10,
+            "min_test": 3,
+            "workers": 1,
+            "recipe": {"epochs": 3, "image_size": 64},
+        },
+    )
     app.control.purge()
     staff = django_user_model.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
     admin = Client()
     admin.force_login(staff)
     assert admin.post(reverse("fashion-ai-dashboard:fashion-ai-adapt")).status_code == 302
-
 
     with start_worker(app, pool="solo", loglevel="WARNING", perform_ping_check=False, shutdown_timeout=60):
         assert wait_for(lambda: AdaptationRun.objects.get().done, timeout=900)

@@ -11,6 +11,8 @@ from oscar_fashion_ai.catalog_import import CatalogImporter
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fashion_models")]  # real headless Chromium
 
 Product = get_model("catalogue", "Product")
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_new_shopper_gets_recommendations_from_three_views(browser, live_server, csv_dataset, celery_worker_thread):
@@ -87,8 +89,10 @@ def test_sketch_widget_with_touch_on_a_phone(browser, live_server, csv_dataset):
     page = context.new_page()
     page.goto(live_server.url + "/fashion-ai/search/sketch/", wait_until="domcontentloaded")
     page.wait_for_selector("#fashion-ai-sketch[data-ready]")  # the script has run and enabled the button
-    page.evaluate("window.__kinds = new Set(); document.getElementById('fashion-ai-canvas')"
-                  ".addEventListener('pointerdown', e => window.__kinds.add(e.pointerType))")
+    page.evaluate(
+        "window.__kinds = new Set(); document.getElementById('fashion-ai-canvas')"
+        ".addEventListener('pointerdown', e => window.__kinds.add(e.pointerType))"
+    )
     box = page.locator("#fashion-ai-canvas").bounding_box()
     cdp = context.new_cdp_session(page)
 
@@ -159,8 +163,10 @@ def test_sketch_widget_hints_redo_category_after_and_closer_to_this(browser, liv
     with page.expect_request(lambda r: "/api/search/sketch" in r.url) as closer:
         target.locator(".fashion-ai-closer").click()
     assert str(closer.value.post_data_json["like"]) == target_id
-    page.wait_for_function(f"![...document.querySelectorAll('#fashion-ai-sketch-results li')]"
-                           f".some(e => e.dataset.productId === '{target_id}')")
+    page.wait_for_function(
+        f"![...document.querySelectorAll('#fashion-ai-sketch-results li')]"
+        f".some(e => e.dataset.productId === '{target_id}')"
+    )
     assert page.locator("#fashion-ai-like").is_visible()
     assert result_ids() != plain
     # a category chosen after the search narrows the results at once (no button press)

@@ -49,8 +49,9 @@ def searched_box(page):
 
 
 def wait_searched(page, count):
-    page.wait_for_function(f"Number(document.getElementById('fashion-ai-photo-form').dataset.searched || 0) >= {count}",
-                           timeout=30000)
+    page.wait_for_function(
+        f"Number(document.getElementById('fashion-ai-photo-form').dataset.searched || 0) >= {count}", timeout=30000
+    )
 
 
 def first_category(page):
@@ -65,8 +66,9 @@ def near(box, expected, tolerance=3):
 @pytest.mark.django_db(transaction=True)
 def test_crop_box_moves_and_resizes_with_the_mouse(browser, catalog):
     context, page = open_page(browser, catalog, viewport={"width": 1200, "height": 900})
-    page.set_input_files("#fashion-ai-photo-file", files=[{"name": "pair.jpg", "mimeType": "image/jpeg",
-                                                           "buffer": pair_jpeg()}])
+    page.set_input_files(
+        "#fashion-ai-photo-file", files=[{"name": "pair.jpg", "mimeType": "image/jpeg", "buffer": pair_jpeg()}]
+    )
     page.wait_for_selector("#fashion-ai-crop-box[data-preset]", timeout=30000)  # the server's preset is shown
     assert page.locator("#fashion-ai-crop").is_visible() and not page.locator("#fashion-ai-drop").is_visible()
     assert page.locator("#fashion-ai-results > li").count() >= 5 and searched_box(page)[1] == "preset"
@@ -113,14 +115,16 @@ def test_crop_box_moves_and_resizes_with_the_mouse(browser, catalog):
 
 @pytest.mark.django_db(transaction=True)
 def test_crop_box_with_touch_on_a_phone(browser, catalog):
-    context, page = open_page(browser, catalog, viewport={"width": 390, "height": 844}, is_mobile=True,
-                                     has_touch=True)
+    context, page = open_page(browser, catalog, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     assert page.locator("#fashion-ai-photo").get_attribute("capture") == "environment"  # phone camera
-    page.set_input_files("#fashion-ai-photo", files=[{"name": "camera.jpg", "mimeType": "image/jpeg",
-                                                      "buffer": pair_jpeg()}])
+    page.set_input_files(
+        "#fashion-ai-photo", files=[{"name": "camera.jpg", "mimeType": "image/jpeg", "buffer": pair_jpeg()}]
+    )
     page.wait_for_selector("#fashion-ai-crop-box[data-preset]", timeout=30000)
-    page.evaluate("window.__kinds = new Set(); document.getElementById('fashion-ai-crop-stage')"
-                  ".addEventListener('pointerdown', e => window.__kinds.add(e.pointerType))")
+    page.evaluate(
+        "window.__kinds = new Set(); document.getElementById('fashion-ai-crop-stage')"
+        ".addEventListener('pointerdown', e => window.__kinds.add(e.pointerType))"
+    )
     img = page.locator("#fashion-ai-crop-image").bounding_box()
     cdp = context.new_cdp_session(page)
 
@@ -138,8 +142,9 @@ def test_crop_box_with_touch_on_a_phone(browser, catalog):
 
     touch_drag(centre('.fashion-ai-handle[data-handle="nw"]'), (img["x"] - 10, img["y"] - 10))
     wait_searched(page, 2)
-    touch_drag(centre('.fashion-ai-handle[data-handle="se"]'),
-               (img["x"] + img["width"] / 2, img["y"] + img["height"] + 10))
+    touch_drag(
+        centre('.fashion-ai-handle[data-handle="se"]'), (img["x"] + img["width"] / 2, img["y"] + img["height"] + 10)
+    )
     wait_searched(page, 3)
     assert page.evaluate("[...window.__kinds]") == ["touch"]
     assert near(searched_box(page)[0], (0, 0, 96, 128), tolerance=4), searched_box(page)
@@ -162,14 +167,17 @@ def test_paste_and_drag_and_drop(browser, catalog):
     data = list(pair_jpeg())
     # Paste: a real Ctrl+V of an image put on the clipboard.
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=catalog.url)
-    page.evaluate("""async (bytes) => {
+    page.evaluate(
+        """async (bytes) => {
         const jpeg = new Blob([new Uint8Array(bytes)], {type: "image/jpeg"});
         const bitmap = await createImageBitmap(jpeg);
         const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
         canvas.getContext("2d").drawImage(bitmap, 0, 0);
         const png = await canvas.convertToBlob({type: "image/png"});
         await navigator.clipboard.write([new ClipboardItem({"image/png": png})]);
-    }""", data)
+    }""",
+        data,
+    )
     page.focus("#fashion-ai-drop")
     page.keyboard.press("Control+V")
     page.wait_for_selector("#fashion-ai-crop-box[data-preset]", timeout=30000)
@@ -196,11 +204,14 @@ def test_paste_and_drag_and_drop(browser, catalog):
     assert page.locator("#fashion-ai-crop").is_visible()
     assert page.locator("#fashion-ai-results > li").count() >= 1
     # The price filter typed before applies to the dropped photo's search.
-    assert all(float(p.replace("€", "").replace(",", "").strip()) <= 70 for p in
-               page.locator("#fashion-ai-results .price_color").all_inner_texts())
+    assert all(
+        float(p.replace("€", "").replace(",", "").strip()) <= 70
+        for p in page.locator("#fashion-ai-results .price_color").all_inner_texts()
+    )
     # An image dragged from another site (its address, no file) gets an explanation, not a download.
-    url_dt = page.evaluate_handle("() => { const dt = new DataTransfer(); "
-                                  "dt.setData('text/uri-list', 'https://example.com/a.jpg'); return dt; }")
+    url_dt = page.evaluate_handle(
+        "() => { const dt = new DataTransfer(); dt.setData('text/uri-list', 'https://example.com/a.jpg'); return dt; }"
+    )
     page.dispatch_event("#fashion-ai-crop-stage", "drop", {"dataTransfer": url_dt})
     assert "we do not download images from other sites" in page.inner_text("#fashion-ai-photo-status")
     assert page.evaluate("window.__marker") == "same page"

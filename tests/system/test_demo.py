@@ -25,8 +25,6 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-
-
 def _get(port, path):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", path)
@@ -50,14 +48,25 @@ def var():
 @pytest.mark.slow
 def test_demo_serves_the_catalog_and_ctrl_c_stops_everything(tmp_path, csv_dataset, var):
     port = _free_port()
-    env = dict(os.environ, FASHION_VAR_DIR=str(var), FASHION_AI_DATASET=str(csv_dataset),
-               CELERY_BROKER_URL=os.environ.get("TEST_DEMO_BROKER_URL", "redis://127.0.0.1:6379/14"),
-               DJANGO_SETTINGS_MODULE="shop.settings", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        FASHION_VAR_DIR=str(var),
+        FASHION_AI_DATASET=str(csv_dataset),
+        CELERY_BROKER_URL=os.environ.get("TEST_DEMO_BROKER_URL", "redis://127.0.0.1:6379/14"),
+        DJANGO_SETTINGS_MODULE="shop.settings",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("DATABASE_URL", None)
     log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115 - held open for the subprocess
     # its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group
-    proc = subprocess.Popen([sys.executable, "manage.py", "fashion_demo", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "fashion_demo", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -102,8 +111,13 @@ def test_sigterm_stops_the_embedded_database(tmp_path, var):
     env = dict(os.environ, FASHION_VAR_DIR=str(var), DJANGO_SETTINGS_MODULE="shop.settings", PYTHONUNBUFFERED="1")
     env.pop("DATABASE_URL", None)
     log = open(tmp_path / "runserver.log", "wb")  # noqa: SIM115 - held open for the subprocess
-    proc = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -18,7 +18,6 @@ def _two_sources(csv_dataset, tmp_path):
     return [str(csv_dataset), str(second)]
 
 
-
 @pytest.mark.training
 def test_head_training_learns_labels_and_distillation_keeps_teacher_geometry():
     rng = np.random.default_rng(1)
@@ -33,8 +32,12 @@ def test_head_training_learns_labels_and_distillation_keeps_teacher_geometry():
     ids = [f"x{i}" for i in range(n)]
     assert generalisation.retrieval(vecs, labels, ids, "test")["p_at_5"] > 0.9
     assert len(history) == 15 and history[-1]["cls"] < history[0]["cls"]
-    distilled, _ = generalisation.train_head(pooled, labels, teacher, generalisation.HeadConfig(
-        dim=16, epochs=15, batch_size=32, init="random", distill_weight=5.0))
+    distilled, _ = generalisation.train_head(
+        pooled,
+        labels,
+        teacher,
+        generalisation.HeadConfig(dim=16, epochs=15, batch_size=32, init="random", distill_weight=5.0),
+    )
     d = generalisation.project(distilled, pooled)
     gap_plain = np.abs(vecs @ vecs.T - teacher @ teacher.T).mean()
     gap_distilled = np.abs(d @ d.T - teacher @ teacher.T).mean()
@@ -51,9 +54,17 @@ def test_robust_recipe_writes_a_model_the_store_runs_and_chooses_alpha_on_valida
     from oscar_fashion_ai.ml.embedder import Embedder
 
     out = tmp_path / "robust.safetensors"
-    cfg = train_robust.RobustConfig(sources=_two_sources(csv_dataset, tmp_path), out=str(out), image_size=64,
-                                    lp_epochs=2, ft_epochs=1, batch_size=4, wise_alphas=(0.0, 1.0), progress=False,
-                                    cache=str(tmp_path / "cache"))
+    cfg = train_robust.RobustConfig(
+        sources=_two_sources(csv_dataset, tmp_path),
+        out=str(out),
+        image_size=64,
+        lp_epochs=2,
+        ft_epochs=1,
+        batch_size=4,
+        wise_alphas=(0.0, 1.0),
+        progress=False,
+        cache=str(tmp_path / "cache"),
+    )
     card = train_robust.train(cfg)
     assert json.loads(json.dumps(card)) == json.loads(out.with_suffix(".card.json").read_text())
     sel = card["selection"]
@@ -89,9 +100,17 @@ def test_robust_recipe_writes_a_model_the_store_runs_and_chooses_alpha_on_valida
 def test_robust_recipe_leaves_out_excluded_labels(csv_dataset, tmp_path):
     from oscar_fashion_ai.ml import train_robust
 
-    cfg = train_robust.RobustConfig(sources=[str(csv_dataset)], out=str(tmp_path / "m.safetensors"), image_size=64,
-                                    lp_epochs=1, ft_epochs=1, batch_size=4, wise_alphas=(0.0,), progress=False,
-                                    exclude_labels=("Pants",))
+    cfg = train_robust.RobustConfig(
+        sources=[str(csv_dataset)],
+        out=str(tmp_path / "m.safetensors"),
+        image_size=64,
+        lp_epochs=1,
+        ft_epochs=1,
+        batch_size=4,
+        wise_alphas=(0.0,),
+        progress=False,
+        exclude_labels=("Pants",),
+    )
     card = train_robust.train(cfg)
     assert not any(lab.endswith(":Pants") for lab in card["data"]["labels"])
     assert card["data"]["sources"][0]["images"] == 8

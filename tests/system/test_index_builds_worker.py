@@ -25,8 +25,9 @@ ProductCategory = get_model("catalogue", "ProductCategory")
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_search_keeps_answering_while_a_paused_worker_builds_the_new_model(settings, other_weights, restore_schema,
-                                                                             django_user_model):
+def test_search_keeps_answering_while_a_paused_worker_builds_the_new_model(
+    settings, other_weights, restore_schema, django_user_model
+):
     import celery.contrib.testing.tasks  # noqa: F401
     from celery.contrib.testing.worker import start_worker
 

@@ -43,8 +43,13 @@ def test_image_change_is_indexed_by_the_worker(celery_worker_thread):
     # Replacing the image re-embeds the product with the new checksum.
     ProductImage.objects.filter(product=product).delete()
     add_image(product, "Pants", 2)
-    assert wait_for(lambda: ProductEmbedding.objects.filter(
-        product=product, status="indexed").exclude(image_checksum=first_checksum).exists())
+    assert wait_for(
+        lambda: (
+            ProductEmbedding.objects.filter(product=product, status="indexed")
+            .exclude(image_checksum=first_checksum)
+            .exists()
+        )
+    )
     # A corrupt image is a permanent failure, recorded on the row, not retried forever.
     broken = create_product(title="Broken")
     image = ProductImage(product=broken, display_order=0)

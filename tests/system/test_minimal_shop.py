@@ -32,8 +32,6 @@ def _run(args, cwd, env, timeout=600):
     return proc
 
 
-
-
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     """The plugin's wheel, built from the files a source distribution holds (not from the demo project)."""
@@ -42,10 +40,25 @@ def wheel(tmp_path_factory):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "oscar_fashion_ai", src / "oscar_fashion_ai",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", str(src),
-          "-w", str(work / "dist")], cwd=work, env=dict(os.environ))
+    shutil.copytree(
+        ROOT / "oscar_fashion_ai", src / "oscar_fashion_ai", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            str(src),
+            "-w",
+            str(work / "dist"),
+        ],
+        cwd=work,
+        env=dict(os.environ),
+    )
     (built,) = (work / "dist").glob("oscar_fashion_ai-*.whl")
     return built
 
@@ -65,15 +78,36 @@ def shop(wheel):
 
 def _shop(wheel, work):
     site = work / "site-packages"
-    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", str(site),
-          str(wheel)], cwd=work, env=dict(os.environ))
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        cwd=work,
+        env=dict(os.environ),
+    )
     project = work / "project"
     shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FASHION_AI", "DJANGO", "CELERY", "DATABASE_URL", "PYTHONPATH"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FASHION_AI", "DJANGO", "CELERY", "DATABASE_URL", "PYTHONPATH"))
+    }
     broker = os.environ.get("TEST_DEMO_BROKER_URL", "redis://127.0.0.1:6379/14")
-    env.update(PYTHONPATH=str(site), DJANGO_SETTINGS_MODULE="minimal_shop.settings", CELERY_BROKER_URL=broker,
-               PYTHONUNBUFFERED="1")
+    env.update(
+        PYTHONPATH=str(site),
+        DJANGO_SETTINGS_MODULE="minimal_shop.settings",
+        CELERY_BROKER_URL=broker,
+        PYTHONUNBUFFERED="1",
+    )
     import redis
 
     redis.Redis.from_url(broker).flushdb()  # this broker database belongs to the tests
@@ -85,8 +119,11 @@ def test_the_wheel_holds_the_plugin_only_with_its_licence(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "oscar_fashion_ai/weights/lite0-fashion.safetensors" in names
-    for template in ("oscar/catalogue/detail.html", "oscar/partials/search.html",
-                     "oscar/customer/profile/profile.html"):
+    for template in (
+        "oscar/catalogue/detail.html",
+        "oscar/partials/search.html",
+        "oscar/customer/profile/profile.html",
+    ):
         assert f"oscar_fashion_ai/oscar_templates/{template}" in names
     assert not [n for n in names if n.endswith(".png")], "docs-only images are not shipped"
     assert not [n for n in names if n.split("/")[0] in {"shop", "tests", "benchmarks", "templates"}]
@@ -106,9 +143,24 @@ def test_minimal_shop_from_the_wheel_indexes_searches_and_recommends(shop):
     assert "no issues" in check.stdout
     log_path = project / "worker.log"
     log = open(log_path, "w")  # noqa: SIM115 - held open for the worker
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "minimal_shop", "worker", "--pool=solo",
-                               "--loglevel=INFO", "--without-gossip", "--without-mingle"],
-                              cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "minimal_shop",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 180
         while " ready." not in log_path.read_text():

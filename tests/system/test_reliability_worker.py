@@ -44,10 +44,33 @@ class WorkerProcess:
         self.log_path = log_path
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "shop", "worker", "--pool", "prefork", "--concurrency", "1",
-             "-O", "fair", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"reliability-{os.getpid()}-{time.monotonic_ns()}@%h"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "shop",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "-O",
+                "fair",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"reliability-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         assert wait_for(lambda: " ready." in self.text() or self.proc.poll() is not None, timeout=90), self.text()
         assert self.proc.poll() is None, self.text()
 
@@ -83,7 +106,7 @@ def start_worker(transactional_db, tmp_path, tiny_weights):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
         "DATABASE_URL": f"postgresql://{db['USER']}@{quote(db['HOST'], safe='')}/{db['NAME']}"
-                        f"?application_name={WORKER_APP_NAME}",
+        f"?application_name={WORKER_APP_NAME}",
         "FASHION_TEST_MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
         "TEST_CELERY_BROKER_URL": app.conf.broker_url,
         "FASHION_AI_EMBEDDER_WEIGHTS": str(tiny_weights),
@@ -128,7 +151,12 @@ def assert_indexed_once_with_right_checksums(products):
         with image.original.open("rb") as fh:
             expected = hashlib.sha1(fh.read()).hexdigest()
         assert (row.status, row.image_checksum, row.model_version, row.error, row.attempts) == (
-            "indexed", expected, version, "", 0), row
+            "indexed",
+            expected,
+            version,
+            "",
+            0,
+        ), row
         assert row.image_id == image.pk and row.vector is not None and len(row.vector) == 256
 
 
@@ -144,8 +172,9 @@ def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_onc
 
     # 1. The pool child dies mid-batch (as under the OOM killer): wait until the first batch is done and the
     #    second one has been handed to the child, then SIGKILL the child.
-    assert wait_for(lambda: worker.count("succeeded") >= 1 and worker.count("received") >= 2, timeout=90,
-                    interval=0.02), worker.text()
+    assert wait_for(
+        lambda: worker.count("succeeded") >= 1 and worker.count("received") >= 2, timeout=90, interval=0.02
+    ), worker.text()
     time.sleep(0.15)  # a batch takes 0.5-1 s here: the child is now decoding and embedding
     child = worker.children()
     assert len(child) == 1
@@ -156,8 +185,9 @@ def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_onc
     assert "signal 9" in worker.text()  # Celery reports the job that was running in the killed child
 
     # 2. The whole worker is SIGKILLed mid-batch (machine lost): its message stays unacknowledged in Redis.
-    assert wait_for(lambda: worker.count("succeeded") >= 2 and worker.count("received") >= 4, timeout=90,
-                    interval=0.02), worker.text()
+    assert wait_for(
+        lambda: worker.count("succeeded") >= 2 and worker.count("received") >= 4, timeout=90, interval=0.02
+    ), worker.text()
     time.sleep(0.3)
     worker.kill_all()
     left = ProductEmbedding.objects.filter(product_id__in=ids).exclude(status="indexed").count()
@@ -165,8 +195,9 @@ def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_onc
 
     # 3. A restarted worker gets the message back (visibility timeout) and finishes the work.
     restarted = start_worker(FASHION_TEST_VISIBILITY_TIMEOUT="8")
-    assert wait_for(lambda: ProductEmbedding.objects.filter(product_id__in=ids, status="indexed").count() == len(ids),
-                    timeout=90), restarted.text()
+    assert wait_for(
+        lambda: ProductEmbedding.objects.filter(product_id__in=ids, status="indexed").count() == len(ids), timeout=90
+    ), restarted.text()
     assert_indexed_once_with_right_checksums(products)
     assert restarted.count("succeeded") >= 1  # the redelivered batch was finished by the new worker
 
@@ -174,8 +205,10 @@ def test_worker_sigkilled_mid_batch_is_redelivered_and_every_product_indexed_onc
 def worker_backends():
     """PostgreSQL backends of the worker subprocesses on the test database."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
-                       [WORKER_APP_NAME])
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            [WORKER_APP_NAME],
+        )
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -193,20 +226,26 @@ def test_worker_survives_its_database_connection_being_terminated_mid_task(start
     assert wait_for(lambda: bool(worker_backends()), timeout=60, interval=0.02), worker.text()
     time.sleep(0.2)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND application_name = %s", [WORKER_APP_NAME])
+        cursor.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            [WORKER_APP_NAME],
+        )
         terminated = cursor.fetchall()
     assert terminated and all(ok for _, ok in terminated)
     assert not ProductEmbedding.objects.filter(product__in=products, status="indexed").exists()  # mid-task
     # The interrupted batch fails on its next query, is retried (transient database error), and succeeds.
-    assert wait_for(lambda: ProductEmbedding.objects.filter(product__in=products[:batch], status="indexed").count()
-                    == batch, timeout=60), worker.text()
+    assert wait_for(
+        lambda: ProductEmbedding.objects.filter(product__in=products[:batch], status="indexed").count() == batch,
+        timeout=60,
+    ), worker.text()
     retried = r"embed_products\[[0-9a-f-]+\] retry: Retry in .*(OperationalError|InterfaceError)"
     assert re.search(retried, worker.text()), worker.text()[-3000:]
     # The next task runs on a fresh connection in the same, never-restarted worker.
     tasks.enqueue_embedding([products[batch].pk])
-    assert wait_for(lambda: ProductEmbedding.objects.filter(product=products[batch], status="indexed").exists(), 60), \
+    assert wait_for(lambda: ProductEmbedding.objects.filter(product=products[batch], status="indexed").exists(), 60), (
         worker.text()
+    )
     assert worker.proc.poll() is None and worker.children() == pool  # same worker, same pool process
     assert "WorkerLostError" not in worker.text()
     assert_indexed_once_with_right_checksums(products)

@@ -14,8 +14,11 @@ from oscar_fashion_ai.ml import weights
 
 pytestmark = pytest.mark.usefixtures("fashion_models")
 
-unit_rows = arrays(np.float32, (3, 8), elements=st.floats(-1, 1, width=32)).filter(
-    lambda a: (np.linalg.norm(a, axis=1) > 1e-3).all()).map(lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))
+unit_rows = (
+    arrays(np.float32, (3, 8), elements=st.floats(-1, 1, width=32))
+    .filter(lambda a: (np.linalg.norm(a, axis=1) > 1e-3).all())
+    .map(lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))
+)
 
 
 @pytest.mark.training
@@ -23,8 +26,24 @@ def test_train_sketch_encoder_command_writes_a_paired_fp16_encoder_and_resumes(c
     from oscar_fashion_ai.ml.embedder import Embedder
 
     out = tmp_path / "sketch.safetensors"
-    args = ["--source", str(csv_dataset), "--out", str(out), "--photo-weights", str(tiny_weights), "--batch-size", "4",
-            "--variants", "2", "--workers", "1", "--device", "cpu", "--checkpoint-dir", str(tmp_path / "ck")]
+    args = [
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--photo-weights",
+        str(tiny_weights),
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+    ]
     call_command("fashion_train_sketch_encoder", *args, "--epochs", "1", verbosity=0)
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["weights_sha256"] == weights.sha256(out) and card["weights_dtype"] == "float16"
@@ -46,10 +65,32 @@ def test_train_embedder_sketch_tower_writes_the_encoder_beside_the_photo_model(c
     from oscar_fashion_ai.ml.embedder import Embedder
 
     out = tmp_path / "emb.safetensors"
-    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "full",
-                 "--sketch-tower", "--half", "--image-size", "64", "--epochs", "1", "--batch-size", "4",
-                 "--variants", "2", "--workers", "1", "--init-weights", str(tiny_weights), "--device", "cpu",
-                 verbosity=0)
+    call_command(
+        "fashion_train_embedder",
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--mode",
+        "full",
+        "--sketch-tower",
+        "--half",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--init-weights",
+        str(tiny_weights),
+        "--device",
+        "cpu",
+        verbosity=0,
+    )
     sketch = out.with_name("emb-sketch.safetensors")
     card = json.loads(sketch.with_suffix(".card.json").read_text())
     assert card["pairs_with"]["sha256"] == weights.sha256(out)
@@ -68,27 +109,88 @@ def test_validation_split_is_held_out_and_measured(csv_dataset, tmp_path, tiny_w
     n_val, n_test = sum(map(datasets.is_validation, ids)), sum(map(datasets.is_test, ids))
     assert n_val and n_test and not any(datasets.is_validation(i) and datasets.is_test(i) for i in ids)
     photo = tmp_path / "emb.safetensors"
-    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(photo), "--mode", "full",
-                 "--sketch-tower", "--validation", "--image-size", "64", "--epochs", "1", "--batch-size", "4",
-                 "--variants", "2", "--workers", "1", "--init-weights", str(tiny_weights), "--device", "cpu",
-                 verbosity=0)
+    call_command(
+        "fashion_train_embedder",
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(photo),
+        "--mode",
+        "full",
+        "--sketch-tower",
+        "--validation",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--init-weights",
+        str(tiny_weights),
+        "--device",
+        "cpu",
+        verbosity=0,
+    )
     card = json.loads(photo.with_suffix(".card.json").read_text())
-    assert card["split"] == {"rule": card["split"]["rule"], "train": 12 - n_val - n_test, "validation": n_val,
-                             "test": n_test}
+    assert card["split"] == {
+        "rule": card["split"]["rule"],
+        "train": 12 - n_val - n_test,
+        "validation": n_val,
+        "test": n_test,
+    }
     assert card["metrics"]["validation_image_to_image"]["queries"] == n_val
     assert card["metrics"]["validation_sketch_to_image"]["queries"] == n_val
     assert card["metrics"]["image_to_image"]["queries"] == n_test
     out = tmp_path / "sketch.safetensors"
-    call_command("fashion_train_sketch_encoder", "--source", str(csv_dataset), "--out", str(out), "--photo-weights",
-                 str(photo), "--validation", "--batch-size", "4", "--variants", "2", "--workers", "1", "--device",
-                 "cpu", "--epochs", "1", verbosity=0)
+    call_command(
+        "fashion_train_sketch_encoder",
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--photo-weights",
+        str(photo),
+        "--validation",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        verbosity=0,
+    )
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["split"]["validation"] == n_val and card["split"]["train"] == 12 - n_val - n_test
     assert card["metrics"]["validation_sketch_to_image"]["queries"] == n_val
     # without --validation nothing is held out
-    call_command("fashion_train_sketch_encoder", "--source", str(csv_dataset), "--out", str(out), "--photo-weights",
-                 str(photo), "--batch-size", "4", "--variants", "2", "--workers", "1", "--device", "cpu", "--epochs",
-                 "1", verbosity=0)
+    call_command(
+        "fashion_train_sketch_encoder",
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--photo-weights",
+        str(photo),
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        verbosity=0,
+    )
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["split"]["validation"] == 0 and "validation_sketch_to_image" not in card["metrics"]
 
@@ -102,10 +204,32 @@ def test_sketch_encoder_cached_prefix_mode_on_two_sources(csv_dataset, tmp_path,
     second = tmp_path / "studio"
     shutil.copytree(csv_dataset, second)
     out = tmp_path / "sketch.safetensors"
-    call_command("fashion_train_sketch_encoder", "--source", str(csv_dataset), "--extra-source", str(second),
-                 "--out", str(out), "--photo-weights", str(tiny_weights), "--batch-size", "4", "--variants", "2",
-                 "--workers", "1", "--device", "cpu", "--split-block", "11", "--epochs", "1",
-                 "--checkpoint-dir", str(tmp_path / "ck"), verbosity=0)
+    call_command(
+        "fashion_train_sketch_encoder",
+        "--source",
+        str(csv_dataset),
+        "--extra-source",
+        str(second),
+        "--out",
+        str(out),
+        "--photo-weights",
+        str(tiny_weights),
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--split-block",
+        "11",
+        "--epochs",
+        "1",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        verbosity=0,
+    )
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["data"]["images"] == 24 and card["data"]["extra_sources"] == ["studio"]
     assert {lab.split(":")[0] for lab in card["data"]["labels"]} == {"clothing", "studio"}

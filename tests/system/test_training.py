@@ -14,8 +14,26 @@ pytestmark = pytest.mark.usefixtures("fashion_models")
 @pytest.mark.training
 def test_train_gan_command_writes_weights_card_samples_and_resumes(csv_dataset, tmp_path):
     out = tmp_path / "gen.safetensors"
-    args = ["--source", str(csv_dataset), "--out", str(out), "--image-size", "32", "--ngf", "4", "--batch-size", "4",
-            "--variants", "2", "--workers", "1", "--sample-every", "1", "--checkpoint-dir", str(tmp_path / "ck")]
+    args = [
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--ngf",
+        "4",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--sample-every",
+        "1",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+    ]
     call_command("fashion_train_gan", *args, "--epochs", "1", verbosity=0)
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["weights_sha256"] == weights.sha256(out)
@@ -36,9 +54,30 @@ def test_train_gan_command_writes_weights_card_samples_and_resumes(csv_dataset, 
 @pytest.mark.training
 def test_train_embedder_full_mode_on_photos_and_drawings(csv_dataset, tmp_path, tiny_weights):
     out = tmp_path / "emb.safetensors"
-    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "full",
-                 "--image-size", "64", "--epochs", "1", "--batch-size", "4", "--variants", "2", "--workers", "1",
-                 "--init-weights", str(tiny_weights), "--device", "cpu", verbosity=0)
+    call_command(
+        "fashion_train_embedder",
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--mode",
+        "full",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--variants",
+        "2",
+        "--workers",
+        "1",
+        "--init-weights",
+        str(tiny_weights),
+        "--device",
+        "cpu",
+        verbosity=0,
+    )
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["training"]["mode"] == "full" and card["training"]["pair_weight"] == 1.0
     metrics = card["metrics"]
@@ -53,11 +92,26 @@ def test_train_embedder_full_mode_on_photos_and_drawings(csv_dataset, tmp_path, 
 @pytest.mark.training
 def test_train_embedder_cached_mode_skips_unreadable_images(csv_dataset, tmp_path):
     out = tmp_path / "cached.safetensors"
-    call_command("fashion_train_embedder", "--source", str(csv_dataset), "--out", str(out), "--mode", "cached",
-                 "--image-size", "64", "--epochs", "1", "--batch-size", "4", "--workers", "1", "--device", "cpu",
-                 verbosity=0)
+    call_command(
+        "fashion_train_embedder",
+        "--source",
+        str(csv_dataset),
+        "--out",
+        str(out),
+        "--mode",
+        "cached",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        verbosity=0,
+    )
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["training"]["mode"] == "cached"
     assert card["split"]["train"] + card["split"]["test"] == 12  # the corrupt image was skipped, not fatal
-
-

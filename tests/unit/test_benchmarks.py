@@ -63,12 +63,20 @@ def test_stdout_json_skips_logging():
 def test_stage_selection_and_plan():
     args = run.parse_args(["--quick", "--only", "quality,scale", "--skip", "scale"])
     assert args.stages == ["quality"]
-    assert [j.name for j in run.plan(args)] == ["evaluate_image", "evaluate_sketch", "evaluate_recommend",
-                                                "generalisation"]
+    assert [j.name for j in run.plan(args)] == [
+        "evaluate_image",
+        "evaluate_sketch",
+        "evaluate_recommend",
+        "generalisation",
+    ]
     args = run.parse_args(["--only", "scale", "--sizes", "1000,2000"])
     jobs = run.plan(args)
-    assert [j.name for j in jobs] == ["hnsw_scale_1000", "hnsw_scale_2000", "hnsw_scale_1000_real",
-                                      "hnsw_scale_2000_real"]
+    assert [j.name for j in jobs] == [
+        "hnsw_scale_1000",
+        "hnsw_scale_2000",
+        "hnsw_scale_1000_real",
+        "hnsw_scale_2000_real",
+    ]
     assert "--ef-search" in jobs[0].argv and "auto,40,100,200,400" in jobs[0].argv
     assert jobs[2].argv[jobs[2].argv.index("--vectors") + 1] == "real"
     jobs = run.plan(run.parse_args(["--only", "scale", "--sizes", "1000", "--vectors", "synthetic"]))
@@ -82,8 +90,10 @@ def test_stage_selection_and_plan():
 
 def test_summarise_marks_failed_and_skipped_stages():
     stages = {
-        "quality": {"status": "pending", "jobs": {"a": {"status": "ok", "seconds": 1.0},
-                                                  "b": {"status": "failed", "seconds": 2.0}}},
+        "quality": {
+            "status": "pending",
+            "jobs": {"a": {"status": "ok", "seconds": 1.0}, "b": {"status": "failed", "seconds": 2.0}},
+        },
         "speed": {"status": "pending", "jobs": {"c": {"status": "ok", "seconds": 3.0}}},
         "scale": {"status": "skipped", "jobs": {}},
     }
@@ -101,52 +111,158 @@ def hnsw_result(rows):
     configs = []
     for mode in ("unfiltered", "filter_off", "filter_relaxed"):
         for ef in (40, 100):
-            configs.append({"mode": mode, "ef_search": ef, "query_p50_ms": spread_of(1.0 + rows / 1e6),
-                            "query_p95_ms": spread_of(2.0 + rows / 1e6), "recall_at_10": spread_of(0.9),
-                            "mean_rows_returned": spread_of(10.0), "uses_index": True})
-    return {"rows": rows, "dim": 256, "categories": 20, "index_build_s": 3.5, "load_s": 0.1,
-            "index_bytes": 13 * 2**20, "table_bytes": 12 * 2**20, "max_parallel_maintenance_workers": "2",
-            "configs": configs}
+            configs.append(
+                {
+                    "mode": mode,
+                    "ef_search": ef,
+                    "query_p50_ms": spread_of(1.0 + rows / 1e6),
+                    "query_p95_ms": spread_of(2.0 + rows / 1e6),
+                    "recall_at_10": spread_of(0.9),
+                    "mean_rows_returned": spread_of(10.0),
+                    "uses_index": True,
+                }
+            )
+    return {
+        "rows": rows,
+        "dim": 256,
+        "categories": 20,
+        "index_build_s": 3.5,
+        "load_s": 0.1,
+        "index_bytes": 13 * 2**20,
+        "table_bytes": 12 * 2**20,
+        "max_parallel_maintenance_workers": "2",
+        "configs": configs,
+    }
 
 
 SAMPLE = {
-    "date": "2026-11-27T03:00:00+00:00", "command": "python benchmarks/run.py --quick", "profile": "quick",
-    "wall_s": 240.0, "ok": False, "notes": ["a note"], "plots": ["hnsw_recall_vs_ef.png"],
-    "machine": {"platform": "Linux", "cpu": "x86_64", "cpu_count": 2, "gpu": None, "python": "3.11.7",
-                "torch": "2.14.1"},
+    "date": "2026-11-27T03:00:00+00:00",
+    "command": "python benchmarks/run.py --quick",
+    "profile": "quick",
+    "wall_s": 240.0,
+    "ok": False,
+    "notes": ["a note"],
+    "plots": ["hnsw_recall_vs_ef.png"],
+    "machine": {
+        "platform": "Linux",
+        "cpu": "x86_64",
+        "cpu_count": 2,
+        "gpu": None,
+        "python": "3.11.7",
+        "torch": "2.14.1",
+    },
     "stages": {
-        "quality": {"status": "failed", "seconds": 10, "jobs": {
-            "evaluate_image": {"status": "ok", "seconds": 5, "command": "c", "result": {
-                "task": "image", "p_at_5": 0.8348, "map_at_10": 0.8561, "queries": 999, "gallery": 5096}},
-            "evaluate_sketch": {"status": "ok", "seconds": 5, "command": "c", "result": {
-                "task": "sketch", "p_at_5": 0.4714, "queries": 999, "gallery": 5096, "source_hit_at_1": 0.006,
-                "source_hit_at_5": 0.023, "source_hit_at_10": 0.048, "pipeline": "direct",
-                "source": "synthetic XDoG drawings of the test split",
-                "modes": {"gan": {"p_at_5": 0.61}, "fusion": {"p_at_5": 0.7}}, "query_expansion": 0,
-                "category_boost": 0.05, "plain_similarity": {"p_at_5": 0.45, "source_hit_at_5": 0.03}}},
-            "evaluate_recommend": {"status": "failed", "seconds": 1, "command": "python manage.py x",
-                                   "error": "exit status 1\nCommandError: Index at least 50 products first"},
-        }},
-        "speed": {"status": "ok", "seconds": 100, "jobs": {
-            "embed_throughput": {"status": "ok", "seconds": 10, "command": "c", "result": {
-                "runtime": "onnxruntime", "image_size": 160, "images": 512, "command": "python e.py",
-                "end_to_end_images_per_s": spread_of(134.3), "model_only_images_per_s": spread_of(137.1)}},
-            "http_latency": {"status": "ok", "seconds": 60, "command": "c", "result": {
-                "server": "gunicorn", "command": "python h.py", "note": "closed loop",
-                "endpoints": {"sketch": {"levels": {
-                    "1": {"p50_ms": spread_of(50), "p95_ms": spread_of(60), "requests_per_s": spread_of(20),
-                          "ok": 30, "errors": 0},
-                    "16": {"p50_ms": spread_of(500), "p95_ms": spread_of(700), "requests_per_s": spread_of(30),
-                           "ok": 30, "errors": 1}}}}}},
-            "reindex_worker": {"status": "ok", "seconds": 70, "command": "c", "result": {
-                "products": 5096, "queued": 500, "failed": 0, "seconds": 9.0, "seconds_spread": spread_of(9.0, 1),
-                "products_per_s": 55.0, "worker": "celery prefork", "command": "python r.py --limit 500",
-                "completed": True}},
-        }},
-        "scale": {"status": "ok", "seconds": 20, "jobs": {
-            "hnsw_scale_100000": {"status": "ok", "seconds": 15, "result": hnsw_result(100000)},
-            "hnsw_scale_10000": {"status": "ok", "seconds": 5, "result": hnsw_result(10000)},
-        }},
+        "quality": {
+            "status": "failed",
+            "seconds": 10,
+            "jobs": {
+                "evaluate_image": {
+                    "status": "ok",
+                    "seconds": 5,
+                    "command": "c",
+                    "result": {"task": "image", "p_at_5": 0.8348, "map_at_10": 0.8561, "queries": 999, "gallery": 5096},
+                },
+                "evaluate_sketch": {
+                    "status": "ok",
+                    "seconds": 5,
+                    "command": "c",
+                    "result": {
+                        "task": "sketch",
+                        "p_at_5": 0.4714,
+                        "queries": 999,
+                        "gallery": 5096,
+                        "source_hit_at_1": 0.006,
+                        "source_hit_at_5": 0.023,
+                        "source_hit_at_10": 0.048,
+                        "pipeline": "direct",
+                        "source": "synthetic XDoG drawings of the test split",
+                        "modes": {"gan": {"p_at_5": 0.61}, "fusion": {"p_at_5": 0.7}},
+                        "query_expansion": 0,
+                        "category_boost": 0.05,
+                        "plain_similarity": {"p_at_5": 0.45, "source_hit_at_5": 0.03},
+                    },
+                },
+                "evaluate_recommend": {
+                    "status": "failed",
+                    "seconds": 1,
+                    "command": "python manage.py x",
+                    "error": "exit status 1\nCommandError: Index at least 50 products first",
+                },
+            },
+        },
+        "speed": {
+            "status": "ok",
+            "seconds": 100,
+            "jobs": {
+                "embed_throughput": {
+                    "status": "ok",
+                    "seconds": 10,
+                    "command": "c",
+                    "result": {
+                        "runtime": "onnxruntime",
+                        "image_size": 160,
+                        "images": 512,
+                        "command": "python e.py",
+                        "end_to_end_images_per_s": spread_of(134.3),
+                        "model_only_images_per_s": spread_of(137.1),
+                    },
+                },
+                "http_latency": {
+                    "status": "ok",
+                    "seconds": 60,
+                    "command": "c",
+                    "result": {
+                        "server": "gunicorn",
+                        "command": "python h.py",
+                        "note": "closed loop",
+                        "endpoints": {
+                            "sketch": {
+                                "levels": {
+                                    "1": {
+                                        "p50_ms": spread_of(50),
+                                        "p95_ms": spread_of(60),
+                                        "requests_per_s": spread_of(20),
+                                        "ok": 30,
+                                        "errors": 0,
+                                    },
+                                    "16": {
+                                        "p50_ms": spread_of(500),
+                                        "p95_ms": spread_of(700),
+                                        "requests_per_s": spread_of(30),
+                                        "ok": 30,
+                                        "errors": 1,
+                                    },
+                                }
+                            }
+                        },
+                    },
+                },
+                "reindex_worker": {
+                    "status": "ok",
+                    "seconds": 70,
+                    "command": "c",
+                    "result": {
+                        "products": 5096,
+                        "queued": 500,
+                        "failed": 0,
+                        "seconds": 9.0,
+                        "seconds_spread": spread_of(9.0, 1),
+                        "products_per_s": 55.0,
+                        "worker": "celery prefork",
+                        "command": "python r.py --limit 500",
+                        "completed": True,
+                    },
+                },
+            },
+        },
+        "scale": {
+            "status": "ok",
+            "seconds": 20,
+            "jobs": {
+                "hnsw_scale_100000": {"status": "ok", "seconds": 15, "result": hnsw_result(100000)},
+                "hnsw_scale_10000": {"status": "ok", "seconds": 5, "result": hnsw_result(10000)},
+            },
+        },
     },
 }
 
@@ -157,7 +273,7 @@ def test_render_markdown_table():
     header = lines.index("| what | target | measured | command |")
     assert lines[header + 1] == "|---|---|---|---|"
     table = []
-    for line in lines[header + 2:]:
+    for line in lines[header + 2 :]:
         if not line.startswith("|"):
             break
         table.append(line)
@@ -200,13 +316,30 @@ def test_write_plots(tmp_path):
 def test_scale_rows_use_the_plugins_choice_and_compare_with_100k():
     def sized(rows, kind, p95):
         res = hnsw_result(rows)
-        res.update({"vectors": {"kind": kind}, "m": 24, "ef_construction": 100, "build_backend_peak_mib": 2000.0,
-                    "maintenance_work_mem": "2400MB", "load_average_1min": 3.0})
+        res.update(
+            {
+                "vectors": {"kind": kind},
+                "m": 24,
+                "ef_construction": 100,
+                "build_backend_peak_mib": 2000.0,
+                "maintenance_work_mem": "2400MB",
+                "load_average_1min": 3.0,
+            }
+        )
         for mode, ef in (("unfiltered", 400), ("filter_relaxed", 800)):
-            res["configs"].append({"mode": mode, "ef_search": ef, "ef_search_choice": "auto",
-                                   "query_p50_ms": spread_of(p95 / 2), "query_p95_ms": spread_of(p95),
-                                   "recall_at_10": spread_of(0.97), "mean_rows_returned": spread_of(10.0),
-                                   "min_rows_returned": 10, "uses_index": True})
+            res["configs"].append(
+                {
+                    "mode": mode,
+                    "ef_search": ef,
+                    "ef_search_choice": "auto",
+                    "query_p50_ms": spread_of(p95 / 2),
+                    "query_p95_ms": spread_of(p95),
+                    "recall_at_10": spread_of(0.97),
+                    "mean_rows_returned": spread_of(10.0),
+                    "min_rows_returned": 10,
+                    "uses_index": True,
+                }
+            )
         return res
 
     sample = copy.deepcopy(SAMPLE)
@@ -235,8 +368,11 @@ def test_photo_crop_choice_rule_and_box_iou():
     assert P.iou(Box(0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert abs(P.iou(Box(0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
     assert P.iou(Box(0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
-    small, small_wide, big = P.cam("cam-pool", 224, 0.5, 0.2), P.cam("cam-pool", 224, 0.5, 0.2, 0.5), \
-        P.cam("cam-pool", 288, 0.5, 0.2)
+    small, small_wide, big = (
+        P.cam("cam-pool", 224, 0.5, 0.2),
+        P.cam("cam-pool", 224, 0.5, 0.2, 0.5),
+        P.cam("cam-pool", 288, 0.5, 0.2),
+    )
 
     def results(scores):
         return {kind: {name: {"p_at_5": p, "box_iou": i} for name, (p, i) in scores.items()} for kind in P.TARGET_KINDS}

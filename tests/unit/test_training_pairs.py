@@ -1,8 +1,6 @@
 """Training pairs for the sketch models: cached, and rebuilt when their inputs change."""
 
 
-
-
 def test_training_pairs_are_cached_and_rebuilt_when_inputs_change(csv_dataset, tmp_path):
     from oscar_fashion_ai.ml import datasets, pairs
 

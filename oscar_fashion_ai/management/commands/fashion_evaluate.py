@@ -6,49 +6,90 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = ("Measure retrieval quality. --task image: P@5 and mAP@10 (relevant = same category, query excluded, "
-            "whole catalog as gallery). Without --source it evaluates the store's own index (test-split products, "
-            "found by UPC); with --source it embeds the data set's files directly.")
+    help = (
+        "Measure retrieval quality. --task image: P@5 and mAP@10 (relevant = same category, query excluded, "
+        "whole catalog as gallery). Without --source it evaluates the store's own index (test-split products, "
+        "found by UPC); with --source it embeds the data set's files directly."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--task", choices=["image", "sketch", "recommend"], default="image")
-        parser.add_argument("--sketches", type=Path, default=None,
-                            help="sketch: folder of human drawings laid out as DIR/<label>/<file>.png")
+        parser.add_argument(
+            "--sketches",
+            type=Path,
+            default=None,
+            help="sketch: folder of human drawings laid out as DIR/<label>/<file>.png",
+        )
         parser.add_argument("--map", default="", help="sketch: label=category,... for --sketches folder names")
-        parser.add_argument("--pipeline", choices=["configured", "direct", "gan", "fusion", "all"],
-                            default="configured",
-                            help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
-                                 "'all' adds an 'ablation' object with every pipeline")
-        parser.add_argument("--drawings", choices=["xdog", "edges", "hed", "outline", "abstract", "doodle"],
-                            default="xdog",
-                            help="sketch: style of the synthetic drawings of the test-split products: edge maps "
-                                 "(xdog, edges, hed; hed needs its weights, see ml/hed.py) or drawings like people "
-                                 "make from memory (outline, abstract, doodle; ml/sketches.py). The result has acc@1 "
-                                 "and acc@10 (the drawn product itself found) beside category P@5.")
-        parser.add_argument("--expansion", type=int, default=None,
-                            help="sketch: query expansion neighbours (default: FASHION_AI['SKETCH_QUERY_EXPANSION']; "
-                                 "0 = off).")
-        parser.add_argument("--category-boost", type=float, default=None,
-                            help="sketch: score bonus for results sharing the best match's category (default: "
-                                 "FASHION_AI['SKETCH_CATEGORY_BOOST']; 0 = off). The JSON also has "
-                                 "'plain_similarity': the same drawings with neither expansion nor boost.")
-        parser.add_argument("--write-card", action="store_true",
-                            help="sketch, with --pipeline all: record the ablation in the generator's model card")
-        parser.add_argument("--shoppers", type=int, default=2000,
-                            help="recommend: simulated shoppers evaluated (per simulation)")
-        parser.add_argument("--simulation", choices=["cc0", "studio", "both"], default="both",
-                            help="recommend: cc0 = the store's index with favourite categories x colour tone; studio "
-                                 "= the studio catalog's files with attribute-defined interests, drift and noise")
-        parser.add_argument("--split", choices=["validation", "test"], default="test",
-                            help="recommend: which seeded group of shoppers (settings are chosen on validation)")
-        parser.add_argument("--population", type=int, default=1000,
-                            help="recommend: other simulated shoppers whose histories teach item-kNN and popularity")
-        parser.add_argument("--studio", type=Path, default=None,
-                            help="recommend: the studio catalog folder (images.csv + images/; default: the "
-                                 "FASHION_AI_STUDIO_DATASET environment variable)")
-        parser.add_argument("--tune", action="store_true",
-                            help="recommend: score the settings grid of the multi-interest model instead (use "
-                                 "with --split validation)")
+        parser.add_argument(
+            "--pipeline",
+            choices=["configured", "direct", "gan", "fusion", "all"],
+            default="configured",
+            help="sketch: how drawings become vectors (default: FASHION_AI['SKETCH_PIPELINE']); "
+            "'all' adds an 'ablation' object with every pipeline",
+        )
+        parser.add_argument(
+            "--drawings",
+            choices=["xdog", "edges", "hed", "outline", "abstract", "doodle"],
+            default="xdog",
+            help="sketch: style of the synthetic drawings of the test-split products: edge maps "
+            "(xdog, edges, hed; hed needs its weights, see ml/hed.py) or drawings like people "
+            "make from memory (outline, abstract, doodle; ml/sketches.py). The result has acc@1 "
+            "and acc@10 (the drawn product itself found) beside category P@5.",
+        )
+        parser.add_argument(
+            "--expansion",
+            type=int,
+            default=None,
+            help="sketch: query expansion neighbours (default: FASHION_AI['SKETCH_QUERY_EXPANSION']; 0 = off).",
+        )
+        parser.add_argument(
+            "--category-boost",
+            type=float,
+            default=None,
+            help="sketch: score bonus for results sharing the best match's category (default: "
+            "FASHION_AI['SKETCH_CATEGORY_BOOST']; 0 = off). The JSON also has "
+            "'plain_similarity': the same drawings with neither expansion nor boost.",
+        )
+        parser.add_argument(
+            "--write-card",
+            action="store_true",
+            help="sketch, with --pipeline all: record the ablation in the generator's model card",
+        )
+        parser.add_argument(
+            "--shoppers", type=int, default=2000, help="recommend: simulated shoppers evaluated (per simulation)"
+        )
+        parser.add_argument(
+            "--simulation",
+            choices=["cc0", "studio", "both"],
+            default="both",
+            help="recommend: cc0 = the store's index with favourite categories x colour tone; studio "
+            "= the studio catalog's files with attribute-defined interests, drift and noise",
+        )
+        parser.add_argument(
+            "--split",
+            choices=["validation", "test"],
+            default="test",
+            help="recommend: which seeded group of shoppers (settings are chosen on validation)",
+        )
+        parser.add_argument(
+            "--population",
+            type=int,
+            default=1000,
+            help="recommend: other simulated shoppers whose histories teach item-kNN and popularity",
+        )
+        parser.add_argument(
+            "--studio",
+            type=Path,
+            default=None,
+            help="recommend: the studio catalog folder (images.csv + images/; default: the "
+            "FASHION_AI_STUDIO_DATASET environment variable)",
+        )
+        parser.add_argument(
+            "--tune",
+            action="store_true",
+            help="recommend: score the settings grid of the multi-interest model instead (use with --split validation)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source", type=Path, default=None)
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
@@ -61,8 +102,15 @@ class Command(BaseCommand):
         except runtime.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if task == "sketch":
-            result = self._evaluate_sketch(embedder, options["sketches"], options["map"], options["pipeline"],
-                                           options["drawings"], options["expansion"], options["category_boost"])
+            result = self._evaluate_sketch(
+                embedder,
+                options["sketches"],
+                options["map"],
+                options["pipeline"],
+                options["drawings"],
+                options["expansion"],
+                options["category_boost"],
+            )
             if options["write_card"]:
                 self._write_card(result)
             return self._print(result, json)
@@ -76,9 +124,15 @@ class Command(BaseCommand):
                 raise CommandError("--shoppers must be at least 2 and --population at least 1.")
             try:
                 result = recommend_evaluation.run(
-                    embedder, sims, split=options["split"], shoppers=options["shoppers"],
-                    population=options["population"], seed=options["seed"], studio=options["studio"],
-                    tune=options["tune"])
+                    embedder,
+                    sims,
+                    split=options["split"],
+                    shoppers=options["shoppers"],
+                    population=options["population"],
+                    seed=options["seed"],
+                    studio=options["studio"],
+                    tune=options["tune"],
+                )
             except recommend_evaluation.EvaluationError as exc:
                 raise CommandError(str(exc)) from exc
             return self._print(result, json)
@@ -105,8 +159,10 @@ class Command(BaseCommand):
         )
         rows = [r for r in rows if r.product.categories.all()]
         if not rows:
-            raise CommandError("The index is empty for the configured model; run `fashion_reindex` first "
-                               "(or pass --source to evaluate on files).")
+            raise CommandError(
+                "The index is empty for the configured model; run `fashion_reindex` first "
+                "(or pass --source to evaluate on files)."
+            )
         vecs = np.asarray([r.vector for r in rows], dtype=np.float32)
         labels = np.array([r.product.categories.all()[0].name for r in rows])
         q = np.flatnonzero([datasets.is_test(r.product.upc or str(r.product_id)) for r in rows])
@@ -118,8 +174,12 @@ class Command(BaseCommand):
     def _gallery(self, embedder):
         from oscar_fashion_ai.models import ProductEmbedding
 
-        rows = list(ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
-                    .select_related("product", "image").prefetch_related("product__categories").order_by("product_id"))
+        rows = list(
+            ProductEmbedding.objects.filter(status="indexed", model_version=embedder.version)
+            .select_related("product", "image")
+            .prefetch_related("product__categories")
+            .order_by("product_id")
+        )
         rows = [r for r in rows if r.product.categories.all()]
         if not rows:
             raise CommandError("The index is empty for the configured model; run `fashion_reindex` first.")
@@ -127,8 +187,16 @@ class Command(BaseCommand):
         labels = np.array([r.product.categories.all()[0].name for r in rows])
         return rows, vecs, labels
 
-    def _evaluate_sketch(self, embedder, sketches_dir, mapping, pipeline="configured", drawings="xdog",
-                         expansion=None, category_boost=None):
+    def _evaluate_sketch(
+        self,
+        embedder,
+        sketches_dir,
+        mapping,
+        pipeline="configured",
+        drawings="xdog",
+        expansion=None,
+        category_boost=None,
+    ):
         """Drawings (synthetic from the test split, or human from --sketches) against the store's photo index."""
         from PIL import Image
 
@@ -169,8 +237,10 @@ class Command(BaseCommand):
                     raise CommandError(str(exc)) from exc
                 query_labels.append(labels[i])
                 sources.append(i)
-            kind = (f"synthetic {dict(xdog='XDoG', edges='edge-map', hed='HED').get(drawings, drawings)} drawings of "
-                    "the test split")
+            kind = (
+                f"synthetic {dict(xdog='XDoG', edges='edge-map', hed='HED').get(drawings, drawings)} drawings of "
+                "the test split"
+            )
         else:
             categories = {c.casefold(): c for c in set(labels)}
             aliases = dict(part.split("=", 1) for part in mapping.split(",") if "=" in part)
@@ -197,14 +267,23 @@ class Command(BaseCommand):
             plain[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
             if expansion > 0:
                 qv = sketch_pipeline.expand_query(qv, vecs[metrics.neighbours(qv, vecs, expansion)])
-            results[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources,
-                                                      category_boost=boost, rerank_depth=depth)
+            results[name] = evaluate.sketch_retrieval(
+                qv, query_labels, vecs, labels, source_index=sources, category_boost=boost, rerank_depth=depth
+            )
         main = configured if configured in results else names[0]
         encoder = sketch_embedder.version if sketch_embedder is not embedder else None
-        out = {"task": "sketch", **results[main], "pipeline": main, "query_expansion": expansion,
-               "category_boost": boost, "rerank_depth": depth,
-               "model_version": embedder.version, "sketch_encoder_version": encoder,
-               "generator_version": generator.version if generator is not None else None, "source": kind}
+        out = {
+            "task": "sketch",
+            **results[main],
+            "pipeline": main,
+            "query_expansion": expansion,
+            "category_boost": boost,
+            "rerank_depth": depth,
+            "model_version": embedder.version,
+            "sketch_encoder_version": encoder,
+            "generator_version": generator.version if generator is not None else None,
+            "source": kind,
+        }
         if expansion > 0 or boost > 0:
             out["plain_similarity"] = plain[main]
         if pipeline == "all":
@@ -226,10 +305,15 @@ class Command(BaseCommand):
         card_path = generator.path.with_suffix(".card.json")
         card = json_module.loads(card_path.read_text()) if card_path.exists() else {}
         card.setdefault("metrics", {})["retrieval_ablation"] = {
-            "task": result["source"], "embedder": result["model_version"], "fusion_weight": result["fusion_weight"],
-            "sketch_encoder": result["sketch_encoder_version"], "query_expansion": result["query_expansion"],
-            "category_boost": result["category_boost"], "rerank_depth": result["rerank_depth"],
-            "pipelines": result["ablation"], "default": result["pipeline"],
+            "task": result["source"],
+            "embedder": result["model_version"],
+            "fusion_weight": result["fusion_weight"],
+            "sketch_encoder": result["sketch_encoder_version"],
+            "query_expansion": result["query_expansion"],
+            "category_boost": result["category_boost"],
+            "rerank_depth": result["rerank_depth"],
+            "pipelines": result["ablation"],
+            "default": result["pipeline"],
             "direct_plain_similarity": result.get("plain_similarity"),
             "command": "manage.py fashion_evaluate --task sketch --pipeline all --write-card",
             "machine": f"{platform.platform()}, {platform.machine()}",
@@ -242,27 +326,38 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result))
             return
         if result["task"] == "sketch":
-            hits = "".join(f", source in top {n}: {result[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
-                           if f"source_hit_at_{n}" in result)
+            hits = "".join(
+                f", source in top {n}: {result[f'source_hit_at_{n}']:.3f}"
+                for n in (1, 5, 10)
+                if f"source_hit_at_{n}" in result
+            )
             if "source_hit_at_1" in result:
-                hits += (f" (acc@1 {result['source_hit_at_1']:.3f}, acc@10 {result['source_hit_at_10']:.3f}: the "
-                         f"drawn product itself; P@5 with it left out of the gallery "
-                         f"{result['p_at_5_source_excluded']:.4f})")
-            self.stdout.write(f"sketch retrieval ({result['source']}, pipeline {result['pipeline']}): "
-                              f"P@5 {result['p_at_5']:.4f} (standard error {result.get('p_at_5_se', 0):.4f}){hits} "
-                              f"({result['queries']} queries, gallery "
-                              f"{result['gallery']}, model {result['model_version']}, sketch encoder "
-                              f"{result['sketch_encoder_version'] or 'none (photo model)'}, query expansion "
-                              f"{result['query_expansion'] or 'off'}, category boost "
-                              f"{result['category_boost'] or 'off'})")
+                hits += (
+                    f" (acc@1 {result['source_hit_at_1']:.3f}, acc@10 {result['source_hit_at_10']:.3f}: the "
+                    f"drawn product itself; P@5 with it left out of the gallery "
+                    f"{result['p_at_5_source_excluded']:.4f})"
+                )
+            self.stdout.write(
+                f"sketch retrieval ({result['source']}, pipeline {result['pipeline']}): "
+                f"P@5 {result['p_at_5']:.4f} (standard error {result.get('p_at_5_se', 0):.4f}){hits} "
+                f"({result['queries']} queries, gallery "
+                f"{result['gallery']}, model {result['model_version']}, sketch encoder "
+                f"{result['sketch_encoder_version'] or 'none (photo model)'}, query expansion "
+                f"{result['query_expansion'] or 'off'}, category boost "
+                f"{result['category_boost'] or 'off'})"
+            )
             if "plain_similarity" in result:
                 r = result["plain_similarity"]
-                self.stdout.write(f"  plain similarity (no expansion, no boost): P@5 {r['p_at_5']:.4f}"
-                                  + "".join(f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
-                                            if f"source_hit_at_{n}" in r))
+                self.stdout.write(
+                    f"  plain similarity (no expansion, no boost): P@5 {r['p_at_5']:.4f}"
+                    + "".join(
+                        f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10) if f"source_hit_at_{n}" in r
+                    )
+                )
             for name, r in result.get("ablation", {}).items():
-                hits = "".join(f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10)
-                               if f"source_hit_at_{n}" in r)
+                hits = "".join(
+                    f", top {n}: {r[f'source_hit_at_{n}']:.3f}" for n in (1, 5, 10) if f"source_hit_at_{n}" in r
+                )
                 self.stdout.write(f"  {name:7s} P@5 {r['p_at_5']:.4f}{hits}")
             return
         if result["task"] == "recommend":
@@ -271,7 +366,8 @@ class Command(BaseCommand):
             f"{result['task']} retrieval on {result['source']}: P@5 {result['p_at_5']:.4f} "
             f"(standard error {result.get('p_at_5_se', 0):.4f}), "
             f"mAP@10 {result['map_at_10']:.4f} ({result['queries']} queries, gallery {result['gallery']}, "
-            f"model {result['model_version']})")
+            f"model {result['model_version']})"
+        )
 
     def _print_recommend(self, result):
         settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
@@ -280,8 +376,10 @@ class Command(BaseCommand):
             if "skipped" in sim:
                 self.stdout.write(f"\n{name}: skipped ({sim['skipped']})")
                 continue
-            self.stdout.write(f"\n{name}: {sim['shoppers']} shoppers, {sim['products']} products, item-kNN and "
-                              f"popularity learnt from {sim['population']} other shoppers")
+            self.stdout.write(
+                f"\n{name}: {sim['shoppers']} shoppers, {sim['products']} products, item-kNN and "
+                f"popularity learnt from {sim['population']} other shoppers"
+            )
             if "grid" in sim:
                 self.stdout.write("  max_int diversity min_share   HR@10 (se)       NDCG@10  coverage  ILD")
                 for row in sim["grid"]:
@@ -289,7 +387,8 @@ class Command(BaseCommand):
                         f"  {row['PREFERENCE_MAX_INTERESTS']:7d} {row['RECOMMENDATION_DIVERSITY']:9.2f} "
                         f"{row['RECOMMENDATION_MIN_INTEREST_SHARE']:9.2f}   {row['hit_rate_at_10']:.4f} "
                         f"({row['hit_rate_at_10_se']:.4f})  {row['ndcg_at_10']:.4f}   {row['coverage']:.3f}   "
-                        f"{row['intra_list_diversity']:.3f}")
+                        f"{row['intra_list_diversity']:.3f}"
+                    )
                 self.stdout.write(f"  best: {sim['best']}")
                 continue
             self.stdout.write("  model            HR@10 (se)        NDCG@10 (se)      coverage (se)    ILD (se)")
@@ -298,11 +397,14 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  {model:16s} {r['hit_rate_at_10']:.4f} ({r['hit_rate_at_10_se']:.4f})  "
                     f"{r['ndcg_at_10']:.4f} ({r['ndcg_at_10_se']:.4f})  {r['coverage']:.3f} ({r['coverage_se']:.3f})  "
-                    f"{r['intra_list_diversity']:.3f} ({r['intra_list_diversity_se']:.3f})")
+                    f"{r['intra_list_diversity']:.3f} ({r['intra_list_diversity_se']:.3f})"
+                )
             c = sim["comparison"]
             best = c["vs_best_baseline"]
-            line = (f"  multi_interest / best baseline ({c['best_baseline']}): {best['ratio']:.2f}x "
-                    f"(difference {best['difference']:+.4f} +- {best['difference_se']:.4f})")
+            line = (
+                f"  multi_interest / best baseline ({c['best_baseline']}): {best['ratio']:.2f}x "
+                f"(difference {best['difference']:+.4f} +- {best['difference_se']:.4f})"
+            )
             if "vs_mean_vector" in c:
                 m = c["vs_mean_vector"]
                 line += f"; / mean_vector: {m['ratio']:.2f}x ({m['difference']:+.4f} +- {m['difference_se']:.4f})"

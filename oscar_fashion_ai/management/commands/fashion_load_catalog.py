@@ -11,8 +11,12 @@ class Command(BaseCommand):
     help = "Import a labelled image set (images.csv + images/, or <category>/<file>.jpg) as Oscar products."
 
     def add_arguments(self, parser):
-        parser.add_argument("--source", type=Path, help="Data set folder (default: FASHION_AI DATASET_PATH, "
-                            "else the FASHION_AI_DATASET environment variable).")
+        parser.add_argument(
+            "--source",
+            type=Path,
+            help="Data set folder (default: FASHION_AI DATASET_PATH, "
+            "else the FASHION_AI_DATASET environment variable).",
+        )
         parser.add_argument("--limit", type=int, default=None, help="Import at most N products.")
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 

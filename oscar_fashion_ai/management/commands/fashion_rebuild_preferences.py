@@ -5,8 +5,10 @@ from oscar_fashion_ai.personalisation import preferences
 
 
 class Command(BaseCommand):
-    help = ("Recompute shopper preference vectors from their stored events. By default only shoppers with "
-            "pending (unapplied) events, e.g. after a broker outage; --all recomputes every profile.")
+    help = (
+        "Recompute shopper preference vectors from their stored events. By default only shoppers with "
+        "pending (unapplied) events, e.g. after a broker outage; --all recomputes every profile."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--all", action="store_true", help="Recompute every profile from all its events.")

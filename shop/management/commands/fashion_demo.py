@@ -56,8 +56,12 @@ class Command(BaseCommand):
 
             source = conf.dataset_path()
             if source is None:
-                self.say(self.style.WARNING("The store is empty and no data set was found; set FASHION_AI_DATASET "
-                                            "and run `manage.py fashion_load_catalog`."))
+                self.say(
+                    self.style.WARNING(
+                        "The store is empty and no data set was found; set FASHION_AI_DATASET "
+                        "and run `manage.py fashion_load_catalog`."
+                    )
+                )
             else:
                 self.say(f"The store is empty: importing the catalog from {source} ...")
                 call_command("fashion_load_catalog", source=source, limit=limit)
@@ -69,8 +73,12 @@ class Command(BaseCommand):
             results.mkdir(parents=True, exist_ok=True)
             env["CELERY_BROKER_URL"] = "filesystem://"
             env["CELERY_RESULT_BACKEND"] = f"file://{results}"
-            self.say(self.style.WARNING(f"No broker at {broker}: using the local filesystem broker under {var} "
-                                        "(single machine, polls once a second; start Redis for production)."))
+            self.say(
+                self.style.WARNING(
+                    f"No broker at {broker}: using the local filesystem broker under {var} "
+                    "(single machine, polls once a second; start Redis for production)."
+                )
+            )
         else:
             self.say(f"Broker: {broker}")
         children = []
@@ -78,19 +86,46 @@ class Command(BaseCommand):
         try:
             if not no_worker:
                 self.say("Starting the Celery worker ...")
-                children.append(("worker", subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "shop", "worker", "--loglevel=INFO", "--concurrency=1"],
-                    cwd=settings.BASE_DIR, env=env, start_new_session=True)))
+                children.append(
+                    (
+                        "worker",
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                "-m",
+                                "celery",
+                                "-A",
+                                "shop",
+                                "worker",
+                                "--loglevel=INFO",
+                                "--concurrency=1",
+                            ],
+                            cwd=settings.BASE_DIR,
+                            env=env,
+                            start_new_session=True,
+                        ),
+                    )
+                )
                 if not skip_index:
                     self.say("Queueing Image2Vec indexing of products that need it ...")
                     subprocess.run(manage + ["fashion_reindex", "--stale"], cwd=settings.BASE_DIR, env=env, check=False)
             self.say("Starting the web server ...")
-            children.append(("web", subprocess.Popen(
-                manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], cwd=settings.BASE_DIR, env=env,
-                start_new_session=True)))
+            children.append(
+                (
+                    "web",
+                    subprocess.Popen(
+                        manage + ["runserver", f"127.0.0.1:{port}", "--noreload"],
+                        cwd=settings.BASE_DIR,
+                        env=env,
+                        start_new_session=True,
+                    ),
+                )
+            )
             self._wait_for_port(port, children)
-            self.say(f"Serving the store on http://127.0.0.1:{port}/  (dashboard: /dashboard/, "
-                     f"staff login {DEMO_EMAIL} / {self._password()}). Ctrl-C stops everything.")
+            self.say(
+                f"Serving the store on http://127.0.0.1:{port}/  (dashboard: /dashboard/, "
+                f"staff login {DEMO_EMAIL} / {self._password()}). Ctrl-C stops everything."
+            )
             while True:
                 for name, proc in children:
                     if proc.poll() is not None:

