@@ -3,8 +3,8 @@
 The defaults of pgvector (and of this plugin before) were m=16, ef_construction=64, ef_search=100 for every
 catalog: recall@10 0.995 at 100,000 products but 0.665 at 1,000,000 on the benchmark's vectors. Recall falls
 as the graph grows because a fixed search budget covers a shrinking share of it, so the budget here follows the
-catalog size, in bands chosen by measurement (``benchmarks/hnsw_scale.py``; README "Scaling" and
-docs/SCALING.md give the figures):
+catalog size, in bands chosen by measurement (``benchmarks/hnsw_scale.py``; docs/SCALING.md
+gives the figures):
 
 * graph parameters (``m``, ``ef_construction``) are read when the index is built: ``fashion_reindex
   --tune-index`` (and ``--all --sync``) rebuilds it (``ALTER INDEX ... SET`` + ``REINDEX INDEX CONCURRENTLY``,
@@ -51,7 +51,7 @@ class Band:
     max_scan_tuples: int
 
 
-#: Chosen by measurement (README "Scaling", docs/SCALING.md; ``benchmarks/hnsw_scale.py``, 2-core machine, both
+#: Chosen by measurement (docs/SCALING.md; ``benchmarks/hnsw_scale.py``, 2-core machine, both
 #: vector kinds). What decided them:
 #:
 #: * m=16 / ef_construction=64 caps recall whatever ef_search does: 0.983-0.985 on the real vectors at 300k

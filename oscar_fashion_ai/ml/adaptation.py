@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-#: The default recipe (see README, "Adapting the models to your catalog", for how it was measured).
+#: The default recipe (docs/MODELS.md, "Adapting the models to your catalog", says how it was measured).
 DEFAULT_RECIPE = {
     "mode": "auto",  # cached on the CPU, full on CUDA
     "init": "imagenet",  # the ImageNet Lite0 trunk, not the model in use (which may be tuned to another domain)

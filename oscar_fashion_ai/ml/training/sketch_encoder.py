@@ -1,7 +1,7 @@
 """Train the sketch encoder: a second copy of the embedding network that maps a shopper's drawing into the
 photo embedder's vector space.
 
-One network for photos and drawings has to trade one against the other (README, "Search by sketch"): the
+One network for photos and drawings has to trade one against the other (docs/SKETCH.md): the
 more it is pulled towards drawings, the worse photo-to-photo search gets. Here the photo embedder is frozen
 and only the sketch encoder learns. For each training photo its frozen vector is the target of that photo's
 synthetic drawings (:mod:`..pairs`):
