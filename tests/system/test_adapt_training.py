@@ -228,7 +228,7 @@ def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(
     make_store()
     # The task runs with the default options, except the thresholds that a store this small needs.
     monkeypatch.setattr(
-        adaptation,
+        adaptation.task,
         "TASK_OPTIONS",
         {
             "min_per_category": 3,
