@@ -1,10 +1,8 @@
 """HNSW parameters that keep recall as the catalog grows, and the database operations that apply them.
 
-The defaults of pgvector (and of this plugin before) were m=16, ef_construction=64, ef_search=100 for every
-catalog: recall@10 0.995 at 100,000 products but 0.665 at 1,000,000 on the benchmark's vectors. Recall falls
-as the graph grows because a fixed search budget covers a shrinking share of it, so the budget here follows the
-catalog size, in bands chosen by measurement (``benchmarks/hnsw_scale.py``; docs/SCALING.md
-gives the figures):
+pgvector's defaults (m=16, ef_construction=64, ef_search=100 for every catalog) lose recall as the graph grows,
+because a fixed search budget covers a shrinking share of it; so the budget here follows the catalog size, in bands
+chosen by measurement (``benchmarks/hnsw_scale.py``; docs/SCALING.md, "The size bands and why", has the figures):
 
 * graph parameters (``m``, ``ef_construction``) are read when the index is built: ``fashion_reindex
   --tune-index`` (and ``--all --sync``) rebuilds it (``ALTER INDEX ... SET`` + ``REINDEX INDEX CONCURRENTLY``,
@@ -51,23 +49,10 @@ class Band:
     max_scan_tuples: int
 
 
-#: Chosen by measurement (docs/SCALING.md; ``benchmarks/hnsw_scale.py``, 2-core machine, both
-#: vector kinds). What decided them:
-#:
-#: * m=16 / ef_construction=64 caps recall whatever ef_search does: 0.983-0.985 on the real vectors at 300k
-#:   (ef_search 40-400), 0.81-0.83 with a category filter on the synthetic ones at 100k (ef_search 40-200), 0.943
-#:   at 1M even with ef_search 400. m=24 / ef_construction=100 reached 0.998 and 0.996-1.000 there, for a 20 %
-#:   larger index and a 1.4-1.9x longer build, so every catalog past 20,000 vectors gets it.
-#: * ef_search 100 holds recall@10 >= 0.98 up to 300k; at 1M (m=24) ef_search 200 gave 0.946 / 0.958 on two
-#:   builds, 400 gave 0.992 / 0.998 (filtered: 0.953 / 0.965 and 0.991 / 0.997), so the last band uses 400.
-#: * A 1-in-20 category filter is hardest on the synthetic vectors at 100k (a category's nearest members sit in
-#:   several small clusters): 0.889 / 0.899 / 0.934 at ef_search 100 / 200 / 400 (m=24; 0.942 at 300k with 200),
-#:   so filtered queries get 400 past 20,000 vectors (at 10,000: 0.934 with 200).
-#: * halfvec indexes were 42 % smaller but lost recall on the real vectors (0.978 vs 0.998 at 300k): not used.
-#:
-#: Re-measured after the choice (docs/SCALING.md; benchmarks/results/hnsw_scale_100000_1000000.json and
-#: ..._real.json): at 1M, recall@10 0.983 (synthetic) / 0.996 (real) unfiltered and 0.983 / 0.994 with a 1-in-20
-#: filter; halfvec at 1M (real): 902 vs 1,563 MiB, recall@10 0.976 vs 0.996.
+#: Chosen by measurement (``benchmarks/hnsw_scale.py`` on synthetic and real vectors up to 1M): a larger graph
+#: (m=24 / ef_construction=100) past 20,000 vectors, because m=16 caps recall whatever ef_search does; ef_search 400
+#: for filtered queries past 20,000 vectors and for every query past 300,000. The figures behind each value, and
+#: why halfvec indexes are not used: docs/SCALING.md ("The size bands and why", "halfvec").
 BANDS = (
     Band(20_000, 16, 64, 100, 200, 20_000),
     Band(300_000, 24, 100, 100, 400, 20_000),
@@ -90,8 +75,7 @@ def index_parameters(rows: int) -> dict:
     return {"m": int(m), "ef_construction": max(int(ef_construction), 2 * int(m))}
 
 
-#: ef_search is at least this many times the number of rows asked for. At 1M vectors ef_search 400 kept
-#: recall@20 at 0.991 and recall@50 at 0.991 (8x k); 4x k keeps a margin for the smaller bands' ef_search 100.
+#: ef_search is at least this many times the number of rows asked for (docs/SCALING.md: recall at k = 20 and 50).
 EF_PER_ROW = 4
 
 

@@ -21,7 +21,7 @@ MAX_DIM = 512
 
 #: Activations of the Lite0 trunk. EfficientNet-Lite is built (and its ImageNet weights trained) with ReLU6;
 #: "swish" is what models written before the activation was recorded used (the trunk replaced ReLU6 with swish,
-#: which damages the ImageNet features: untrained CC0 P@5 0.30 instead of 0.63); such files carry no
+#: which damages the ImageNet features: docs/MODELS.md, "What was found"); such files carry no
 #: ``activation`` key and load with it, so their vectors do not change.
 ACTIVATIONS = ("relu6", "swish")
 DEFAULT_ACTIVATION = "relu6"
