@@ -14,28 +14,13 @@ from oscar_fashion_ai import adaptation, model_store, runtime
 from oscar_fashion_ai.indexing import builds
 from oscar_fashion_ai.ml import datasets
 from oscar_fashion_ai.models import AdaptationRun
-from tests.helpers import adapt, installed, make_store, store_p_at_5, use_model, wait_for
+from tests.helpers import FAST_ADAPT, adapt, installed, make_store, store_p_at_5, use_model, wait_for
 
 pytestmark = pytest.mark.usefixtures("fashion_models")
 
 Category = get_model("catalogue", "Category")
 ProductCategory = get_model("catalogue", "ProductCategory")
-FAST = [
-    "--min-per-category",
-    "3",
-    "--min-products",
-    "10",
-    "--min-test",
-    "3",
-    "--epochs",
-    "3",
-    "--image-size",
-    "64",
-    "--workers",
-    "1",
-    "--reindex",
-    "sync",
-]
+FAST = FAST_ADAPT
 
 
 @pytest.mark.training
