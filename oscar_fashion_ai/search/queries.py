@@ -1,10 +1,9 @@
-"""Nearest-neighbour queries over the pgvector index (HNSW, cosine distance)."""
+"""Nearest-neighbour queries over the pgvector index (HNSW, cosine distance): the model in use, the search session,
+the neighbours of a vector or a product, and the JSON shape of results."""
 
 from __future__ import annotations
 
-import logging
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 
 import numpy as np
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -12,10 +11,8 @@ from django.db.models import Exists, OuterRef
 from oscar.core.loading import get_model
 from pgvector.django import CosineDistance
 
-from . import conf, routers, runtime
-from .indexing import embedding, hnsw
-
-logger = logging.getLogger(__name__)
+from .. import conf, routers, runtime
+from ..indexing import embedding, hnsw
 
 
 class SearchUnavailable(RuntimeError):
@@ -105,7 +102,7 @@ def nearest(
         # An iterative scan in relaxed order may return rows slightly out of order: sort them.
         found = sorted(((row.product, 1.0 - float(row.distance)) for row in rows), key=lambda item: -item[1])
         if category_boost and len(found) > 1:
-            from .ml.sketch_pipeline import best_match_order
+            from ..ml.sketch_pipeline import best_match_order
 
             order = best_match_order(
                 [score for _, score in found], product_categories([p for p, _ in found]), category_boost
@@ -131,7 +128,7 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
     (no joins that multiply rows, no DISTINCT), so PostgreSQL can walk the HNSW index and filter as it goes
     (``hnsw.iterative_scan``; evaluate it inside :func:`search_session`, which sets the HNSW parameters).
     ``price_range`` (low, high; either may be None) keeps products with an in-stock record priced within it."""
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     StockRecord = get_model("partner", "StockRecord")
     ProductCategory = get_model("catalogue", "ProductCategory")
@@ -167,29 +164,9 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
     return qs
 
 
-def expanded_query(vector, n: int, category=None, price_range=None, info=None):
-    """The query vector expanded with its ``n`` nearest product vectors (search by sketch, see
-    :func:`oscar_fashion_ai.ml.sketch_pipeline.expand_query`); the vector itself when ``n`` is 0."""
-    from .ml.sketch_pipeline import expand_query
-
-    if n <= 0:
-        return np.asarray(vector, dtype=np.float32)
-    info = info or ready_model()
-    vector = np.asarray(vector, dtype=np.float32)
-    with search_session(n, filtered=category is not None or price_range is not None) as alias:
-        found = list(
-            nearest_queryset(vector, info.version, (), category, price_range)
-            .using(alias)
-            .values_list("vector", flat=True)[:n]
-        )
-    if not found:
-        return vector
-    return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
-
-
 def similar_products(product, k: int, category=None, price_range=None):
     """Products that look like ``product`` (empty when it has no vector yet)."""
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     for _ in range(2):  # twice when the index switched models between reading the row and searching
         info = ready_model()
@@ -210,47 +187,8 @@ def similar_products(product, k: int, category=None, price_range=None):
     return []
 
 
-#: "Closer to this product" on a sketch result: the query becomes this blend of the drawing and the product's vector.
-LIKE_WEIGHT = 0.5
-
-
-def like_product(value, info=None):
-    """The product a sketch search should move towards (``like``: a product id) as (product id, its vector in the
-    model in use); None when ``value`` is empty. Raises ValueError with a user-facing message."""
-    from .models import ProductEmbedding
-
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-        raise ValueError("like must be a product id.")
-    product_id = int(value)
-    info = info or ready_model()
-    with routers.search_reads(search_alias()):
-        row = (
-            ProductEmbedding.objects.filter(
-                product_id=product_id,
-                product__is_public=True,
-                status=ProductEmbedding.Status.INDEXED,
-                model_version=info.version,
-                vector__isnull=False,
-            )
-            .only("vector")
-            .first()
-        )
-    if row is None:
-        raise ValueError("like: no such product in the search index (it may not be indexed yet).")
-    return product_id, np.asarray(row.vector, dtype=np.float32)
-
-
-def blend(query, like_vector, weight: float = LIKE_WEIGHT):
-    """``(1 - weight) * query + weight * like_vector``, L2-normalised (both are unit vectors)."""
-    mixed = (1.0 - weight) * np.asarray(query, dtype=np.float32) + weight * np.asarray(like_vector, np.float32)
-    norm = float(np.linalg.norm(mixed))
-    return mixed / norm if norm > 0 else np.asarray(query, dtype=np.float32)
-
-
 def has_vector(product) -> bool:
-    from .models import ProductEmbedding
+    from ..models import ProductEmbedding
 
     return ProductEmbedding.objects.filter(
         product=product, status=ProductEmbedding.Status.INDEXED, vector__isnull=False
@@ -290,85 +228,3 @@ def result_dicts(results, request=None):
             }
         )
     return out
-
-
-def category_by_slug(slug):
-    if not slug:
-        return None
-    Category = get_model("catalogue", "Category")
-    category = Category.objects.filter(slug=slug).first()
-    if category is None:
-        raise ValueError(f"Unknown category {slug!r}.")
-    return category
-
-
-# --- search by photo: the crop box, filters, the minimum similarity -------------------------------------------
-
-#: How many products "nothing close, here are the nearest" shows when no result reaches the minimum similarity.
-NEAREST_WHEN_NOTHING_CLOSE = 4
-MAX_PRICE = Decimal("1000000000")
-
-
-def parse_price(value, name: str):
-    """A user-supplied price bound (``None`` when empty). Raises ValueError with a user-facing message."""
-    if value in (None, ""):
-        return None
-    try:
-        price = Decimal(str(value).strip().replace(",", "."))
-    except (InvalidOperation, ValueError):
-        raise ValueError(f"{name} must be a price such as 25 or 19.99.") from None
-    if not price.is_finite() or price < 0 or price > MAX_PRICE:
-        raise ValueError(f"{name} must be a price from 0 to {MAX_PRICE:,}.")
-    return price
-
-
-def filters_from(params) -> dict:
-    """``category`` (slug), ``price_min`` and ``price_max`` from request parameters (a QueryDict or a dict) as
-    keyword arguments of :func:`nearest`. Raises ValueError with a user-facing message."""
-    get = params.get if hasattr(params, "get") else (lambda key: None)
-    category = get("category")
-    if category is not None and not isinstance(category, str):
-        raise ValueError("category must be a category slug.")
-    low, high = parse_price(get("price_min"), "price_min"), parse_price(get("price_max"), "price_max")
-    if low is not None and high is not None and low > high:
-        raise ValueError("price_min must not be larger than price_max.")
-    return {
-        "category": category_by_slug(category),
-        "price_range": (low, high) if low is not None or high is not None else None,
-    }
-
-
-def photo_vector(photo, auto_crop: bool = True, embedder=None):
-    """The search vector of an uploaded photo (:class:`oscar_fashion_ai.uploads.Photo`), the box it stands for
-    (pixels of ``photo.size``) and where the box came from: ``"request"`` (the shopper's box, cropped and
-    embedded), ``"preset"`` (:func:`oscar_fashion_ai.runtime.get_locator`) or ``"whole"``. ``embedder``: the
-    model in use, as :func:`model_in_use` returned it (looked up when not given)."""
-    from .ml import crop
-
-    if embedder is None:
-        embedder, _ = model_in_use()
-    width, height = photo.size
-    if photo.box is not None and not photo.box.covers(width, height):
-        vector = embedder.embed_images([crop.crop_image(photo.image, photo.box, photo.size)])[0]
-        return vector, photo.box, "request"
-    if photo.box is None and auto_crop:
-        located = runtime.get_locator(embedder).locate(photo.image)
-        sx, sy = width / photo.image.width, height / photo.image.height
-        x, y, w, h = located.box.scaled(sx, sy)
-        left, top = max(0, int(round(x))), max(0, int(round(y)))
-        box = crop.Box(
-            left, top, max(1, min(width, int(round(x + w))) - left), max(1, min(height, int(round(y + h))) - top)
-        )
-        return located.vector, box, "preset"
-    return embedder.embed_images([photo.image])[0], crop.Box(0, 0, width, height), "whole"
-
-
-def apply_min_similarity(results, minimum: float):
-    """(shown results, nothing_close): the results at or above ``minimum`` similarity; when none is, the few
-    nearest, flagged, so that a weak match is never presented as a match."""
-    if not minimum:
-        return list(results), False
-    close = [(product, score) for product, score in results if score >= minimum]
-    if close or not results:
-        return close, False
-    return list(results)[:NEAREST_WHEN_NOTHING_CLOSE], True
