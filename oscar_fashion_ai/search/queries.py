@@ -35,16 +35,24 @@ def clamp_k(value, default=None) -> int:
 
 def model_in_use():
     """(embedder, info) of the model search reads with, once its index is checked; raises :class:`SearchUnavailable`
-    with the reason. A request looks this up once and passes both on (each lookup reads the index state)."""
-    try:
-        embedder = runtime.get_embedder()
-    except runtime.ModelUnavailable as exc:
-        raise SearchUnavailable(str(exc)) from exc
-    try:
-        embedding.check_index(embedder.info)
-    except embedding.IndexMismatch as exc:
-        raise SearchUnavailable(str(exc)) from exc
-    return embedder, embedder.info
+    with the reason. A request looks this up once and passes both on (each lookup reads the index state).
+
+    The index state and the vector column are read by two statements: when a new model's index is switched in
+    between them, the first reading is of the model before the switch, so a mismatch is read once more before it
+    is reported (a real mismatch fails twice)."""
+    for attempt in (1, 2):
+        try:
+            embedder = runtime.get_embedder()
+        except runtime.ModelUnavailable as exc:
+            raise SearchUnavailable(str(exc)) from exc
+        try:
+            embedding.check_index(embedder.info)
+        except embedding.IndexMismatch as exc:
+            if attempt == 2:
+                raise SearchUnavailable(str(exc)) from exc
+            continue
+        return embedder, embedder.info
+    raise AssertionError("unreachable")
 
 
 def ready_model():
