@@ -90,7 +90,27 @@ def exact_search(vecs, exclude):
     return search
 
 
-def rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, models=MODELS, keys=None):
+def blended_search(vecs, exclude, knn, ref_time, half_life, knn_weight):
+    """Like :func:`exact_search`, with item-kNN mixed in per interest: a candidate's score is its cosine similarity to
+    the interest plus ``knn_weight`` x the decayed, kind-weighted co-occurrence with the interest's remembered
+    products (scaled so that the interest's best candidate has 1)."""
+
+    def search(interest, n):
+        sims = vecs @ interest.unit().astype(vecs.dtype)
+        cf = np.zeros(len(vecs))
+        for item, _kind, t, w in interest.members:
+            if item >= 0:
+                cf += w * 2.0 ** (-max(ref_time - t, 0.0) / half_life) * knn[item]
+        cf /= max(float(cf.max()), 1e-12)
+        score = sims + knn_weight * cf
+        score[list(exclude)] = -np.inf
+        top = _top(score, n)
+        return list(top), score[top], vecs[top]
+
+    return search
+
+
+def rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, models=MODELS, keys=None, knn_weight=1.0):
     """Top-k catalog indices of each model for one shopper."""
     half_life = half_life_days * DAY
     seen = {i for i, _, _ in person.history}
@@ -107,6 +127,11 @@ def rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, mo
         profile = interest_model.fold(None, events, half_life, params)
         picks = interest_model.recommend(profile, k, exact_search(vecs, seen), params)
         out["multi_interest"] = np.array([p.item for p in picks], dtype=np.int64)
+    if "multi_interest_knn" in models:
+        profile = interest_model.fold(None, events, half_life, params)
+        search = blended_search(vecs, seen, knn, profile.ref_time, half_life, knn_weight)
+        picks = interest_model.recommend(profile, k, search, params)
+        out["multi_interest_knn"] = np.array([p.item for p in picks], dtype=np.int64)
     if "mean_vector" in models:
         mean, _, _ = fold_mean(None, 0.0, None, [e[:3] for e in events], half_life)
         out["mean_vector"] = ranked(vecs @ (mean / np.linalg.norm(mean)))
@@ -143,19 +168,30 @@ def _ild(vecs, top):
 
 
 def evaluate(
-    vecs, shoppers, population, weights, half_life_days, params, k=10, seed=0, models=MODELS, bootstrap=200, keys=None
+    vecs,
+    shoppers,
+    population,
+    weights,
+    half_life_days,
+    params,
+    k=10,
+    seed=0,
+    models=MODELS,
+    bootstrap=200,
+    keys=None,
+    knn_weight=1.0,
 ) -> dict:
     """Metrics of every model on ``shoppers``; item-kNN and popularity are learnt from ``population``."""
     vecs = np.asarray(vecs, dtype=np.float32)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     n = len(vecs)
     pop = popularity(population, n, weights)
-    knn = cooccurrence_similarity(population, n) if "item_knn" in models else None
+    knn = cooccurrence_similarity(population, n) if {"item_knn", "multi_interest_knn"} & set(models) else None
     rng = np.random.default_rng(seed + 1)
     per = {m: {"hit": [], "ndcg": [], "ild": [], "tops": []} for m in models}
     for person in shoppers:
         for name, top in rankings(
-            person, vecs, weights, half_life_days, params, k, pop, knn, rng, models, keys
+            person, vecs, weights, half_life_days, params, k, pop, knn, rng, models, keys, knn_weight
         ).items():
             hit, ndcg = ranking_metrics(top, person.held_out, k)
             per[name]["hit"].append(hit)
