@@ -14,6 +14,7 @@ Needs Django settings (the configured photo model embeds the catalog; cc0 reads 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -48,17 +49,10 @@ def main(argv=None):
     vecs, keys, catalog = R.load(args.simulation, embedder, args.studio)
     people = R.shoppers_for(args.simulation, catalog, args.split, args.shoppers, 0)
     pop = R.shoppers_for(args.simulation, catalog, "population", args.population, 0)
-    base = recommend_eval.evaluate(
-        vecs,
-        people,
-        pop,
-        weights,
-        half_life,
-        params,
-        keys=keys,
-        bootstrap=0,
-        models=("multi_interest", "mean_vector", "item_knn"),
+    evaluate = functools.partial(
+        recommend_eval.evaluate, vecs, people, pop, weights, half_life, params, keys=keys, bootstrap=0
     )
+    base = evaluate(models=("multi_interest", "mean_vector", "item_knn"))
     out = {
         "benchmark": "item-kNN blended into each interest",
         "machine": machine()["description"],
@@ -73,18 +67,7 @@ def main(argv=None):
     }
     print(json.dumps({k: out[k] for k in ("simulation", "split", "shoppers", "baselines")}))
     for w in [float(x) for x in args.weights.split(",")]:
-        r = recommend_eval.evaluate(
-            vecs,
-            people,
-            pop,
-            weights,
-            half_life,
-            params,
-            keys=keys,
-            bootstrap=0,
-            models=("multi_interest_knn",),
-            knn_weight=w,
-        )["multi_interest_knn"]
+        r = evaluate(models=("multi_interest_knn",), knn_weight=w)["multi_interest_knn"]
         mine = np.asarray(r["_hits"])
         row = {"knn_weight": w, "hit_rate_at_10": r["hit_rate_at_10"], "se": r["hit_rate_at_10_se"]}
         row["ndcg_at_10"] = r["ndcg_at_10"]

@@ -49,7 +49,7 @@ DEFAULTS: dict[str, object] = {
     # Celery queue of the "Adapt to my catalog" training task (route it to a GPU worker with -Q <name>).
     "TRAINING_QUEUE": "celery",
     # fashion_adapt's default training budget in minutes (training stops after the epoch that passes it).
-    "ADAPT_MAX_MINUTES": 20.0,
+    "ADAPT_MAX_MINUTES": 15.0,
     # After a new photo model is installed, fashion_adapt trains a sketch encoder for it within this many minutes
     # (0: skip; search by sketch then embeds drawings with the photo model until one is trained).
     "ADAPT_SKETCH_MAX_MINUTES": 8.0,

@@ -11,13 +11,14 @@ from .catalog import Catalog
 logger = logging.getLogger(__name__)
 
 
-def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5) -> dict:
+def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5, gallery=None) -> dict:
     """P@5 of ``embedder`` on the store's test split: the whole measurable catalog as gallery, query excluded,
-    relevant = same first category. Returns the mean, its standard error and the per-query precisions."""
+    relevant = same first category. Returns the mean, its standard error and the per-query precisions.
+    ``gallery``: the catalog already embedded by ``embedder`` (:func:`embed_catalog`)."""
     from ..ml import metrics
 
     items = catalog.items
-    vecs, ok = embed_catalog(embedder, items, progress)
+    vecs, ok = gallery if gallery is not None else embed_catalog(embedder, items, progress)
     labels = np.array([items[i].label for i in ok])
     q = np.flatnonzero(catalog.test[ok]) if len(ok) else np.zeros(0, np.int64)
     idx = metrics.neighbours(vecs[q], vecs, k, exclude=q)
@@ -76,10 +77,14 @@ def public_result(result: dict) -> dict:
 SKETCH_MEASURE_STYLES = ("xdog", "doodle")
 
 
-def measure_sketch(photo, drawing_embedder, catalog: Catalog, gallery=None, styles=SKETCH_MEASURE_STYLES) -> dict:
+def measure_sketch(
+    photo, drawing_embedder, catalog: Catalog, gallery=None, styles=SKETCH_MEASURE_STYLES, drawings=None
+) -> dict:
     """Search by sketch on the store's test split: synthetic drawings of each test-split product (``styles``)
-    against the whole measurable catalog embedded by ``photo``. Category P@5 (the mean over the styles; per-query
-    values for the paired comparison) and acc@1 / acc@10, the drawn product itself found."""
+    against the whole measurable catalog embedded by ``photo`` (``gallery``: already embedded). Category P@5 (the
+    mean over the styles; per-query values for the paired comparison) and acc@1 / acc@10, the drawn product itself
+    found. ``drawings``: a dict that keeps the drawings between calls on the same gallery items (each is drawn
+    once)."""
     from ..ml import evaluate, metrics, preprocessing, sketches
 
     vecs, ok = gallery if gallery is not None else embed_catalog(photo, catalog.items)
@@ -89,14 +94,17 @@ def measure_sketch(photo, drawing_embedder, catalog: Catalog, gallery=None, styl
     size = drawing_embedder.info.image_size
     out = {"styles": {}, "model_version": drawing_embedder.version, "queries": int(len(q)), "gallery": len(vecs)}
     per_query = np.zeros(len(q))
+    drawings = {} if drawings is None else drawings
     for style in styles:
-        drawings = [
-            evaluate.synthetic_sketch(
-                preprocessing.open_image(items[i].path, decode_size=sketches.DRAW_RES), size, style, seed=int(i)
-            )
-            for i in q
-        ]
-        dv = drawing_embedder.embed_images(drawings)
+        key = (style, size, tuple(ok[q].tolist()))
+        if key not in drawings:
+            drawings[key] = [
+                evaluate.synthetic_sketch(
+                    preprocessing.open_image(items[i].path, decode_size=sketches.DRAW_RES), size, style, seed=int(i)
+                )
+                for i in q
+            ]
+        dv = drawing_embedder.embed_images(drawings[key])
         result = evaluate.sketch_retrieval(dv, labels[q], vecs, labels, source_index=q)
         idx = metrics.neighbours(dv, vecs, 5)
         per_query += (labels[idx] == labels[q][:, None]).mean(axis=1) / len(styles)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import conf, model_store
 from .catalog import AdaptError, Options, Reporter, check_catalog, collect, records_fingerprint
-from .measuring import compare, measure, public_result
+from .measuring import compare, embed_catalog, measure, public_result
 from .sketch import adapt_sketch, sketch_notice
 
 logger = logging.getLogger(__name__)
@@ -104,8 +104,10 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         candidate = runtime.load_embedder(candidate_path)
     except runtime.ModelUnavailable as exc:
         raise AdaptError(f"The candidate cannot be loaded: {exc}") from exc
-    now_result = measure(current, catalog, progress=options.progress)
-    cand_result = measure(candidate, catalog, progress=options.progress)
+    now_gallery = embed_catalog(current, catalog.items, options.progress)
+    cand_gallery = embed_catalog(candidate, catalog.items, options.progress)
+    now_result = measure(current, catalog, gallery=now_gallery)
+    cand_result = measure(candidate, catalog, gallery=cand_gallery)
     diff = compare(now_result, cand_result)
     better = diff["gain"] > options.min_gain
     image_epochs = len(records) * max(epochs_done, 1)
@@ -170,8 +172,9 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
             else float(conf.get("ADAPT_SKETCH_MAX_MINUTES"))
         )
         if sketch_minutes > 0:
+            previous = (current, runtime.get_sketch_embedder(current), now_gallery)
             result["sketch_encoder"] = adapt_sketch(
-                installed, candidate, catalog, work, sketch_minutes, options, reporter
+                installed, candidate, catalog, work, sketch_minutes, options, reporter, previous, cand_gallery
             )
         if not result.get("sketch_encoder", {}).get("installed"):
             result["sketch"] = sketch_notice()

@@ -15,11 +15,23 @@ logger = logging.getLogger(__name__)
 
 
 def adapt_sketch(
-    photo_path: Path, photo, catalog: Catalog, work: Path, minutes: float, options: Options, reporter: Reporter
+    photo_path: Path,
+    photo,
+    catalog: Catalog,
+    work: Path,
+    minutes: float,
+    options: Options,
+    reporter: Reporter,
+    previous=None,
+    gallery=None,
 ) -> dict:
     """Train a sketch encoder for the newly installed photo model, measure it against drawings embedded by the photo
     model itself (what search by sketch does without one) on the store's test split, and install it into the
-    models folder's sketch/ only if it is better. A failure here never touches the photo model just installed."""
+    models folder's sketch/ only if it is better. ``previous`` is the pair search by sketch used before (the
+    previous photo model, its sketch encoder and the catalog embedded by that photo model; ``gallery``: the catalog
+    embedded by ``photo``; both from :func:`.measuring.embed_catalog`): it is measured on the same drawings, so the
+    outcome says whether search by sketch got better or worse than before, and its sketch encoder is where the new
+    one starts (``SKETCH_RECIPE["init"]``). A failure here never touches the photo model just installed."""
     from .. import runtime
     from ..ml import adaptation, datasets
 
@@ -33,6 +45,14 @@ def adapt_sketch(
     reporter.stage("Training a sketch encoder for the new photo model", 0.91)
     records = [datasets.Record(it.split_id, it.label, it.path) for it in catalog.items]
     out = work / "sketch-candidate.safetensors"
+    recipe = {**adaptation.SKETCH_RECIPE, **(options.sketch_recipe or {})}
+    previous_photo, previous_sketch, previous_gallery = previous or (None, None, None)
+    if recipe["init"] == "in-use":
+        has_encoder = previous_sketch is not None and previous_sketch is not previous_photo
+        if has_encoder and photo is not None:  # a different network cannot be a start: the photo model is
+            same = (previous_sketch.info.backbone, previous_sketch.info.dim) == (photo.info.backbone, photo.info.dim)
+            has_encoder = same
+        recipe["init"] = str(previous_sketch.path) if has_encoder else "photo"
     budget = adaptation.Budget(
         max_minutes=minutes,
         resume=False,
@@ -49,7 +69,7 @@ def adapt_sketch(
             out,
             work,
             budget,
-            options.sketch_recipe,
+            recipe,
             on_epoch=lambda e, n, _: reporter.stage(f"Sketch encoder: epoch {e}/{n}", 0.91 + 0.02 * e / max(n, 1)),
             command=options.command,
         )
@@ -59,9 +79,10 @@ def adapt_sketch(
         reporter.line(text)
         return {"installed": False, "message": text}
     seconds = time.time() - started
-    gallery = embed_catalog(photo, catalog.items)
-    without = measure_sketch(photo, photo, catalog, gallery)
-    with_encoder = measure_sketch(photo, encoder, catalog, gallery)
+    gallery = gallery if gallery is not None else embed_catalog(photo, catalog.items)
+    drawings = {}  # the test split's drawings, made once for the three measurements
+    without = measure_sketch(photo, photo, catalog, gallery, drawings=drawings)
+    with_encoder = measure_sketch(photo, encoder, catalog, gallery, drawings=drawings)
     diff = compare(without, with_encoder)
     result = {
         "photo_model_alone": public_result(without),
@@ -70,14 +91,21 @@ def adapt_sketch(
         "seconds": round(seconds, 1),
         "epochs": sum(1 for h in card.get("history", []) if "epoch" in h),
         "styles": list(SKETCH_MEASURE_STYLES),
+        "started_from": card["recipe"]["init"],
     }
+    rows = [("photo model alone", without), ("sketch encoder", with_encoder)]
+    if previous_photo is not None:
+        before = measure_sketch(previous_photo, previous_sketch, catalog, previous_gallery, drawings=drawings)
+        result["before"] = public_result(before)
+        result["difference_to_before"] = compare(before, with_encoder)
+        rows.insert(0, ("before (pair in use)", before))
     reporter.line(
         "Search by sketch on the store's test split (drawings: {}; P@5, acc@10 = the drawn product in the "
         "top 10):".format(", ".join(SKETCH_MEASURE_STYLES))
     )
-    for name, r in (("photo model alone", without), ("sketch encoder", with_encoder)):
+    for name, r in rows:
         acc = ", ".join(f"{s} acc@10 {v['source_hit_at_10']:.3f}" for s, v in r["styles"].items())
-        reporter.line(f"  {name:18s} P@5 {r['p_at_5']:.4f} ({r['p_at_5_se']:.4f}); {acc}")
+        reporter.line(f"  {name:20s} P@5 {r['p_at_5']:.4f} ({r['p_at_5_se']:.4f}); {acc}")
     if diff["gain"] > 0:
         from .. import model_store
 
@@ -86,6 +114,12 @@ def adapt_sketch(
         model_store.add_version(out, encoder.version, folder=model_store.sketch_dir())
         result["installed"], result["version"] = True, encoder.version
         result["message"] = f"Installed the sketch encoder {encoder.version} for the new photo model."
+        change = result.get("difference_to_before")
+        if change and change["gain"] < 0:
+            result["message"] += (
+                " Search by sketch is {:.3f} ({:.3f}) P@5 below the pair used before on these drawings: a longer "
+                "sketch training (--sketch-minutes) may close the gap; --rollback restores the previous pair."
+            ).format(-change["gain"], change["gain_se"])
     else:
         result["installed"] = False
         result["message"] = "Kept no sketch encoder: it did not beat the photo model on the store's drawings."

@@ -73,6 +73,10 @@ def train_candidate(
 #: The sketch encoder ``fashion_adapt`` trains for a newly installed photo model (:mod:`.training.sketch_encoder` on
 #: the CPU: the frozen prefix of the drawings computed once, the later blocks trained).
 SKETCH_RECIPE = {
+    # "in-use": start from the sketch encoder search by sketch used before (fashion_adapt hands its file in; its
+    # drawing-adapted trunk is kept and aimed at the new photo space), "photo": from the new photo model's weights,
+    # or a weights file. Chosen on validation: docs/SKETCH.md, "The sketch step of fashion_adapt".
+    "init": "in-use",
     "epochs": 8,
     "batch_size": 64,
     "lr": 1e-3,
@@ -95,16 +99,19 @@ def train_sketch_candidate(
 ) -> dict:
     """Train a sketch encoder for ``photo_weights`` on ``records`` (every measurable product of the shop: the
     test split, ``sha1(upc) % 5 == 0``, is held out by the trainer) and write it to ``out``; returns its card.
-    Starts from the photo model's own weights."""
+    ``recipe["init"]`` is a weights file to start from; anything else ("photo", or "in-use" when the caller had no
+    sketch encoder to hand in) starts from the photo model's own weights."""
     from .training.sketch_encoder import SketchTrainConfig, train
 
     budget = budget or Budget()
     recipe = {**SKETCH_RECIPE, **(recipe or {})}
     work_dir = Path(work_dir)
+    init = recipe.pop("init")
     cfg = SketchTrainConfig(
         source="shop catalog",
         out=str(out),
         photo_weights=str(photo_weights),
+        init_weights=None if init in ("photo", "in-use") else str(init),
         checkpoint_dir=str(work_dir / "sketch-checkpoints"),
         pairs_cache=str(work_dir / "sketch-pairs"),
         **asdict(budget),
@@ -112,5 +119,5 @@ def train_sketch_candidate(
         **recipe,
     )
     card = train(cfg, records=records, on_epoch=on_epoch)
-    card["recipe"] = recipe
+    card["recipe"] = {**recipe, "init": Path(cfg.init_weights).name if cfg.init_weights else "photo"}
     return card

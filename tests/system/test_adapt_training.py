@@ -68,6 +68,10 @@ def test_adapt_installs_a_better_model_keeps_the_old_one_and_rolls_back(
     sketch = run.result["sketch_encoder"]
     assert sketch["candidate"]["queries"] == sketch["photo_model_alone"]["queries"] > 0
     assert set(sketch["candidate"]["styles"]) == {"xdog", "doodle"}
+    # Measured beside search by sketch as it was before (here the old photo model alone: it had no encoder).
+    assert "before (pair in use)" in text and sketch["started_from"] == "photo"
+    assert sketch["before"]["queries"] == sketch["candidate"]["queries"]
+    assert sketch["difference_to_before"]["queries"] == sketch["candidate"]["queries"]
     new_sha = runtime.get_embedder().sha256
     if sketch["installed"]:
         assert sketch["difference"]["gain"] > 0 and model_store.sketch_encoder_for(new_sha) is not None
@@ -243,3 +247,36 @@ def test_dashboard_adaptation_runs_on_a_real_worker_and_shows_the_outcome(
         assert 'id="fashion-ai-sketch-encoder-notice"' in page
     assert "Installed" in page
     assert np.isfinite(run.result["candidate"]["p_at_5"])
+
+
+@pytest.mark.parametrize("has_encoder", [True, False])
+def test_the_sketch_step_starts_from_the_sketch_encoder_used_before(
+    models_dir, blind_weights, tmp_path, monkeypatch, has_encoder
+):
+    """SKETCH_RECIPE["init"] = "in-use": the new sketch encoder starts from the one search by sketch used before (its
+    drawing-adapted trunk), or from the new photo model when drawings were embedded by the photo model."""
+    from oscar_fashion_ai.ml import adaptation as recipe
+    from oscar_fashion_ai.ml.embedder import Embedder
+
+    seen = {}
+
+    def record(records, photo_weights, out, work, budget, given, **kwargs):
+        seen.update(given)
+        raise RuntimeError("stopped here")
+
+    monkeypatch.setattr(recipe, "train_sketch_candidate", record)
+    photo = runtime.load_embedder(blind_weights)
+    sketch = Embedder(blind_weights) if has_encoder else photo  # another network, whatever its weights
+    out = adaptation.adapt_sketch(
+        tmp_path / "new-photo.safetensors",
+        photo,
+        adaptation.Catalog([], np.zeros(0, bool), {}, {}, 0, 0),
+        tmp_path,
+        5,
+        adaptation.Options(),
+        adaptation.Reporter(write=lambda line: None),
+        previous=(photo, sketch, None),
+    )
+    assert out["installed"] is False and "stopped here" in out["message"]
+    assert seen["init"] == (str(sketch.path) if has_encoder else "photo")
+    assert recipe.SKETCH_RECIPE["init"] == "in-use"
