@@ -97,14 +97,14 @@ def main(argv=None):
     overrides = {"epochs": args.sketch_epochs} if args.sketch_epochs else {}
     if args.variants:
         overrides["variants"] = args.variants
-    starts = {"photo": None, "in-use": str(WEIGHTS / "lite0-fashion-sketch.safetensors")}
+    starts = {"photo": "photo", "in-use": str(WEIGHTS / "lite0-fashion-sketch.safetensors")}
     sketch_files = []
     result["sketch_training"] = {}
     for name in args.starts.split(","):
         out = work / f"sketch-{name}.safetensors"
         if not out.exists():
             started = time.time()
-            recipe = {"validation": True, "init": starts[name] or "photo", **overrides}
+            recipe = {"validation": True, "init": starts[name], **overrides}
             card = adaptation.train_sketch_candidate(records, photo, out, work / f"sketch-{name}", budget, recipe)
             result["sketch_training"][name] = {
                 "seconds": round(time.time() - started, 1),

@@ -47,12 +47,13 @@ def adapt_sketch(
     out = work / "sketch-candidate.safetensors"
     recipe = {**adaptation.SKETCH_RECIPE, **(options.sketch_recipe or {})}
     previous_photo, previous_sketch, previous_gallery = previous or (None, None, None)
-    if recipe["init"] == "in-use":
-        has_encoder = previous_sketch is not None and previous_sketch is not previous_photo
-        if has_encoder and photo is not None:  # a different network cannot be a start: the photo model is
-            same = (previous_sketch.info.backbone, previous_sketch.info.dim) == (photo.info.backbone, photo.info.dim)
-            has_encoder = same
-        recipe["init"] = str(previous_sketch.path) if has_encoder else "photo"
+    if recipe["init"] == "in-use":  # the encoder in use, when there is one of the new photo model's network
+        usable = (
+            previous_sketch is not None
+            and previous_sketch is not previous_photo
+            and (previous_sketch.info.backbone, previous_sketch.info.dim) == (photo.info.backbone, photo.info.dim)
+        )
+        recipe["init"] = str(previous_sketch.path) if usable else "photo"
     budget = adaptation.Budget(
         max_minutes=minutes,
         resume=False,

@@ -75,7 +75,7 @@ def train_candidate(
 SKETCH_RECIPE = {
     # "in-use": start from the sketch encoder search by sketch used before (fashion_adapt hands its file in; its
     # drawing-adapted trunk is kept and aimed at the new photo space), "photo": from the new photo model's weights,
-    # or a weights file. Chosen on validation: docs/SKETCH.md, "The sketch step of fashion_adapt".
+    # or a weights file. Chosen on validation: docs/SKETCH.md, "The shop's own catalog".
     "init": "in-use",
     "epochs": 8,
     "batch_size": 64,

@@ -100,7 +100,7 @@ def blended_search(vecs, exclude, knn, ref_time, half_life, knn_weight):
         cf = np.zeros(len(vecs))
         for item, _kind, t, w in interest.members:
             if item >= 0:
-                cf += w * 2.0 ** (-max(ref_time - t, 0.0) / half_life) * knn[item]
+                cf += w * interest_model._decay(ref_time - t, half_life) * knn[item]
         cf /= max(float(cf.max()), 1e-12)
         score = sims + knn_weight * cf
         score[list(exclude)] = -np.inf
@@ -123,12 +123,12 @@ def rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, mo
         scores[seen_idx] = -np.inf
         return _top(scores, k)
 
+    if {"multi_interest", "multi_interest_knn"} & set(models):
+        profile = interest_model.fold(None, events, half_life, params)  # one profile for both models
     if "multi_interest" in models:
-        profile = interest_model.fold(None, events, half_life, params)
         picks = interest_model.recommend(profile, k, exact_search(vecs, seen), params)
         out["multi_interest"] = np.array([p.item for p in picks], dtype=np.int64)
     if "multi_interest_knn" in models:
-        profile = interest_model.fold(None, events, half_life, params)
         search = blended_search(vecs, seen, knn, profile.ref_time, half_life, knn_weight)
         picks = interest_model.recommend(profile, k, search, params)
         out["multi_interest_knn"] = np.array([p.item for p in picks], dtype=np.int64)
