@@ -1,13 +1,15 @@
 """Item-kNN mixed into each interest of the multi-interest model, measured on simulated shoppers.
 
     python benchmarks/recommend_blend.py [--simulation studio|cc0] [--split validation|test]
-        [--weights 0,0.25,0.5,1,2,4] [--shoppers 1000] [--population 1000] [--studio PATH]
+        [--weights 0.25,0.5,1,2] [--neighbours 20,50,100] [--shoppers 1000] [--population 1000] [--studio PATH]
 
-``multi_interest_knn`` (``oscar_fashion_ai/ml/recommend_eval.py: blended_search``): each interest's candidates are
-scored by cosine similarity to the interest plus ``w`` x the decayed, kind-weighted co-occurrence (item-kNN, learnt
-from the population's histories) with the interest's remembered products; slots, merge and MMR as in the shop's
-model. Printed beside the shop's model (``multi_interest``), ``item_knn`` and ``mean_vector`` on the same shoppers
-(HR@10 with standard errors, paired differences). Choose ``w`` on ``--split validation``; report ``test`` once.
+The shop's model with co-occurrence blended in (``RECOMMENDATION_COOCCURRENCE_WEIGHT`` w,
+``COOCCURRENCE_NEIGHBOURS`` N; ``oscar_fashion_ai/ml/cooccurrence.py``, ``recommend_eval.py: blended_search``):
+each interest's candidates (its nearest products and its N most co-occurring ones) are scored by cosine similarity
+to the interest plus w x the decayed, kind-weighted co-occurrence with the interest's remembered products, each
+product keeping its N most co-occurring products (learnt from the population's histories). Printed beside the same
+model without co-occurrence (w = 0), ``item_knn`` (untruncated) and ``mean_vector`` on the same shoppers (HR@10 with
+standard errors, paired differences). Choose on ``--split validation``; report ``test`` once.
 Needs Django settings (the configured photo model embeds the catalog; cc0 reads the store's index).
 """
 
@@ -29,7 +31,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--simulation", choices=["studio", "cc0"], default="studio")
     parser.add_argument("--split", choices=["validation", "test"], default="validation")
-    parser.add_argument("--weights", default="0,0.25,0.5,1,2,4")
+    parser.add_argument("--weights", default="0.25,0.5,1,2")
+    parser.add_argument("--neighbours", default="20,50,100")
     parser.add_argument("--shoppers", type=int, default=1000)
     parser.add_argument("--population", type=int, default=1000)
     parser.add_argument("--studio", type=Path, default=ROOT.parent / "shared" / "datasets" / "studio-catalog")
@@ -52,9 +55,9 @@ def main(argv=None):
     evaluate = functools.partial(
         recommend_eval.evaluate, vecs, people, pop, weights, half_life, params, keys=keys, bootstrap=0
     )
-    base = evaluate(models=("multi_interest", "mean_vector", "item_knn"))
+    base = evaluate(models=("multi_interest", "mean_vector", "item_knn"), blend_weight=0.0)
     out = {
-        "benchmark": "item-kNN blended into each interest",
+        "benchmark": "co-occurrence blended into each interest",
         "machine": machine()["description"],
         "simulation": args.simulation,
         "split": args.split,
@@ -66,10 +69,11 @@ def main(argv=None):
         "blend": [],
     }
     print(json.dumps({k: out[k] for k in ("simulation", "split", "shoppers", "baselines")}))
-    for w in [float(x) for x in args.weights.split(",")]:
-        r = evaluate(models=("multi_interest_knn",), knn_weight=w)["multi_interest_knn"]
+    grid = [(float(w), int(n)) for n in args.neighbours.split(",") for w in args.weights.split(",")]
+    for w, n in grid:
+        r = evaluate(models=("multi_interest",), blend_weight=w, neighbours=n)["multi_interest"]
         mine = np.asarray(r["_hits"])
-        row = {"knn_weight": w, "hit_rate_at_10": r["hit_rate_at_10"], "se": r["hit_rate_at_10_se"]}
+        row = {"blend_weight": w, "neighbours": n, "hit_rate_at_10": r["hit_rate_at_10"], "se": r["hit_rate_at_10_se"]}
         row["ndcg_at_10"] = r["ndcg_at_10"]
         row["intra_list_diversity"] = r["intra_list_diversity"]
         for m in ("item_knn", "multi_interest"):

@@ -88,6 +88,9 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("RECOMMENDATION_MIN_INTEREST_SHARE", 0, 1)
     errors += _number("RECOMMENDATION_DIVERSITY", 0, 1)
     errors += _number("RECOMMENDATION_CANDIDATES_PER_SLOT", 1, 50, integer=True)
+    errors += _number("RECOMMENDATION_COOCCURRENCE_WEIGHT", 0, 10)
+    errors += _number("COOCCURRENCE_NEIGHBOURS", 1, 1000, integer=True)
+    errors += _number("COOCCURRENCE_WINDOW_DAYS", 1, 3650, integer=True)
     errors += _rate("EVENT_RATE_LIMIT")
     pipeline = conf.get("SKETCH_PIPELINE")
     if pipeline not in PIPELINES:

@@ -125,6 +125,16 @@ DEFAULTS: dict[str, object] = {
     "RECOMMENDATION_DIVERSITY": 0.0,
     # Nearest products fetched per slot of an interest (the pool MMR and de-duplication choose from).
     "RECOMMENDATION_CANDIDATES_PER_SLOT": 3,
+    # Co-occurrence (item-kNN) blended into each interest (docs/RECOMMENDATIONS.md, "Co-occurrence"): a candidate's
+    # score is its cosine similarity to the interest + RECOMMENDATION_COOCCURRENCE_WEIGHT x how often the shop's
+    # other shoppers engaged with it together with the interest's products (0 to 10; 0 = vectors only). The table
+    # keeps each product's COOCCURRENCE_NEIGHBOURS most co-occurring products, learnt from the events of the last
+    # COOCCURRENCE_WINDOW_DAYS days by `fashion_refresh_cooccurrence` (or the periodic task
+    # oscar_fashion_ai.refresh_cooccurrence). Until the first refresh, and for products nobody shares, the
+    # vectors alone decide. Weight and neighbours chosen on the studio simulation's validation shoppers.
+    "RECOMMENDATION_COOCCURRENCE_WEIGHT": 0.5,
+    "COOCCURRENCE_NEIGHBOURS": 50,
+    "COOCCURRENCE_WINDOW_DAYS": 180,
     # Per-client limit on POST /fashion-ai/api/events/ (headless shops recording product views; None disables).
     "EVENT_RATE_LIMIT": "120/min",
     # Files the plugin writes ------------------------------------------------------

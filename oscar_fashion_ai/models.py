@@ -253,3 +253,21 @@ class CustomerPreference(models.Model):
 
     def __str__(self):
         return f"preference of {self.user_id or self.shopper_key} ({self.event_count} events)"
+
+
+class ProductNeighbour(models.Model):
+    """Item-to-item co-occurrence learnt from the shoppers' events (``fashion_refresh_cooccurrence``): ``neighbour``
+    is one of the ``COOCCURRENCE_NEIGHBOURS`` products most often engaged with by the same shoppers as ``product``
+    (``score``: cosine similarity of the two products' shopper sets). Aggregate data, no shopper in it; the whole
+    table is replaced at every refresh."""
+
+    product = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
+    neighbour = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(_("co-occurrence (cosine)"))
+
+    class Meta:
+        verbose_name = _("co-occurring product")
+        constraints = [models.UniqueConstraint(fields=["product", "neighbour"], name="fashion_neighbour_unique")]
+
+    def __str__(self):
+        return f"{self.product_id} ~ {self.neighbour_id} ({self.score:.3f})"

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 EMBED_PRODUCTS = "oscar_fashion_ai.embed_products"
 UPDATE_PREFERENCE = "oscar_fashion_ai.update_preference"
 CLEANUP_ANONYMOUS_PROFILES = "oscar_fashion_ai.cleanup_anonymous_profiles"
+REFRESH_COOCCURRENCE = "oscar_fashion_ai.refresh_cooccurrence"
 SWEEP = "oscar_fashion_ai.sweep"
 ADAPT_CATALOG = "oscar_fashion_ai.adapt_catalog"
 

@@ -160,6 +160,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_BEAT_SCHEDULE = {
     "fashion-ai-sweep": {"task": "oscar_fashion_ai.sweep", "schedule": 300.0},
     "fashion-ai-cleanup": {"task": "oscar_fashion_ai.cleanup_anonymous_profiles", "schedule": 86400.0},
+    "fashion-ai-cooccurrence": {"task": "oscar_fashion_ai.refresh_cooccurrence", "schedule": 86400.0},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

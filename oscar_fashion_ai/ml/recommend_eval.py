@@ -6,7 +6,9 @@ seen are removed from every ranking); the shopper's held-out next purchases are 
 Models (all see the same shoppers):
 
 * ``multi_interest`` - the shop's model: :mod:`.interests` (several decayed interest vectors, proportional slots,
-  MMR), candidates by exact cosine search.
+  MMR), candidates by exact cosine search, with the co-occurrence of :mod:`.cooccurrence` blended in
+  (``blend_weight``; learnt from the population, ``neighbours`` per product).
+* ``vectors_only`` - the same model without co-occurrence (the previous release's recommendations).
 * ``mean_vector`` - the previous release: one time-decayed, kind-weighted mean vector (:mod:`.preference`),
   products ranked by cosine similarity to it.
 * ``item_knn`` - item-to-item collaborative filtering on co-occurrence (Ludewig & Jannach 2018): cosine similarity of
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cooccurrence
 from . import interests as interest_model
 from .preference import fold as fold_mean
 from .simulation import ranking_metrics
 
-MODELS = ("multi_interest", "mean_vector", "item_knn", "last_viewed", "popularity", "random")
+MODELS = ("multi_interest", "vectors_only", "mean_vector", "item_knn", "last_viewed", "popularity", "random")
 DAY = 86400.0
 
 
@@ -90,28 +93,39 @@ def exact_search(vecs, exclude):
     return search
 
 
-def blended_search(vecs, exclude, knn, ref_time, half_life, knn_weight):
-    """Like :func:`exact_search`, with item-kNN mixed in per interest: a candidate's score is its cosine similarity to
-    the interest plus ``knn_weight`` x the decayed, kind-weighted co-occurrence with the interest's remembered
-    products (scaled so that the interest's best candidate has 1)."""
+def blended_search(vecs, exclude, table, ref_time, half_life, weight):
+    """The shop's search with co-occurrence blended in (:mod:`.cooccurrence`): the interest's ``n`` nearest
+    products (exact cosine) and its ``n`` most co-occurring ones, scored by cosine similarity + ``weight`` x the
+    co-occurrence with the interest's remembered products; with ``weight`` 0 or no co-occurrence, plain
+    :func:`exact_search`."""
+    plain = exact_search(vecs, exclude)
 
     def search(interest, n):
-        sims = vecs @ interest.unit().astype(vecs.dtype)
-        cf = np.zeros(len(vecs))
-        for item, _kind, t, w in interest.members:
-            if item >= 0:
-                cf += w * interest_model._decay(ref_time - t, half_life) * knn[item]
-        cf /= max(float(cf.max()), 1e-12)
-        score = sims + knn_weight * cf
-        score[list(exclude)] = -np.inf
-        top = _top(score, n)
-        return list(top), score[top], vecs[top]
+        ids, sims, found = plain(interest, n)
+        scores = cooccurrence.interest_scores(interest.members, table, ref_time, half_life) if weight else {}
+        if not scores:
+            return ids, sims, found
+        extra = cooccurrence.top_items(scores, n, skip=set(ids) | set(exclude))
+        if extra:
+            unit = interest.unit().astype(vecs.dtype)
+            ids = list(ids) + extra
+            sims = np.concatenate([sims, vecs[extra] @ unit])
+            found = np.concatenate([found, vecs[extra]])
+        return cooccurrence.blend(ids, sims, found, scores, weight, n)
 
     return search
 
 
-def rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, models=MODELS, keys=None, knn_weight=1.0):
-    """Top-k catalog indices of each model for one shopper."""
+def baskets(population):
+    """Each population shopper's products (history and held-out purchases): what the shop's co-occurrence learns."""
+    return [{i for i, _, _ in person.history} | set(person.held_out) for person in population]
+
+
+def rankings(
+    person, vecs, weights, half_life_days, params, k, pop, knn, rng, models=MODELS, keys=None, blend=(0.0, None)
+):
+    """Top-k catalog indices of each model for one shopper; ``blend`` is (weight, co-occurrence table) of the shop's
+    model (weight 0: vectors only)."""
     half_life = half_life_days * DAY
     seen = {i for i, _, _ in person.history}
     seen_idx = np.array(sorted(seen))
@@ -123,15 +137,16 @@ def rankings(person, vecs, weights, half_life_days, params, k, pop, knn, rng, mo
         scores[seen_idx] = -np.inf
         return _top(scores, k)
 
-    if {"multi_interest", "multi_interest_knn"} & set(models):
-        profile = interest_model.fold(None, events, half_life, params)  # one profile for both models
+    if {"multi_interest", "vectors_only"} & set(models):
+        profile = interest_model.fold(None, events, half_life, params)
     if "multi_interest" in models:
-        picks = interest_model.recommend(profile, k, exact_search(vecs, seen), params)
-        out["multi_interest"] = np.array([p.item for p in picks], dtype=np.int64)
-    if "multi_interest_knn" in models:
-        search = blended_search(vecs, seen, knn, profile.ref_time, half_life, knn_weight)
+        weight, table = blend
+        search = blended_search(vecs, seen, table or {}, profile.ref_time, half_life, weight)
         picks = interest_model.recommend(profile, k, search, params)
-        out["multi_interest_knn"] = np.array([p.item for p in picks], dtype=np.int64)
+        out["multi_interest"] = np.array([p.item for p in picks], dtype=np.int64)
+    if "vectors_only" in models:
+        picks = interest_model.recommend(profile, k, exact_search(vecs, seen), params)
+        out["vectors_only"] = np.array([p.item for p in picks], dtype=np.int64)
     if "mean_vector" in models:
         mean, _, _ = fold_mean(None, 0.0, None, [e[:3] for e in events], half_life)
         out["mean_vector"] = ranked(vecs @ (mean / np.linalg.norm(mean)))
@@ -179,19 +194,23 @@ def evaluate(
     models=MODELS,
     bootstrap=200,
     keys=None,
-    knn_weight=1.0,
+    blend_weight=0.0,
+    neighbours=50,
 ) -> dict:
-    """Metrics of every model on ``shoppers``; item-kNN and popularity are learnt from ``population``."""
+    """Metrics of every model on ``shoppers``; item-kNN, popularity and the shop's co-occurrence table (its
+    ``neighbours`` per product, blended into ``multi_interest`` with ``blend_weight``) are learnt from
+    ``population``."""
     vecs = np.asarray(vecs, dtype=np.float32)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     n = len(vecs)
     pop = popularity(population, n, weights)
-    knn = cooccurrence_similarity(population, n) if {"item_knn", "multi_interest_knn"} & set(models) else None
+    knn = cooccurrence_similarity(population, n) if "item_knn" in models else None
+    table = cooccurrence.neighbours(baskets(population), neighbours) if blend_weight else None
     rng = np.random.default_rng(seed + 1)
     per = {m: {"hit": [], "ndcg": [], "ild": [], "tops": []} for m in models}
     for person in shoppers:
         for name, top in rankings(
-            person, vecs, weights, half_life_days, params, k, pop, knn, rng, models, keys, knn_weight
+            person, vecs, weights, half_life_days, params, k, pop, knn, rng, models, keys, (blend_weight, table)
         ).items():
             hit, ndcg = ranking_metrics(top, person.held_out, k)
             per[name]["hit"].append(hit)
@@ -242,8 +261,9 @@ def compare(results, model="multi_interest", k=10) -> dict:
         }
 
     out = {"best_baseline": best, "vs_best_baseline": paired(best)}
-    if "mean_vector" in results and model != "mean_vector":
-        out["vs_mean_vector"] = paired("mean_vector")
+    for other in ("mean_vector", "vectors_only"):
+        if other in results and model != other:
+            out[f"vs_{other}"] = paired(other)
     return out
 
 

@@ -19,8 +19,10 @@ from django.utils import timezone
 from oscar.core.loading import get_model
 
 from .. import conf, publishing, runtime, search
+from ..ml import cooccurrence
 from ..ml import interests as interest_model
 from ..ml.preference import fold
+from . import cooccurrence as cooccurrence_table
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "fashion_ai_shopper"
@@ -282,26 +284,39 @@ def reason_text(kind: str, title: str) -> str:
     return f"Because you {verb} {title}"
 
 
+def _candidates(queryset, dim):
+    """(product ids, cosine similarities, L2-normalised vectors) of ``nearest_queryset`` rows (none: empty arrays)."""
+    rows = list(queryset.values_list("product_id", "distance", "vector"))
+    vecs = np.asarray([r[2] for r in rows], dtype=np.float64).reshape(len(rows), dim)
+    if len(rows):
+        vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return [r[0] for r in rows], np.asarray([1.0 - float(r[1]) for r in rows]), vecs
+
+
 def _interest_recommendations(pref, exclude, k):
     """[(product_id, score, reason dict)] drawn from the profile's interests (raises SearchUnavailable)."""
     info = search.ready_model()
     profile = interest_model.Profile.from_json(pref.interests)
     params = interest_params()
     exclude = list(exclude)
+    weight = float(conf.get("RECOMMENDATION_COOCCURRENCE_WEIGHT"))
+    half_life = _half_life_seconds()
+    table = {}
+    if weight:
+        table = cooccurrence_table.table_for({m[0] for interest in profile.interests for m in interest.members})
 
     def nearest(interest, n):
-        rows = list(
-            search.nearest_queryset(interest.unit().astype(np.float32), info.version, exclude).values_list(
-                "product_id", "distance", "vector"
-            )[:n]
-        )
-        vecs = np.asarray([r[2] for r in rows], dtype=np.float64).reshape(len(rows), -1)
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True) if len(rows) else None
-        return (
-            [r[0] for r in rows],
-            [1.0 - float(r[1]) for r in rows],
-            (vecs / np.maximum(norms, 1e-12) if len(rows) else vecs),
-        )
+        query = interest.unit().astype(np.float32)
+        queryset = search.nearest_queryset(query, info.version, exclude)
+        ids, sims, vecs = _candidates(queryset[:n], len(query))
+        scores = cooccurrence.interest_scores(interest.members, table, profile.ref_time, half_life) if table else {}
+        if not scores:
+            return ids, sims, vecs
+        extra = cooccurrence.top_items(scores, n, skip=set(ids) | set(exclude))
+        if extra:  # co-occurring products the vector search did not reach (same availability filters)
+            more = _candidates(queryset.filter(product_id__in=extra), len(query))
+            ids, sims, vecs = ids + more[0], np.concatenate([sims, more[1]]), np.concatenate([vecs, more[2]])
+        return cooccurrence.blend(ids, sims, vecs, scores, weight, n)
 
     per_category = conf.get("RECOMMENDATION_MAX_PER_CATEGORY")
     picks = interest_model.recommend(profile, k * 3 if per_category else k, nearest, params)

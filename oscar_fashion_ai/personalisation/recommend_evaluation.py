@@ -169,7 +169,10 @@ def run(
         "task": "recommend",
         "split": split,
         "seed": seed,
-        "settings": params_dict(params),
+        "settings": {
+            **params_dict(params),
+            **{name: conf.get(name) for name in ("RECOMMENDATION_COOCCURRENCE_WEIGHT", "COOCCURRENCE_NEIGHBOURS")},
+        },
         "model_version": embedder.version,
         "simulations": {},
     }
@@ -196,6 +199,8 @@ def run(
                 seed=seed,
                 keys=keys,
                 models=recommend_eval.MODELS + ("oracle",),
+                blend_weight=float(conf.get("RECOMMENDATION_COOCCURRENCE_WEIGHT")),
+                neighbours=int(conf.get("COOCCURRENCE_NEIGHBOURS")),
             )
             oracle = results.pop("oracle")
             entry["models"] = recommend_eval.strip(results)

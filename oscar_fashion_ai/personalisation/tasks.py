@@ -1,4 +1,5 @@
-"""Personalisation tasks: fold a shopper's pending events into their profile; expire anonymous profiles.
+"""Personalisation tasks: fold a shopper's pending events into their profile; expire anonymous profiles; refresh the
+co-occurrence table.
 Published by name through ``oscar_fashion_ai.publishing``."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from ..indexing.tasks import RETRIED
-from ..publishing import CLEANUP_ANONYMOUS_PROFILES, UPDATE_PREFERENCE
+from ..publishing import CLEANUP_ANONYMOUS_PROFILES, REFRESH_COOCCURRENCE, UPDATE_PREFERENCE
 
 
 @shared_task(name=UPDATE_PREFERENCE, **RETRIED)
@@ -24,3 +25,11 @@ def cleanup_anonymous_profiles():
     from django.core.management import call_command
 
     call_command("fashion_cleanup_preferences")
+
+
+@shared_task(name=REFRESH_COOCCURRENCE, ignore_result=True)
+def refresh_cooccurrence():
+    """Periodic: relearn which products shoppers engage with together (see README for the beat schedule)."""
+    from .cooccurrence import refresh
+
+    return refresh()

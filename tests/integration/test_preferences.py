@@ -202,7 +202,15 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
     )
     result = json.loads(capsys.readouterr().out)
     assert set(result) >= {"task", "hit_rate_at_10", "ndcg_at_10", "baselines", "simulations", "settings"}
-    assert set(result["baselines"]) == {"mean_vector", "item_knn", "last_viewed", "popularity", "random"}
+    assert set(result["baselines"]) == {
+        "vectors_only",
+        "mean_vector",
+        "item_knn",
+        "last_viewed",
+        "popularity",
+        "random",
+    }
+    assert result["settings"]["RECOMMENDATION_COOCCURRENCE_WEIGHT"] == 0.5
     assert set(result["simulations"]) == {"cc0", "studio"}
     for sim in result["simulations"].values():
         assert 0 < sim["shoppers"] <= 30 and set(sim["models"]) == {"multi_interest", *result["baselines"]}

@@ -36,3 +36,25 @@ def test_view_updates_the_vector_through_a_real_worker(client, csv_dataset, cele
         time.sleep(0.2)
     assert pref is not None and pref.vector is not None
     assert np.allclose(np.asarray(pref.vector), vector_of(product), atol=1e-4)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_periodic_cooccurrence_refresh_runs_on_a_real_worker(csv_dataset, celery_worker_thread):
+    from oscar_fashion_ai import publishing
+    from oscar_fashion_ai.models import ProductNeighbour
+
+    CatalogImporter(stdout_progress=False).run(csv_dataset)
+    shirt, shoe = category_products("Shirt")[0], category_products("Shoes")[0]
+    for n in range(2):
+        owner = preferences.Owner(shopper_key=f"pair-{n}")
+        preferences.record_event(owner, shirt.pk, "view")
+        preferences.record_event(owner, shoe.pk, "basket")
+    publishing._publish(publishing.REFRESH_COOCCURRENCE, [((), {})])  # what celery beat sends
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ProductNeighbour.objects.exists():
+        time.sleep(0.2)
+    assert set(ProductNeighbour.objects.values_list("product_id", "neighbour_id")) == {
+        (shirt.pk, shoe.pk),
+        (shoe.pk, shirt.pk),
+    }

@@ -278,6 +278,18 @@ class Command(BaseCommand):
             )
         else:
             self.report("ok", "periodic tasks", "anonymous profiles expire (cleanup_anonymous_profiles scheduled)")
+        if (
+            conf.get("PERSONALISATION")
+            and conf.get("RECOMMENDATION_COOCCURRENCE_WEIGHT")
+            and "oscar_fashion_ai.refresh_cooccurrence" not in names
+        ):
+            self.report(
+                "warn",
+                "periodic tasks",
+                "no beat schedule for oscar_fashion_ai.refresh_cooccurrence: recommendations do not learn which "
+                "products shoppers engage with together (add it to CELERY_BEAT_SCHEDULE, or run "
+                "`manage.py fashion_refresh_cooccurrence` daily)",
+            )
         if "oscar_fashion_ai.sweep" not in names:
             self.report(
                 "warn",

@@ -408,4 +408,7 @@ class Command(BaseCommand):
             if "vs_mean_vector" in c:
                 m = c["vs_mean_vector"]
                 line += f"; / mean_vector: {m['ratio']:.2f}x ({m['difference']:+.4f} +- {m['difference_se']:.4f})"
+            if "vs_vectors_only" in c:
+                m = c["vs_vectors_only"]
+                line += f"; / vectors_only: {m['ratio']:.2f}x ({m['difference']:+.4f} +- {m['difference_se']:.4f})"
             self.stdout.write(line)

@@ -156,6 +156,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "fashion-ai-sweep": {"task": "oscar_fashion_ai.sweep", "schedule": 300.0},
     "fashion-ai-cleanup": {"task": "oscar_fashion_ai.cleanup_anonymous_profiles", "schedule": 86400.0},
+    "fashion-ai-cooccurrence": {"task": "oscar_fashion_ai.refresh_cooccurrence", "schedule": 86400.0},
 }
 
 FASHION_AI = {"PERSONALISATION": True}
