@@ -2,6 +2,7 @@
 
     python benchmarks/homepage.py [--requests 200] [--runs 3]
     python benchmarks/homepage.py --compare PATH [--requests 100] [--runs 5]
+    python benchmarks/homepage.py --population 1000    (then --compare ...; --population 0 removes them)
 
 With ``--compare PATH`` (a checkout of the previous release, e.g. ``git worktree add ../release main``) it
 measures only the server times, of both code bases side by side against the same database: each run measures
@@ -10,6 +11,11 @@ the previous release and then this one, in fresh processes, and the result holds
 Runs against the demo database (full catalog imported and indexed). Server time is measured in-process
 with Django's test client (the full middleware/view/template stack, no network). Freshness starts a real
 Celery worker, views a product as a new shopper, and polls the homepage until it is personalised.
+
+``--population N`` gives the database N other (anonymous, synthetic) shoppers with 12 product views each, some of
+them among the measured shopper's products, and refreshes the co-occurrence table, so that the measured
+recommendations blend co-occurrence in as a shop with traffic does; ``--population 0`` deletes them again and empties
+the table. The previous release does not read the table, so both sides of ``--compare`` see the same database.
 """
 
 import argparse
@@ -69,13 +75,52 @@ def side_by_side(args):
     )
 
 
+POPULATION_KEY = "bench-population-"
+
+
+def seed_population(n):
+    """Replace the synthetic population by ``n`` shoppers (see the module docstring) and refresh co-occurrence."""
+    import numpy as np
+    from django.utils import timezone
+
+    from oscar_fashion_ai.models import PreferenceEvent, ProductEmbedding
+    from oscar_fashion_ai.personalisation import cooccurrence
+
+    PreferenceEvent.objects.filter(shopper_key__startswith=POPULATION_KEY).delete()
+    ids = list(
+        ProductEmbedding.objects.filter(status="indexed").order_by("product_id").values_list("product_id", flat=True)
+    )
+    rng = np.random.default_rng(0)
+    now = timezone.now()
+    events = []
+    for i in range(n):
+        picks = list(rng.choice(ids, 10, replace=False)) + list(rng.choice(ids[:20], 2, replace=False))
+        events += [
+            PreferenceEvent(
+                shopper_key=f"{POPULATION_KEY}{i}",
+                product_id=int(pk),
+                kind="view",
+                weight=1.0,
+                applied=True,
+                date_created=now,
+            )
+            for pk in picks
+        ]
+    PreferenceEvent.objects.bulk_create(events, batch_size=5000)
+    print(json.dumps({"population": n, "events": len(events), "cooccurrence": cooccurrence.refresh()}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compare", default=None, help="a checkout of the previous release (side-by-side mode)")
     parser.add_argument("--code", default=None, help=argparse.SUPPRESS)  # internal: the code base to measure
+    parser.add_argument("--population", type=int, default=None, help="seed N synthetic shoppers (0: remove them)")
     args = parser.parse_args()
+    if args.population is not None:
+        django_setup()
+        return seed_population(args.population)
     if args.compare:
         return side_by_side(args)
     if args.code:
