@@ -1,7 +1,8 @@
 """Item-kNN mixed into each interest of the multi-interest model, measured on simulated shoppers.
 
     python benchmarks/recommend_blend.py [--simulation studio|cc0] [--split validation|test]
-        [--weights 0.25,0.5,1,2] [--neighbours 20,50,100] [--shoppers 1000] [--population 1000] [--studio PATH]
+        [--weights 0.25,0.5,1,2] [--neighbours 20,50,100] [--min-shoppers 1] [--shoppers 1000] [--population 1000]
+        [--studio PATH]
 
 The shop's model with co-occurrence blended in (``RECOMMENDATION_COOCCURRENCE_WEIGHT`` w,
 ``COOCCURRENCE_NEIGHBOURS`` N; ``oscar_fashion_ai/ml/cooccurrence.py``, ``recommend_eval.py: blended_search``):
@@ -33,6 +34,7 @@ def main(argv=None):
     parser.add_argument("--split", choices=["validation", "test"], default="validation")
     parser.add_argument("--weights", default="0.25,0.5,1,2")
     parser.add_argument("--neighbours", default="20,50,100")
+    parser.add_argument("--min-shoppers", default="1", help="values of COOCCURRENCE_MIN_SHOPPERS to try")
     parser.add_argument("--shoppers", type=int, default=1000)
     parser.add_argument("--population", type=int, default=1000)
     parser.add_argument("--studio", type=Path, default=ROOT.parent / "shared" / "datasets" / "studio-catalog")
@@ -69,11 +71,17 @@ def main(argv=None):
         "blend": [],
     }
     print(json.dumps({k: out[k] for k in ("simulation", "split", "shoppers", "baselines")}))
-    grid = [(float(w), int(n)) for n in args.neighbours.split(",") for w in args.weights.split(",")]
-    for w, n in grid:
-        r = evaluate(models=("multi_interest",), blend_weight=w, neighbours=n)["multi_interest"]
+    grid = [
+        (float(w), int(n), int(m))
+        for m in args.min_shoppers.split(",")
+        for n in args.neighbours.split(",")
+        for w in args.weights.split(",")
+    ]
+    for w, n, m in grid:
+        r = evaluate(models=("multi_interest",), blend_weight=w, neighbours=n, min_shoppers=m)["multi_interest"]
         mine = np.asarray(r["_hits"])
-        row = {"blend_weight": w, "neighbours": n, "hit_rate_at_10": r["hit_rate_at_10"], "se": r["hit_rate_at_10_se"]}
+        row = {"blend_weight": w, "neighbours": n, "min_shoppers": m}
+        row.update({"hit_rate_at_10": r["hit_rate_at_10"], "se": r["hit_rate_at_10_se"]})
         row["ndcg_at_10"] = r["ndcg_at_10"]
         row["intra_list_diversity"] = r["intra_list_diversity"]
         for m in ("item_knn", "multi_interest"):

@@ -90,6 +90,7 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("RECOMMENDATION_CANDIDATES_PER_SLOT", 1, 50, integer=True)
     errors += _number("RECOMMENDATION_COOCCURRENCE_WEIGHT", 0, 10)
     errors += _number("COOCCURRENCE_NEIGHBOURS", 1, 1000, integer=True)
+    errors += _number("COOCCURRENCE_MIN_SHOPPERS", 1, 1000, integer=True)
     errors += _number("COOCCURRENCE_WINDOW_DAYS", 1, 3650, integer=True)
     errors += _rate("EVENT_RATE_LIMIT")
     pipeline = conf.get("SKETCH_PIPELINE")

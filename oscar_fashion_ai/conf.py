@@ -131,9 +131,13 @@ DEFAULTS: dict[str, object] = {
     # keeps each product's COOCCURRENCE_NEIGHBOURS most co-occurring products, learnt from the events of the last
     # COOCCURRENCE_WINDOW_DAYS days by `fashion_refresh_cooccurrence` (or the periodic task
     # oscar_fashion_ai.refresh_cooccurrence). Until the first refresh, and for products nobody shares, the
-    # vectors alone decide. Weight and neighbours chosen on the studio simulation's validation shoppers.
+    # vectors alone decide. Weight and neighbours chosen on the studio simulation's validation shoppers, the minimum
+    # of shoppers per pair by a noise check (docs/RECOMMENDATIONS.md).
     "RECOMMENDATION_COOCCURRENCE_WEIGHT": 0.5,
     "COOCCURRENCE_NEIGHBOURS": 50,
+    # A pair of products counts only once at least this many shoppers engaged with both (fewer is noise: one
+    # shopper's stray click would otherwise steer everyone who views the same product).
+    "COOCCURRENCE_MIN_SHOPPERS": 2,
     "COOCCURRENCE_WINDOW_DAYS": 180,
     # Per-client limit on POST /fashion-ai/api/events/ (headless shops recording product views; None disables).
     "EVENT_RATE_LIMIT": "120/min",

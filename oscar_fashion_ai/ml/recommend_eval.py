@@ -196,16 +196,17 @@ def evaluate(
     keys=None,
     blend_weight=0.0,
     neighbours=50,
+    min_shoppers=1,
 ) -> dict:
     """Metrics of every model on ``shoppers``; item-kNN, popularity and the shop's co-occurrence table (its
-    ``neighbours`` per product, blended into ``multi_interest`` with ``blend_weight``) are learnt from
-    ``population``."""
+    ``neighbours`` per product among pairs shared by at least ``min_shoppers``, blended into ``multi_interest`` with
+    ``blend_weight``) are learnt from ``population``."""
     vecs = np.asarray(vecs, dtype=np.float32)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     n = len(vecs)
     pop = popularity(population, n, weights)
     knn = cooccurrence_similarity(population, n) if "item_knn" in models else None
-    table = cooccurrence.neighbours(baskets(population), neighbours) if blend_weight else None
+    table = cooccurrence.neighbours(baskets(population), neighbours, min_shoppers) if blend_weight else None
     rng = np.random.default_rng(seed + 1)
     per = {m: {"hit": [], "ndcg": [], "ild": [], "tops": []} for m in models}
     for person in shoppers:

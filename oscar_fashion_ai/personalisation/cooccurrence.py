@@ -2,7 +2,8 @@
 
 :func:`refresh` (``fashion_refresh_cooccurrence``, the periodic task ``oscar_fashion_ai.refresh_cooccurrence``)
 groups the events of the last ``COOCCURRENCE_WINDOW_DAYS`` by shopper, computes each product's
-``COOCCURRENCE_NEIGHBOURS`` most co-occurring products (:func:`oscar_fashion_ai.ml.cooccurrence.neighbours`) and
+``COOCCURRENCE_NEIGHBOURS`` most co-occurring products among those sharing at least ``COOCCURRENCE_MIN_SHOPPERS``
+shoppers with it (:func:`oscar_fashion_ai.ml.cooccurrence.neighbours`) and
 replaces :class:`~oscar_fashion_ai.models.ProductNeighbour` in one transaction, so recommendations read either the
 old table or the new one. :func:`table_for` reads the rows of a shopper's remembered products.
 """
@@ -36,15 +37,16 @@ def baskets(since):
     return list(out.values())
 
 
-def refresh(window_days=None, neighbours=None) -> dict:
+def refresh(window_days=None, neighbours=None, min_shoppers=None) -> dict:
     """Recompute and replace the co-occurrence table; returns what it did (shoppers, products, rows, seconds)."""
     from ..models import ProductNeighbour
 
     start = time.monotonic()
     window_days = int(window_days or conf.get("COOCCURRENCE_WINDOW_DAYS"))
     neighbours = int(neighbours or conf.get("COOCCURRENCE_NEIGHBOURS"))
+    min_shoppers = int(min_shoppers or conf.get("COOCCURRENCE_MIN_SHOPPERS"))
     groups = baskets(timezone.now() - timedelta(days=window_days))
-    table = cooccurrence.neighbours(groups, top_n=neighbours)
+    table = cooccurrence.neighbours(groups, top_n=neighbours, min_count=min_shoppers)
     rows = [
         ProductNeighbour(product_id=product, neighbour_id=int(other), score=float(score))
         for product, (ids, scores) in table.items()
@@ -59,6 +61,7 @@ def refresh(window_days=None, neighbours=None) -> dict:
         "rows": len(rows),
         "window_days": window_days,
         "neighbours": neighbours,
+        "min_shoppers": min_shoppers,
         "seconds": round(time.monotonic() - start, 2),
     }
     logger.info("Fashion AI: co-occurrence refreshed: %s", stats)

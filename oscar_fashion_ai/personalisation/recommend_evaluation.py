@@ -171,7 +171,14 @@ def run(
         "seed": seed,
         "settings": {
             **params_dict(params),
-            **{name: conf.get(name) for name in ("RECOMMENDATION_COOCCURRENCE_WEIGHT", "COOCCURRENCE_NEIGHBOURS")},
+            **{
+                name: conf.get(name)
+                for name in (
+                    "RECOMMENDATION_COOCCURRENCE_WEIGHT",
+                    "COOCCURRENCE_NEIGHBOURS",
+                    "COOCCURRENCE_MIN_SHOPPERS",
+                )
+            },
         },
         "model_version": embedder.version,
         "simulations": {},
@@ -201,6 +208,7 @@ def run(
                 models=recommend_eval.MODELS + ("oracle",),
                 blend_weight=float(conf.get("RECOMMENDATION_COOCCURRENCE_WEIGHT")),
                 neighbours=int(conf.get("COOCCURRENCE_NEIGHBOURS")),
+                min_shoppers=int(conf.get("COOCCURRENCE_MIN_SHOPPERS")),
             )
             oracle = results.pop("oracle")
             entry["models"] = recommend_eval.strip(results)

@@ -125,7 +125,9 @@ def test_refresh_learns_from_recent_events_only_and_replaces_the_table(indexed_c
     assert "Co-occurrence from 3 shoppers" in capsys.readouterr().out
     rows = {(r.product_id, r.neighbour_id): r.score for r in ProductNeighbour.objects.all()}
     assert rows == pytest.approx({(shirt.pk, shoe.pk): 1.0, (shoe.pk, shirt.pk): 1.0})
-    call_command("fashion_refresh_cooccurrence", "--days", "1000")
+    call_command("fashion_refresh_cooccurrence", "--days", "1000")  # one shopper's pair is not enough ...
+    assert not ProductNeighbour.objects.filter(product=shirt, neighbour=pants).exists()
+    call_command("fashion_refresh_cooccurrence", "--days", "1000", "--min-shoppers", "1")  # ... unless allowed
     assert ProductNeighbour.objects.filter(product=shirt, neighbour=pants).exists()
     PreferenceEvent.objects.all().delete()
     assert shop_table.refresh()["rows"] == 0 and not ProductNeighbour.objects.exists()

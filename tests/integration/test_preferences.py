@@ -211,6 +211,7 @@ def test_recommend_evaluation_runs_on_a_small_catalog(tmp_path, capsys, db):
         "random",
     }
     assert result["settings"]["RECOMMENDATION_COOCCURRENCE_WEIGHT"] == 0.5
+    assert result["settings"]["COOCCURRENCE_MIN_SHOPPERS"] == 2
     assert set(result["simulations"]) == {"cc0", "studio"}
     for sim in result["simulations"].values():
         assert 0 < sim["shoppers"] <= 30 and set(sim["models"]) == {"multi_interest", *result["baselines"]}

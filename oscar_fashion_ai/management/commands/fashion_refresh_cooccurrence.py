@@ -24,8 +24,12 @@ class Command(BaseCommand):
             "--neighbours", type=_positive, default=None, help="products kept per product (default: the setting)"
         )
 
-    def handle(self, *args, days=None, neighbours=None, **options):
-        stats = refresh(window_days=days, neighbours=neighbours)
+        parser.add_argument(
+            "--min-shoppers", type=_positive, default=None, help="shoppers a pair needs to count (default: the setting)"
+        )
+
+    def handle(self, *args, days=None, neighbours=None, min_shoppers=None, **options):
+        stats = refresh(window_days=days, neighbours=neighbours, min_shoppers=min_shoppers)
         if not stats["rows"]:
             self.stdout.write(
                 f"No two products share a shopper in the last {stats['window_days']} days yet: recommendations use "
