@@ -70,6 +70,22 @@ def interest_scores(members, table: dict, ref_time: float, half_life: float) -> 
     return {item: s / best for item, s in scores.items()} if best > 0 else {}
 
 
+def strongest_member(members, table: dict, item, ref_time: float, half_life: float):
+    """The member (product, kind, time, weight) whose co-occurrence with ``item`` counts most now (None: none of
+    them co-occurs with it): whom "Shoppers who looked at ... also looked at this" names."""
+    best, best_value = None, 0.0
+    for member in members:
+        if member[0] not in table:
+            continue
+        ids, sims = table[member[0]]
+        hits = np.flatnonzero(ids == item)
+        if len(hits):
+            value = member[3] * _decay(ref_time - member[2], half_life) * float(sims[hits[0]])
+            if value > best_value:
+                best, best_value = member, value
+    return best
+
+
 def top_items(scores: dict, n: int, skip=()) -> list:
     """The ``n`` products with the highest score, those in ``skip`` left out (ties: smaller id first)."""
     skip = set(skip)

@@ -304,6 +304,7 @@ def _interest_recommendations(pref, exclude, k):
     table = {}
     if weight:
         table = cooccurrence_table.table_for({m[0] for interest in profile.interests for m in interest.members})
+    led = {}  # (interest, product) -> the member it co-occurs with, for products the vector search did not reach
 
     def nearest(interest, n):
         query = interest.unit().astype(np.float32)
@@ -315,6 +316,9 @@ def _interest_recommendations(pref, exclude, k):
         extra = cooccurrence.top_items(scores, n, skip=set(ids) | set(exclude))
         if extra:  # co-occurring products the vector search did not reach (same availability filters)
             more = _candidates(queryset.filter(product_id__in=extra), len(query))
+            j = next(i for i, other in enumerate(profile.interests) if other is interest)
+            for pk in more[0]:
+                led[j, pk] = cooccurrence.strongest_member(interest.members, table, pk, profile.ref_time, half_life)
             ids, sims, vecs = ids + more[0], np.concatenate([sims, more[1]]), np.concatenate([vecs, more[2]])
         return cooccurrence.blend(ids, sims, vecs, scores, weight, n)
 
@@ -332,17 +336,24 @@ def _interest_recommendations(pref, exclude, k):
         j: profile.interests[j].anchor(profile.ref_time, _half_life_seconds()) for j in {p.interest for p in picks}
     }
     Product = get_model("catalogue", "Product")
-    titles = {p.pk: p.get_title() for p in Product.objects.filter(pk__in={a[0] for a in anchors.values() if a})}
+    named = {a[0] for a in anchors.values() if a} | {m[0] for m in led.values() if m}
+    titles = {p.pk: p.get_title() for p in Product.objects.filter(pk__in=named)}
     out = []
     for pick in picks:
-        anchor = anchors.get(pick.interest)
+        member = led.get((pick.interest, pick.item))
+        anchor = member or anchors.get(pick.interest)
         reason = None
         if anchor and anchor[0] in titles:
             reason = {
                 "interest": pick.interest,
                 "product_id": anchor[0],
                 "kind": anchor[1],
-                "text": reason_text(anchor[1], titles[anchor[0]]),
+                "source": "cooccurrence" if member else "interest",
+                "text": (
+                    f"Shoppers who looked at {titles[anchor[0]]} also looked at this"
+                    if member
+                    else reason_text(anchor[1], titles[anchor[0]])
+                ),
             }
         out.append((int(pick.item), float(pick.score), reason))
     return out

@@ -168,6 +168,34 @@ def test_recommendations_blend_in_what_other_shoppers_paired_with_it(client, ind
     assert shoe.pk not in [r["product_id"] for r in _recommended(client, shirts)]
 
 
+def test_a_product_only_co_occurrence_found_says_so(client, indexed_catalog, settings):
+    # The fewest candidates, so the vector search stops at the shirts, and co-occurrence weighed heavily, so the
+    # shoe it brings in makes the two slots (the tiny test model finds shirts far more alike than real ones).
+    settings.FASHION_AI = {
+        **settings.FASHION_AI,
+        "RECOMMENDATION_CANDIDATES_PER_SLOT": 1,
+        "RECOMMENDATION_COOCCURRENCE_WEIGHT": 10,
+    }
+    shirts, shoe = category_products("Shirt"), category_products("Shoes")[0]
+    for n in range(3):
+        _events(preferences.Owner(shopper_key=f"pair-{n}"), [shirts[0], shoe])
+    call_command("fashion_refresh_cooccurrence")
+    results = _recommended(client, shirts, k=2)
+    reasons = {r["product_id"]: r["reason"] for r in results}
+    assert shoe.pk in reasons, results
+    assert reasons[shoe.pk]["source"] == "cooccurrence" and reasons[shoe.pk]["product_id"] == shirts[0].pk
+    assert reasons[shoe.pk]["text"] == f"Shoppers who looked at {shirts[0].get_title()} also looked at this"
+    assert {r["source"] for pk, r in reasons.items() if pk != shoe.pk} <= {"interest"}
+
+
+def test_strongest_member_names_the_member_that_counts_most():
+    table = {1: (np.array([5]), np.array([0.2])), 2: (np.array([5, 6]), np.array([0.9, 0.1]))}
+    members = [(1, "order", 0.0, 5.0), (2, "view", 0.0, 1.0), (3, "view", 0.0, 1.0)]
+    assert cooccurrence.strongest_member(members, table, 5, 0.0, DAY)[0] == 1  # 5 x 0.2 > 1 x 0.9
+    assert cooccurrence.strongest_member(members, table, 6, 0.0, DAY)[0] == 2
+    assert cooccurrence.strongest_member(members, table, 7, 0.0, DAY) is None
+
+
 def test_system_checks_name_bad_cooccurrence_settings(settings):
     from oscar_fashion_ai.checks import check_search_settings
 
