@@ -5,6 +5,7 @@ Oscar models are referenced by string so that a shop's forked catalogue keeps wo
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HnswIndex, VectorField
 
@@ -264,6 +265,7 @@ class ProductNeighbour(models.Model):
     product = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
     neighbour = models.ForeignKey("catalogue.Product", on_delete=models.CASCADE, related_name="+")
     score = models.FloatField(_("co-occurrence (cosine)"))
+    date_refreshed = models.DateTimeField(_("refreshed"), default=timezone.now)
 
     class Meta:
         verbose_name = _("co-occurring product")

@@ -73,6 +73,12 @@ def enqueue_embedding_quietly(product_ids, force=False):
         )
 
 
+def enqueue_cooccurrence_refresh():
+    """Publish a co-occurrence refresh (the dashboard's button; Celery beat sends the same task). Raises if the broker
+    is down."""
+    _publish(REFRESH_COOCCURRENCE, [((), {})])
+
+
 def enqueue_preference_update(owner):
     """Publish a preference update; on a dead broker the events stay pending (rebuild picks them up)."""
     try:

@@ -19,11 +19,15 @@ class FashionAIDashboardConfig(OscarDashboardConfig):
         self.index_view = get_class("views", "IndexStatusView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard")
         self.reindex_view = get_class("views", "ReindexView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard")
         self.adapt_view = get_class("views", "AdaptView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard")
+        self.cooccurrence_view = get_class(
+            "views", "RefreshCooccurrenceView", "fashion_ai_dashboard", "oscar_fashion_ai.dashboard"
+        )
 
     def get_urls(self):
         urls = [
             path("", self.index_view.as_view(), name="fashion-ai-index"),
             path("reindex/", self.reindex_view.as_view(), name="fashion-ai-reindex"),
             path("adapt/", self.adapt_view.as_view(), name="fashion-ai-adapt"),
+            path("cooccurrence/", self.cooccurrence_view.as_view(), name="fashion-ai-cooccurrence"),
         ]
         return self.post_process_urls(urls)

@@ -3,7 +3,9 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.generic import TemplateView, View
 
+from .. import publishing
 from ..indexing import index
+from ..personalisation import cooccurrence
 
 
 class IndexStatusView(TemplateView):
@@ -14,6 +16,7 @@ class IndexStatusView(TemplateView):
         ctx["stats"] = index.index_stats()
         ctx["sketch"] = index.sketch_status()
         ctx["adaptation"] = adaptation_status()
+        ctx["cooccurrence"] = cooccurrence.status()
         return ctx
 
 
@@ -67,4 +70,19 @@ class ReindexView(View):
             messages.success(
                 request, _("Queued %(n)d products for reindexing (%(scope)s).") % {"n": count, "scope": scope}
             )
+        return redirect("fashion-ai-dashboard:fashion-ai-index")
+
+
+class RefreshCooccurrenceView(View):
+    """ "Refresh now": queue the co-occurrence refresh that Celery beat runs daily (staff only)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request):
+        try:
+            publishing.enqueue_cooccurrence_refresh()
+        except Exception as exc:  # noqa: BLE001 - any broker failure: say so, nothing is lost
+            messages.error(request, _("Could not queue the refresh (is the broker running?): %s") % exc)
+        else:
+            messages.success(request, _("Queued: the worker relearns which products shoppers engage with together."))
         return redirect("fashion-ai-dashboard:fashion-ai-index")

@@ -47,8 +47,9 @@ def refresh(window_days=None, neighbours=None, min_shoppers=None) -> dict:
     min_shoppers = int(min_shoppers or conf.get("COOCCURRENCE_MIN_SHOPPERS"))
     groups = baskets(timezone.now() - timedelta(days=window_days))
     table = cooccurrence.neighbours(groups, top_n=neighbours, min_count=min_shoppers)
+    now = timezone.now()
     rows = [
-        ProductNeighbour(product_id=product, neighbour_id=int(other), score=float(score))
+        ProductNeighbour(product_id=product, neighbour_id=int(other), score=float(score), date_refreshed=now)
         for product, (ids, scores) in table.items()
         for other, score in zip(ids, scores)
     ]
@@ -81,3 +82,21 @@ def table_for(product_ids) -> dict:
         grouped[product][0].append(other)
         grouped[product][1].append(score)
     return {p: (np.asarray(ids), np.asarray(scores, dtype=np.float64)) for p, (ids, scores) in grouped.items()}
+
+
+def status() -> dict:
+    """What the dashboard shows: the table's size, when it was last refreshed, and the settings that use it."""
+    from django.db.models import Count, Max
+
+    from ..models import ProductNeighbour
+
+    summary = ProductNeighbour.objects.aggregate(
+        rows=Count("pk"), products=Count("product_id", distinct=True), refreshed=Max("date_refreshed")
+    )
+    return {
+        **summary,
+        "weight": conf.get("RECOMMENDATION_COOCCURRENCE_WEIGHT"),
+        "min_shoppers": conf.get("COOCCURRENCE_MIN_SHOPPERS"),
+        "window_days": conf.get("COOCCURRENCE_WINDOW_DAYS"),
+        "personalisation": conf.get("PERSONALISATION"),
+    }

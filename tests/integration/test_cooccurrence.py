@@ -208,3 +208,39 @@ def test_system_checks_name_bad_cooccurrence_settings(settings):
     messages = " ".join(e.msg for e in check_search_settings())
     for name in ("RECOMMENDATION_COOCCURRENCE_WEIGHT", "COOCCURRENCE_NEIGHBOURS", "COOCCURRENCE_WINDOW_DAYS"):
         assert name in messages
+
+
+def test_dashboard_shows_the_table_and_refresh_now_is_staff_only(indexed_catalog, settings, django_user_model):
+    import redis
+    from django.test import Client
+
+    from oscar_fashion_ai import conf
+    from shop.celery import app
+
+    queue = conf.get("QUEUE")
+    broker = redis.Redis.from_url(app.conf.broker_url)
+    broker.delete(queue)
+    index_url = reverse("fashion-ai-dashboard:fashion-ai-index")
+    url = reverse("fashion-ai-dashboard:fashion-ai-cooccurrence")
+    customer = django_user_model.objects.create_user("shopper", "shopper@example.com", "pw")
+    shopper = Client(enforce_csrf_checks=True)
+    shopper.force_login(customer)
+    for client in (Client(enforce_csrf_checks=True), shopper):
+        assert client.post(url).status_code in (302, 403)
+    assert broker.llen(queue) == 0
+    staff = django_user_model.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
+    admin = Client(enforce_csrf_checks=True)
+    admin.force_login(staff)
+    page = admin.get(index_url).content.decode()
+    assert 'id="fashion-ai-cooccurrence"' in page and "none yet" in page
+    token = admin.cookies["csrftoken"].value
+    assert admin.post(url).status_code == 403  # no CSRF token
+    page = admin.post(url, {"csrfmiddlewaretoken": token}, follow=True).content.decode()
+    assert "Queued" in page and broker.llen(queue) == 1  # the task beat sends, for the worker
+    broker.delete(queue)
+    shirt, shoe = category_products("Shirt")[0], category_products("Shoes")[0]
+    for n in range(2):
+        _events(preferences.Owner(shopper_key=f"pair-{n}"), [shirt, shoe])
+    call_command("fashion_refresh_cooccurrence")
+    page = admin.get(index_url).content.decode()
+    assert "none yet" not in page and "2 (2 pairs)" in page
