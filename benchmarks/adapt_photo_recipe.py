@@ -1,0 +1,77 @@
+"""How many epochs the photo step of ``fashion_adapt`` should plan, chosen on a validation split.
+
+    python benchmarks/adapt_photo_recipe.py [--source ../shared/datasets/studio-catalog] [--epochs 14,24]
+        [--work var/adapt-photo] [--out results.json]
+
+For each epoch count: a photo candidate trained with ``ml.adaptation.DEFAULT_RECIPE`` (that many epochs, no time
+budget, so other work on the machine cannot change it) on the catalog's images outside its test split (sha1 % 5 ==
+0, what ``fashion_adapt`` never trains on) *and* its validation split (sha1 % 5 == 1), then image P@5 of every
+candidate and of the shipped model on the validation split (``benchmarks/compare_models.py --split validation``,
+gallery = every image). The training cost per image and epoch is printed beside each. The test split is not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import machine  # noqa: E402
+from oscar_fashion_ai.ml import adaptation, datasets  # noqa: E402
+
+WEIGHTS = ROOT / "oscar_fashion_ai" / "weights"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "datasets" / "studio-catalog")
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "adapt-photo")
+    parser.add_argument("--epochs", default="14,24")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    records = datasets.labelled_records(args.source)
+    train = [r for r in records if not datasets.is_test(r.source_id) and not datasets.is_validation(r.source_id)]
+    result = {
+        "benchmark": "fashion_adapt photo step: planned epochs, chosen on validation",
+        "machine": machine(),
+        "source": args.source.name,
+        "command": "python benchmarks/adapt_photo_recipe.py " + " ".join(argv or sys.argv[1:]),
+        "recipe": adaptation.DEFAULT_RECIPE,
+        "train_images": len(train),
+        "training": {},
+    }
+    photos = []
+    for epochs in [int(e) for e in args.epochs.split(",")]:
+        out = args.work / f"photo-{epochs}.safetensors"
+        if not out.exists():
+            started = time.time()
+            card = adaptation.train_candidate(train, out, args.work / f"photo-{epochs}", recipe={"epochs": epochs})
+            seconds = time.time() - started
+            result["training"][epochs] = {
+                "seconds": round(seconds, 1),
+                "version": card.get("version"),
+                "ms_per_image_epoch": round(1000 * seconds / (len(train) * epochs), 1),
+            }
+            print(json.dumps({epochs: result["training"][epochs]}), flush=True)
+        photos.append(out)
+    command = [sys.executable, str(ROOT / "benchmarks" / "compare_models.py"), "--source", str(args.source)]
+    command += ["--split", "validation", "--photo", str(WEIGHTS / "lite0-fashion.safetensors")]
+    for photo in photos:
+        command += ["--photo", str(photo)]
+    printed = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    result["validation"] = json.loads(printed[printed.index("{") :])
+    text = json.dumps(result, indent=1) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text[:3000])
+
+
+if __name__ == "__main__":
+    main()
