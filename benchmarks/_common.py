@@ -99,3 +99,15 @@ def dataset_path(arg=None) -> Path:
     if not path.exists():
         raise SystemExit(f"data set not found at {path}; pass --source or set FASHION_AI_DATASET")
     return path
+
+
+def compare_on_validation(source: Path, models: list) -> dict:
+    """``benchmarks/compare_models.py --source SOURCE --split validation MODELS...`` (``models``: its remaining
+    arguments, e.g. ["--photo", P, "--sketch", S]) run as a process; its printed JSON object."""
+    import subprocess
+
+    command = [sys.executable, str(ROOT / "benchmarks" / "compare_models.py"), "--source", str(source)]
+    printed = subprocess.run(
+        command + ["--split", "validation", *map(str, models)], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return json.loads(printed[printed.index("{") :])

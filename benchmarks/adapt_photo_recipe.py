@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine  # noqa: E402
+from benchmarks._common import compare_on_validation, machine  # noqa: E402
 from oscar_fashion_ai.ml import adaptation, datasets  # noqa: E402
 
 WEIGHTS = ROOT / "oscar_fashion_ai" / "weights"
@@ -61,12 +60,10 @@ def main(argv=None):
             }
             print(json.dumps({epochs: result["training"][epochs]}), flush=True)
         photos.append(out)
-    command = [sys.executable, str(ROOT / "benchmarks" / "compare_models.py"), "--source", str(args.source)]
-    command += ["--split", "validation", "--photo", str(WEIGHTS / "lite0-fashion.safetensors")]
+    models = ["--photo", WEIGHTS / "lite0-fashion.safetensors"]
     for photo in photos:
-        command += ["--photo", str(photo)]
-    printed = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
-    result["validation"] = json.loads(printed[printed.index("{") :])
+        models += ["--photo", photo]
+    result["validation"] = compare_on_validation(args.source, models)
     text = json.dumps(result, indent=1) + "\n"
     if args.out:
         args.out.write_text(text)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine  # noqa: E402
+from benchmarks._common import compare_on_validation, machine  # noqa: E402
 from oscar_fashion_ai.ml import adaptation, datasets  # noqa: E402
 
 WEIGHTS = ROOT / "oscar_fashion_ai" / "weights"
@@ -111,13 +110,15 @@ def main(argv=None):
                 "epochs": sum(1 for h in card.get("history", []) if "epoch" in h),
             }
         sketch_files.append(str(out))
-    base = [sys.executable, str(ROOT / "benchmarks" / "compare_models.py"), "--source", str(args.source)]
-    base += ["--split", "validation", "--drawings", args.drawings, "--expansion", "0", "--category-boost", "0,0.05"]
-    command = base + ["--photo", str(WEIGHTS / "lite0-fashion.safetensors")]
-    command += ["--sketch", str(WEIGHTS / "lite0-fashion-sketch.safetensors")]
-    command += ["--photo", str(photo), "--sketch", ",".join(sketch_files)]
-    printed = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
-    result["validation"] = json.loads(printed[printed.index("{") :])
+    models = ["--drawings", args.drawings, "--expansion", "0", "--category-boost", "0,0.05"]
+    models += [
+        "--photo",
+        WEIGHTS / "lite0-fashion.safetensors",
+        "--sketch",
+        WEIGHTS / "lite0-fashion-sketch.safetensors",
+    ]
+    models += ["--photo", photo, "--sketch", ",".join(sketch_files)]
+    result["validation"] = compare_on_validation(args.source, models)
     text = json.dumps(result, indent=1) + "\n"
     if args.out:
         args.out.write_text(text)
