@@ -50,7 +50,7 @@ def test_the_periodic_cooccurrence_refresh_runs_on_a_real_worker(csv_dataset, ce
         owner = preferences.Owner(shopper_key=f"pair-{n}")
         preferences.record_event(owner, shirt.pk, "view")
         preferences.record_event(owner, shoe.pk, "basket")
-    publishing._publish(publishing.REFRESH_COOCCURRENCE, [((), {})])  # what celery beat sends
+    publishing.enqueue_cooccurrence_refresh()  # the task celery beat sends
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not ProductNeighbour.objects.exists():
         time.sleep(0.2)
