@@ -1,13 +1,15 @@
 """How many epochs the photo step of ``fashion_adapt`` should plan, chosen on a validation split.
 
     python benchmarks/adapt_photo_recipe.py [--source ../shared/datasets/studio-catalog] [--epochs 14,24]
-        [--work var/adapt-photo] [--out results.json]
+        [--recipe '{"init": "shipped", "lr": 5e-4}'] [--tag NAME] [--work var/adapt-photo] [--out results.json]
 
 For each epoch count: a photo candidate trained with ``ml.adaptation.DEFAULT_RECIPE`` (that many epochs, no time
 budget, so other work on the machine cannot change it) on the catalog's images outside its test split (sha1 % 5 ==
 0, what ``fashion_adapt`` never trains on) *and* its validation split (sha1 % 5 == 1), then image P@5 of every
 candidate and of the shipped model on the validation split (``benchmarks/compare_models.py --split validation``,
 gallery = every image). The training cost per image and epoch is printed beside each. The test split is not read.
+``--recipe`` overrides keys of the recipe for every arm (``"init": "shipped"`` starts from the shipped photo model,
+what ``fashion_adapt``'s ``"in-use"`` start does in a store that still runs it); ``--tag`` names the arm's files.
 """
 
 from __future__ import annotations
@@ -32,8 +34,13 @@ def main(argv=None):
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "datasets" / "studio-catalog")
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "adapt-photo")
     parser.add_argument("--epochs", default="14,24")
+    parser.add_argument("--recipe", type=json.loads, default={}, help="JSON object of recipe keys to override")
+    parser.add_argument("--tag", default="", help="prefix of this arm's files under --work")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    overrides = dict(args.recipe)
+    if overrides.get("init") == "shipped":
+        overrides["init"] = str(WEIGHTS / "lite0-fashion.safetensors")
     args.work.mkdir(parents=True, exist_ok=True)
     records = datasets.labelled_records(args.source)
     train = [r for r in records if not datasets.is_test(r.source_id) and not datasets.is_validation(r.source_id)]
@@ -42,16 +49,18 @@ def main(argv=None):
         "machine": machine(),
         "source": args.source.name,
         "command": "python benchmarks/adapt_photo_recipe.py " + " ".join(argv or sys.argv[1:]),
-        "recipe": adaptation.DEFAULT_RECIPE,
+        "recipe": {**adaptation.DEFAULT_RECIPE, **args.recipe},
         "train_images": len(train),
         "training": {},
     }
     photos = []
     for epochs in [int(e) for e in args.epochs.split(",")]:
-        out = args.work / f"photo-{epochs}.safetensors"
+        out = args.work / f"{args.tag}photo-{epochs}.safetensors"
         if not out.exists():
             started = time.time()
-            card = adaptation.train_candidate(train, out, args.work / f"photo-{epochs}", recipe={"epochs": epochs})
+            card = adaptation.train_candidate(
+                train, out, args.work / f"{args.tag}photo-{epochs}", recipe={**overrides, "epochs": epochs}
+            )
             seconds = time.time() - started
             result["training"][epochs] = {
                 "seconds": round(seconds, 1),

@@ -115,3 +115,31 @@ def test_train_embedder_cached_mode_skips_unreadable_images(csv_dataset, tmp_pat
     card = json.loads(out.with_suffix(".card.json").read_text())
     assert card["training"]["mode"] == "cached"
     assert card["split"]["train"] + card["split"]["test"] == 12  # the corrupt image was skipped, not fatal
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("sketch_share", [0.0, 0.5])
+def test_train_embedder_cached_mode_trains_on_jittered_views(csv_dataset, tmp_path, monkeypatch, sketch_share):
+    from oscar_fashion_ai.ml.training import embedder as trainer
+
+    seen, real = [], trainer.frozen_views
+
+    def spy(*args, **kwargs):
+        feats = real(*args, **kwargs)
+        seen.append(feats)
+        return feats
+
+    monkeypatch.setattr(trainer, "frozen_views", spy)
+    out = tmp_path / "jitter.safetensors"
+    options = ["--source", str(csv_dataset), "--out", str(out), "--mode", "cached", "--image-size", "64"]
+    options += ["--epochs", "2", "--batch-size", "4", "--workers", "1", "--device", "cpu"]
+    options += ["--jitter-views", "2", "--sketch-share", str(sketch_share)]
+    call_command("fashion_train_embedder", *options, verbosity=0)
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["training"]["jitter_views"] == 2
+    # original, mirrored, the drawing when drawings are shown, and the two jittered copies
+    views = 2 + (1 if sketch_share else 0) + 2
+    feats = seen[0]
+    assert feats.shape[:2] == (views, card["split"]["train"] + card["split"]["test"])
+    # the jittered copies are other pictures than the original and than each other
+    assert (feats[-1] - feats[0]).abs().mean() > 1e-3 and (feats[-1] - feats[-2]).abs().mean() > 1e-3

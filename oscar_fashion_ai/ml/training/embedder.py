@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import backbones, metrics, weights
-from .augment import normalise_uint8
+from .augment import jitter_photos, normalise_uint8
 from .cards import RELEVANCE, save_photo_model
 from .checkpoint import Checkpoint, Deadline
 from .config import (
@@ -63,6 +63,7 @@ class TrainConfig(PairsConfig):
     epochs: int = 14
     sketch_share: float = 0.3  # share of training samples shown as XDoG line drawings
     feature_dropout: float = 0.1  # cached mode: channel dropout on the cached features
+    jitter_views: int = 0  # cached mode: jittered copies of each photo cached beside it (augment.jitter_photos)
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -137,13 +138,15 @@ def start_model(cfg: TrainConfig):
 
 
 def _train_cached(cfg, model, head, data: LabelledData, device, started, photos, drawings, on_epoch):
-    """The later blocks, pooling and projection trained on the cached frozen-prefix features of three views."""
+    """The later blocks, pooling and projection trained on the cached frozen-prefix features of the views: original,
+    mirrored, the line drawing (with ``sketch_share``) and ``jitter_views`` jittered copies."""
     images = normalise_uint8(torch.from_numpy(photos))
     drawings = normalise_uint8(torch.from_numpy(drawings[:, 1])) if cfg.sketch_share > 0 else None
+    jittered = [jitter_photos(photos, seed=cfg.seed * 1000 + k) for k in range(cfg.jitter_views)]
     trunk = model.trunk
     trunk.freeze_until(cfg.split_block)
-    # (V, N, C, H, W) half precision; views: original, mirrored[, line drawing]
-    feats = frozen_views(trunk, cfg.split_block, images, drawings, device, cfg.image_size, cfg.progress)
+    # (V, N, C, H, W) half precision; views: original, mirrored[, line drawing], jittered copies
+    feats = frozen_views(trunk, cfg.split_block, images, drawings, device, cfg.image_size, cfg.progress, jittered)
     forward = lambda x: model.embed_features(trunk.forward_from(x, cfg.split_block))  # noqa: E731
     params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -210,8 +213,9 @@ def _train_cached(cfg, model, head, data: LabelledData, device, started, photos,
 def _cached_epoch(
     cfg, forward, head, optimizer, scheduler, feats, with_drawings, data, epoch, epochs, steps, device
 ) -> dict:
-    """One epoch on the cached features: each sample is shown as its original, mirrored or (a share
-    ``cfg.sketch_share``) drawn view; CosFace loss. Returns the epoch's history entry."""
+    """One epoch on the cached features: each sample is shown as its original, mirrored or one of its jittered
+    views (equally likely) or (a share ``cfg.sketch_share``) its drawn view; CosFace loss. Returns the epoch's
+    history entry."""
     from tqdm import tqdm
 
     order = np.random.default_rng(cfg.seed + epoch).permutation(data.train_idx)
@@ -222,8 +226,10 @@ def _cached_epoch(
         if len(idx) < 2:
             continue
         rng = np.random.default_rng(cfg.seed * 7919 + epoch * 1000 + step)
-        view = rng.integers(0, 2, len(idx))  # 0 original, 1 mirrored, 2 line drawing
+        # 0 original, 1 mirrored, then the drawing (with drawings) and the jittered copies
+        view = rng.integers(0, 2 + cfg.jitter_views, len(idx))
         if with_drawings:
+            view[view >= 2] += 1
             view[rng.random(len(idx)) < cfg.sketch_share] = 2
         x = torch.stack([feats[v, i] for v, i in zip(view, idx)]).to(device).float()
         if cfg.feature_dropout:
@@ -267,6 +273,12 @@ def add_arguments(parser):
         type=float,
         default=d.sketch_share,
         help="cached mode: share of samples shown as XDoG line drawings (0 = photos only).",
+    )
+    parser.add_argument(
+        "--jitter-views",
+        type=int,
+        default=d.jitter_views,
+        help="cached mode: jittered copies of each photo (crop, colour, low resolution) cached as extra views.",
     )
     parser.add_argument(
         "--pair-weight",

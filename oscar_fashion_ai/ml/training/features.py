@@ -84,9 +84,10 @@ def frozen_runner(trunk, split, device, image_size):
 
 
 @torch.inference_mode()
-def frozen_views(trunk, split, images, drawings, device, image_size, progress=False):
-    """The frozen prefix of every image in three views (original, mirrored, and its drawing unless ``drawings`` is
-    None), from normalised float inputs: (V, N, C, h, w) float16 on the CPU."""
+def frozen_views(trunk, split, images, drawings, device, image_size, progress=False, jittered=()):
+    """The frozen prefix of every image in its views: original, mirrored, its drawing unless ``drawings`` is None
+    (normalised float inputs), then one view per uint8 array of ``jittered`` copies: (V, N, C, h, w) float16 on
+    the CPU."""
     from tqdm import tqdm
 
     trunk.eval()
@@ -96,6 +97,7 @@ def frozen_views(trunk, split, images, drawings, device, image_size, progress=Fa
     for start in tqdm(range(0, len(images), bs), desc="Caching frozen features", disable=not progress):
         x = images[start : start + bs].to(device)
         views = [x, x.flip(-1)] + ([drawings[start : start + bs].to(device)] if drawings is not None else [])
+        views += [normalise_uint8(torch.from_numpy(j[start : start + bs])).to(device) for j in jittered]
         stacked = torch.stack([run(v) for v in views])
         if out is None:
             out = torch.empty((len(views), len(images), *stacked.shape[2:]), dtype=torch.float16)
