@@ -8,6 +8,8 @@ budget, so other work on the machine cannot change it) on the catalog's images o
 0, what ``fashion_adapt`` never trains on) *and* its validation split (sha1 % 5 == 1), then image P@5 of every
 candidate and of the shipped model on the validation split (``benchmarks/compare_models.py --split validation``,
 gallery = every image). The training cost per image and epoch is printed beside each. The test split is not read.
+``--against`` names other photo models (e.g. an earlier arm's file): each candidate's paired P@5 difference
+from each of them on the same validation queries is printed with its standard error.
 ``--recipe`` overrides keys of the recipe for every arm (``"init": "shipped"`` starts from the shipped photo model,
 what ``fashion_adapt``'s ``"in-use"`` start does in a store that still runs it); ``--tag`` names the arm's files.
 """
@@ -36,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--epochs", default="14,24")
     parser.add_argument("--recipe", type=json.loads, default={}, help="JSON object of recipe keys to override")
     parser.add_argument("--tag", default="", help="prefix of this arm's files under --work")
+    parser.add_argument("--against", type=Path, action="append", default=[], help="a photo model to pair with")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     overrides = dict(args.recipe)
@@ -73,10 +76,44 @@ def main(argv=None):
     for photo in photos:
         models += ["--photo", photo]
     result["validation"] = compare_on_validation(args.source, models)
+    if args.against:
+        per_query = {path: validation_hits(path, records) for path in [*args.against, *photos]}
+        result["paired"] = [
+            {"model": relative(p), "against": relative(a), **paired(per_query[p], per_query[a])}
+            for p in photos
+            for a in args.against
+        ]
     text = json.dumps(result, indent=1) + "\n"
     if args.out:
         args.out.write_text(text)
     print(text[:3000])
+
+
+def relative(path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def validation_hits(path, records):
+    """Per validation query, the share of its 5 nearest images (every image the gallery, itself left out) with its
+    label, for the photo model at ``path``."""
+    import numpy as np
+
+    from oscar_fashion_ai.ml import evaluate, metrics
+    from oscar_fashion_ai.ml.embedder import Embedder
+
+    vecs, kept = evaluate.embed_records(Embedder(path), records)
+    labels = np.array([r.label for r in kept])
+    q = np.flatnonzero([datasets.is_validation(r.source_id) for r in kept])
+    idx = metrics.neighbours(vecs[q], vecs, 5, exclude=q)
+    return (labels[idx] == labels[q][:, None]).mean(axis=1)
+
+
+def paired(mine, other) -> dict:
+    from oscar_fashion_ai.ml import metrics
+
+    diff = mine - other
+    return {"p_at_5": float(mine.mean()), "difference": float(diff.mean()), "se": metrics.standard_error(diff)}
 
 
 if __name__ == "__main__":

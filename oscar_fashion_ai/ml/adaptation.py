@@ -22,6 +22,9 @@ DEFAULT_RECIPE = {
     "split_block": 5,
     "batch_size": 64,
     "lr": 2e-3,
+    # jittered copies of each photo (crop, colour, low resolution) among the cached views: studio validation P@5
+    # 0.805 against 0.789 without (+0.016 +- 0.009 paired; 2 copies 0.801, 8 copies 0.790; docs/MODELS.md)
+    "jitter_views": 4,
 }
 
 
