@@ -87,6 +87,15 @@ def write(name: str, payload: dict) -> Path:
     return path
 
 
+def repo_path(path) -> str:
+    """A path relative to the repository when it lies inside it, else its file name (results carry no machine
+    paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return Path(path).name
+
+
 def django_setup(settings="shop.settings"):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings)
     import django

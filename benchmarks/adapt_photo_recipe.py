@@ -1,4 +1,4 @@
-"""How many epochs the photo step of ``fashion_adapt`` should plan, chosen on a validation split.
+"""The photo step of ``fashion_adapt`` (epochs, start, augmentation: recipe arms), chosen on a validation split.
 
     python benchmarks/adapt_photo_recipe.py [--source ../shared/datasets/studio-catalog] [--epochs 14,24]
         [--recipe '{"init": "shipped", "lr": 5e-4}'] [--tag NAME] [--work var/adapt-photo] [--out results.json]
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import compare_on_validation, machine  # noqa: E402
+from benchmarks._common import compare_on_validation, machine, repo_path  # noqa: E402
 from oscar_fashion_ai.ml import adaptation, datasets  # noqa: E402
 
 WEIGHTS = ROOT / "oscar_fashion_ai" / "weights"
@@ -79,7 +79,7 @@ def main(argv=None):
     if args.against:
         per_query = {path: validation_hits(path, records) for path in [*args.against, *photos]}
         result["paired"] = [
-            {"model": relative(p), "against": relative(a), **paired(per_query[p], per_query[a])}
+            {"model": repo_path(p), "against": repo_path(a), **paired(per_query[p], per_query[a])}
             for p in photos
             for a in args.against
         ]
@@ -87,11 +87,6 @@ def main(argv=None):
     if args.out:
         args.out.write_text(text)
     print(text[:3000])
-
-
-def relative(path) -> str:
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 def validation_hits(path, records):

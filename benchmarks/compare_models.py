@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import repo_path  # noqa: E402
 from oscar_fashion_ai.ml import datasets, evaluate, metrics, preprocessing, sketch_pipeline, sketches  # noqa: E402
 from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
 
@@ -47,14 +48,6 @@ SPLITS = {
     "test-a": _test_half(0),
     "test-b": _test_half(5),
 }
-
-
-def _name(path) -> str:
-    """A path relative to the repository when it lies inside it (results carry no machine paths)."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return Path(path).name
 
 
 def main(argv=None):
@@ -119,7 +112,7 @@ def main(argv=None):
         "split": args.split,
         "drawings": args.drawings,
         "photo_models": [],
-        "generator": _name(args.generator) if args.generator else None,
+        "generator": repo_path(args.generator) if args.generator else None,
         "fusion_weight": args.fusion_weight,
     }
     for photo_path, sketch_paths in zip(args.photo, sketch_lists):
@@ -129,7 +122,7 @@ def main(argv=None):
         in_split = SPLITS[args.split]
         q = np.flatnonzero([in_split(r.source_id) for r in kept])
         entry = {
-            "photo_model": _name(photo_path),
+            "photo_model": repo_path(photo_path),
             "version": photo.version,
             "image": metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q),
             "sketch_encoders": [],
@@ -199,7 +192,7 @@ def main(argv=None):
                             for w in boosts
                         }
             record = {
-                "sketch_encoder": _name(sketch_path),
+                "sketch_encoder": repo_path(sketch_path),
                 "version": encoder.version,
                 "rerank_depth": args.rerank_depth,
                 "by_drawings": by_style,

@@ -33,18 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import repo_path  # noqa: E402
 from oscar_fashion_ai.ml import datasets, evaluate  # noqa: E402
 from oscar_fashion_ai.ml import generalisation as G  # noqa: E402
 from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
-
-
-def _name(path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return Path(path).name
 
 
 class Sets:
@@ -158,7 +152,7 @@ def main(argv=None):
         if i < len(args.unseen_photo):
             unseen_embedder, unseen_all = embed_all(args.unseen_photo[i], names=("cc0",))
             unseen_vecs, unseen_version = unseen_all["cc0"], unseen_embedder.version
-        result["models"][_name(photo)] = protocols(vecs, sets, args.split, unseen_vectors=unseen_vecs) | {
+        result["models"][repo_path(photo)] = protocols(vecs, sets, args.split, unseen_vectors=unseen_vecs) | {
             "version": embedder.version,
             "unseen_classes_model": unseen_version,
             "note": "trained on which data: see its model card",
