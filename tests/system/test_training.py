@@ -143,3 +143,26 @@ def test_train_embedder_cached_mode_trains_on_jittered_views(csv_dataset, tmp_pa
     assert feats.shape[:2] == (views, card["split"]["train"] + card["split"]["test"])
     # the jittered copies are other pictures than the original and than each other
     assert (feats[-1] - feats[0]).abs().mean() > 1e-3 and (feats[-1] - feats[-2]).abs().mean() > 1e-3
+
+
+@pytest.mark.training
+def test_train_embedder_cached_mode_instance_term_is_trained_and_resumed(csv_dataset, tmp_path):
+    import torch
+
+    out = tmp_path / "instances.safetensors"
+    options = ["--source", str(csv_dataset), "--out", str(out), "--mode", "cached", "--image-size", "64"]
+    options += ["--batch-size", "4", "--workers", "1", "--device", "cpu", "--instance-weight", "1.0"]
+    call_command("fashion_train_embedder", *options, "--epochs", "1", verbosity=0)
+    checkpoint = tmp_path / "checkpoints" / "instances.ckpt.pt"
+    first = torch.load(checkpoint, weights_only=True)["instances"]["weight"].clone()
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    assert card["training"]["instance_weight"] == 1.0
+    # one class per readable image, trained, and carried on by --resume
+    assert first.shape == (card["split"]["train"] + card["split"]["test"], 256)
+    call_command("fashion_train_embedder", *options, "--epochs", "2", "--resume", verbosity=0)
+    second = torch.load(checkpoint, weights_only=True)["instances"]["weight"]
+    assert torch.linalg.norm(second - first) > 0
+    assert [h["epoch"] for h in json.loads(out.with_suffix(".card.json").read_text())["history"] if "epoch" in h] == [
+        1,
+        2,
+    ]

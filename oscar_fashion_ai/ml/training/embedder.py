@@ -64,6 +64,7 @@ class TrainConfig(PairsConfig):
     sketch_share: float = 0.3  # share of training samples shown as XDoG line drawings
     feature_dropout: float = 0.1  # cached mode: channel dropout on the cached features
     jitter_views: int = 0  # cached mode: jittered copies of each photo cached beside it (augment.jitter_photos)
+    instance_weight: float = 0.0  # cached mode: weight of a CosFace term over products (each product its own class)
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -148,11 +149,14 @@ def _train_cached(cfg, model, head, data: LabelledData, device, started, photos,
     # (V, N, C, H, W) half precision; views: original, mirrored[, line drawing], jittered copies
     feats = frozen_views(trunk, cfg.split_block, images, drawings, device, cfg.image_size, cfg.progress, jittered)
     forward = lambda x: model.embed_features(trunk.forward_from(x, cfg.split_block))  # noqa: E731
-    params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
+    # with instance_weight: one class per product, so that a product's views stay apart from its category's others
+    instances = CosFace(cfg.dim, len(data.records), cfg.scale, cfg.margin).to(device) if cfg.instance_weight else None
+    heads = {"head": head} | ({"instances": instances} if instances is not None else {})
+    params = [p for m in (model, *heads.values()) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data.train_idx) / cfg.batch_size)
     checkpoint = Checkpoint(cfg.out, cfg.checkpoint_dir)
-    start_epoch, history = checkpoint.resume(cfg, device, model=model, head=head, optimizer=optimizer)
+    start_epoch, history = checkpoint.resume(cfg, device, model=model, optimizer=optimizer, **heads)
     scheduler = one_cycle(optimizer, cfg.lr, steps_per_epoch * cfg.epochs, start_epoch * steps_per_epoch)
     deadline = Deadline(cfg.max_minutes, started)
 
@@ -165,7 +169,7 @@ def _train_cached(cfg, model, head, data: LabelledData, device, started, photos,
         entry = _cached_epoch(
             cfg,
             forward,
-            head,
+            heads,
             optimizer,
             scheduler,
             feats,
@@ -177,7 +181,7 @@ def _train_cached(cfg, model, head, data: LabelledData, device, started, photos,
             device,
         )
         history.append(entry)
-        checkpoint.save(epoch + 1, history, model=model, head=head, optimizer=optimizer, scheduler=scheduler)
+        checkpoint.save(epoch + 1, history, model=model, optimizer=optimizer, scheduler=scheduler, **heads)
         # Fit the epochs to the budget: at the measured pace, how many fit in what is left? The learning-rate
         # schedule is re-planned for that many (it still ends annealed instead of being cut off at its peak).
         fitted = deadline.fit(loop_started, epoch + 1 - start_epoch, epoch, epochs)
@@ -211,13 +215,14 @@ def _train_cached(cfg, model, head, data: LabelledData, device, started, photos,
 
 
 def _cached_epoch(
-    cfg, forward, head, optimizer, scheduler, feats, with_drawings, data, epoch, epochs, steps, device
+    cfg, forward, heads, optimizer, scheduler, feats, with_drawings, data, epoch, epochs, steps, device
 ) -> dict:
     """One epoch on the cached features: each sample is shown as its original, mirrored or one of its jittered
     views (equally likely) or (a share ``cfg.sketch_share``) its drawn view; CosFace loss. Returns the epoch's
-    history entry."""
+    history entry. With ``cfg.instance_weight`` the loss adds that weight x a CosFace term over products."""
     from tqdm import tqdm
 
+    head, instances = heads["head"], heads.get("instances")
     order = np.random.default_rng(cfg.seed + epoch).permutation(data.train_idx)
     total, correct, loss_sum = 0, 0, 0.0
     bar = tqdm(range(steps), desc=f"Epoch {epoch + 1}/{epochs}", disable=not cfg.progress)
@@ -237,6 +242,9 @@ def _cached_epoch(
         target = data.y[idx].to(device)
         emb = forward(x)
         loss = F.cross_entropy(head(emb, target), target, label_smoothing=cfg.label_smoothing)
+        if instances is not None:
+            own = torch.as_tensor(idx, device=device)
+            loss = loss + cfg.instance_weight * F.cross_entropy(instances(emb, own), own)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -279,6 +287,12 @@ def add_arguments(parser):
         type=int,
         default=d.jitter_views,
         help="cached mode: jittered copies of each photo (crop, colour, low resolution) cached as extra views.",
+    )
+    parser.add_argument(
+        "--instance-weight",
+        type=float,
+        default=d.instance_weight,
+        help="cached mode: weight of a CosFace term with each product its own class (0 = off).",
     )
     parser.add_argument(
         "--pair-weight",
