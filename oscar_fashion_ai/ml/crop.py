@@ -5,7 +5,7 @@ search page lets them move a box over the part to search; this module gives the 
 search vector.
 
 **Preset** (:class:`GarmentLocator`): one forward pass of the embedder's own trunk over the whole photo at
-``size`` px (default 256) gives a grid of feature cells (8x8 for EfficientNet-Lite0). Each cell's *activation* is
+``size`` px (default 224) gives a grid of feature cells (7x7 for EfficientNet-Lite0). Each cell's *activation* is
 what the model's GeM pooling averages, ``mean_c max(f_c, 1e-6)^p``: the embedding's own map of where its evidence
 comes from. Normalised to 0..1 over the cells that lie on the photo and weighted by a Gaussian centre prior
 (shoppers frame what they want; ``sigma`` in half-widths of the photo), the preset is the rectangle of cells with the
@@ -35,10 +35,10 @@ import numpy as np
 #: Smallest box side the API accepts, in image pixels.
 MIN_BOX_SIDE = 8
 #: Input size of the preset's trunk pass, its centre prior, threshold and margin (chosen on the validation split).
-PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 256, 0.5, 0.2, 0.25
+PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 224, 0.5, 0.2, 0.25
 #: How much the preset's pooling weights the box's cells by their centre-weighted activation: 0 = every cell under
 #: the box counts by how much of it the box covers; s in (0, 1] = that times ``(1 - s) + s * score``.
-PRESET_SOFT = 1.0
+PRESET_SOFT = 0.0
 
 
 class BadBox(ValueError):
