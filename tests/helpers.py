@@ -12,6 +12,11 @@ from django.urls import reverse
 
 from tests.factories import categorised_products, embedding_receivers_paused, make_image
 
+#: A rate small enough to hit in a test. The limiter counts in fixed windows, so an hour's window keeps a slow machine
+#: from crossing into a fresh one between a test's requests (with "2/min" a loaded CI run did, and a third request
+#: got through).
+TEST_RATE_LIMIT = "2/hour"
+
 
 def wait_for(predicate, timeout=60.0, interval=0.1):
     """Poll ``predicate`` until it is true (True) or ``timeout`` seconds have passed (False)."""

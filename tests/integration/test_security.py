@@ -25,7 +25,7 @@ from oscar.core.loading import get_model
 from oscar_fashion_ai.models import IndexRun, PreferenceEvent, ProductEmbedding
 from oscar_fashion_ai.personalisation import preferences
 from tests.factories import make_image
-from tests.helpers import first_visit
+from tests.helpers import TEST_RATE_LIMIT, first_visit
 from tests.hostile import bomb_png, diff_counts, encode, png_claiming, row_counts, strip_png
 
 Product = get_model("catalogue", "Product")
@@ -601,9 +601,7 @@ def test_login_logout_on_one_browser_keeps_profiles_apart(indexed_catalog, djang
 def test_rate_limits_answer_429_per_client_and_ignore_spoofed_headers(
     client, indexed_catalog, settings, name, field, setting
 ):
-    # The limit counts in fixed windows: an hour's window keeps a slow machine from crossing into a fresh one
-    # between the requests below (with "2/min" a loaded CI run did, and the third request got through).
-    settings.FASHION_AI = {**settings.FASHION_AI, setting: "2/hour"}
+    settings.FASHION_AI = {**settings.FASHION_AI, setting: TEST_RATE_LIMIT}
     data = make_image("Shoes", 5) if field == "image" else drawing()
 
     def post(**extra):

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from oscar_fashion_ai.ml.sketch_input import BlankSketch, normalise_sketch
 from oscar_fashion_ai.models import ProductEmbedding
+from tests.helpers import TEST_RATE_LIMIT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fashion_models")]
 
@@ -141,9 +142,7 @@ def test_rate_limit_answers_429(client, indexed_catalog, settings):
     from django.core.cache import cache
 
     cache.clear()
-    # The limit counts in fixed windows: an hour's window keeps a slow machine from crossing into a fresh one
-    # between the requests below (with "2/min" a loaded CI run did, and the third request got through).
-    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_RATE_LIMIT": "2/hour"}
+    settings.FASHION_AI = {**settings.FASHION_AI, "SKETCH_RATE_LIMIT": TEST_RATE_LIMIT}
     url = reverse("fashion-ai:api-sketch")
     codes = [client.post(url, {"sketch": io.BytesIO(drawing_png())}).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
