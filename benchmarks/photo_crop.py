@@ -52,8 +52,13 @@ sys.path.insert(0, str(ROOT))
 from oscar_fashion_ai.ml import crop, datasets, metrics, preprocessing
 from oscar_fashion_ai.ml.embedder import Embedder
 
-KINDS = ("beside", "background", "side-by-side")
+KINDS = ("beside", "background", "side-by-side", "alone")
 TARGET_KINDS = ("beside", "background")
+#: The kinds whose mean P@5 chooses the preset: the two target kinds and the photo alone (most uploads are a clean
+#: photo of the garment: a preset must not cost it much).
+CHOICE_KINDS = ("beside", "background", "alone")
+#: The trained locator head (oscar_fashion_ai.ml.locator), set by main() from --locator.
+HEAD = None
 HEIGHT = 400
 
 
@@ -94,6 +99,9 @@ class Composite:
 
 def compose(query, kind, records, others, rng) -> Composite:
     """``others``: records of other categories than the query's (for the second garment)."""
+    if kind == "alone":  # the photo itself, uploaded as it is
+        data = Path(query.path).read_bytes()
+        return Composite(data, (0, 0) + composite_size(Composite(data, None, [])), [query.source_id])
     a = _rgb(query.path)
     a = a.resize((max(1, round(a.width * HEIGHT / a.height)), HEIGHT))
     used = [query.source_id]
@@ -163,8 +171,18 @@ class Method:
     margin: float = 0.0
     fraction: float = 1.0
     soft: float = 0.0
+    snap: float = 0.0
 
     def describe(self):
+        if self.kind.startswith("head-"):
+            what = (
+                f"cropped from the photo (decoded at {crop.PRESET_DECODE} px) and embedded at 160 px"
+                if self.kind == "head-crop"
+                else "pooled from the same pass"
+            )
+            grown = f", grown by {self.margin:.0%} on each side" if self.margin else ""
+            snap = f" (the whole photo when the box covers {self.snap:.0%} of it or more)" if self.snap else ""
+            return f"trained locator head on the {self.size} px feature map; its box{grown} {what}{snap}"
         if self.kind == "whole":
             return f"whole image at {self.size} px"
         if self.kind == "centre":
@@ -206,6 +224,40 @@ def candidates():
     return out
 
 
+def head(kind, margin, size=224, snap=0.0):
+    name = f"{kind}-{size}" + (f"-m{margin}" if margin else "") + (f"-snap{snap}" if snap else "")
+    return Method(name, kind, size, margin=margin, snap=snap)
+
+
+def head_candidates():
+    """The trained locator head (docs/PHOTO_SEARCH.md, "A trained locator"), when one pairs with the model."""
+    if HEAD is None:
+        return []
+    crops = [head("head-crop", m, snap=s) for m in (0.0, 0.05, 0.1) for s in (0.0, 0.6, 0.7, 0.8)]
+    return crops + [head("head-crop", 0.2), head("head-pool", 0.0), head("head-pool", 0.1)]
+
+
+def short_candidates():
+    """The candidates of validation rounds after the first with photo model 3607601ccde4: the 224 px activation-map
+    grid (256 and 288 px lost to it in photo_crop_model3607_validation.json), the whole photo at 224 px, the fixed
+    centre crop, and the trained locator head."""
+    out = [Method("whole-224", "whole", 224), Method("centre-0.75", "centre", fraction=0.75)]
+    for sigma in (0.35, 0.5):
+        for tau in (0.2, 0.35):
+            for margin in (0.0, 0.25, 0.5):
+                out.append(cam("cam-pool", 224, sigma, tau, margin))
+    return out + head_candidates()
+
+
+def locator_for(embedder, m: Method):
+    """The :class:`crop.GarmentLocator` a preset method stands for."""
+    if m.kind.startswith("head-"):
+        return crop.GarmentLocator(
+            embedder, m.size, head=HEAD, head_mode=m.kind[5:], head_margin=m.margin, head_snap=m.snap
+        )
+    return crop.GarmentLocator(embedder, m.size, m.sigma, m.tau, m.margin, m.soft, head=False)
+
+
 def crop_candidates():
     """What the shopper's box search (cropped, embedded) gives on the boxes shown: not a preset's vector, but the
     search the shopper gets after touching the box without moving it much."""
@@ -216,7 +268,9 @@ RELEASE = Method("whole", "whole", 160)
 
 
 def shipped_method(embedder) -> Method:
-    loc = crop.GarmentLocator(embedder)
+    loc = crop.GarmentLocator(embedder, head=HEAD if HEAD is not None else False)
+    if loc.head is not None:
+        return head("head-" + loc.head_mode, loc.head_margin, loc.size, loc.head_snap)
     return cam("cam-pool", loc.size, loc.sigma, loc.tau, loc.margin, loc.soft)
 
 
@@ -253,6 +307,39 @@ def vectors_for(composite: Composite, methods, embedder, feature_cache, boxes=No
             x, y, w, h = composite.truth
             crops.append(img.crop((round(x * sx), round(y * sx), round((x + w) * sx), round((y + h) * sx))))
             crop_names.append(m.name)
+        elif m.kind.startswith("head-"):
+            img = image(max(m.size, crop.PRESET_DECODE))
+            key = ("head", m.size)
+            if key not in feature_cache:
+                feature_cache[key] = embedder.feature_maps(preprocessing.batch([img], m.size))[0]
+            loc = locator_for(embedder, m)
+            found = HEAD.box(feature_cache[key], img.width, img.height, margin=m.margin)
+            if found is not None and m.snap and found[2] * found[3] >= m.snap * img.width * img.height:
+                found = None
+            if found is None:
+                located = loc.locate(img, feature_cache[key])  # the whole photo
+                out[m.name] = located.vector
+                shown = to_full(located.box, img.size, full)
+            else:
+                x, y, w, h = found
+                left, top = max(0, int(round(x))), max(0, int(round(y)))
+                box = crop.Box(
+                    left,
+                    top,
+                    max(1, min(img.width, int(round(x + w))) - left),
+                    max(1, min(img.height, int(round(y + h))) - top),
+                )
+                shown = to_full(box, img.size, full)
+                if m.kind == "head-pool":
+                    out[m.name] = loc.pooled(feature_cache[key], img.width, img.height, (x, y, w, h))
+                elif box.covers(img.width, img.height):
+                    crops.append(img)
+                    crop_names.append(m.name)
+                else:
+                    crops.append(crop.crop_image(img, box, img.size))
+                    crop_names.append(m.name)
+            if boxes is not None:
+                boxes[m.name] = shown
         else:
             img = image(m.size)
             key = m.size
@@ -262,7 +349,7 @@ def vectors_for(composite: Composite, methods, embedder, feature_cache, boxes=No
             if m.kind == "whole":
                 out[m.name] = embedder.pool_features(feats[None])[0]
                 continue
-            located = crop.GarmentLocator(embedder, m.size, m.sigma, m.tau, m.margin, m.soft).locate(img, feats)
+            located = locator_for(embedder, m).locate(img, feats)
             shown = to_full(located.box, img.size, full)
             if boxes is not None:
                 boxes[m.name] = shown
@@ -401,20 +488,29 @@ def run_split(
 TIE = 0.005
 
 
-def choose(results, methods):
-    """The validation choice: among the candidates whose mean P@5 over the target kinds is within ``TIE`` of the
-    best, the one with the smallest trunk input, then the highest mean IoU of the shown box with the pasted photo
-    (a box the shopper recognises), then the earlier one. Returns (method, its mean P@5)."""
+def choose(results, methods, kinds=TARGET_KINDS):
+    """The validation choice: among the candidates whose mean P@5 over ``kinds`` is within ``TIE`` of the
+    best, the one with the smallest trunk input, then without a second pass (the head's crop is embedded again),
+    then the highest mean IoU of the shown box with the pasted photo (a box the shopper recognises), then the
+    earlier one. Returns (method, its mean P@5)."""
 
     def score(m):
-        return float(np.mean([results[kind][m.name]["p_at_5"] for kind in TARGET_KINDS]))
+        return float(np.mean([results[kind][m.name]["p_at_5"] for kind in kinds]))
 
     def box_iou(m):
         return float(np.mean([results[kind][m.name].get("box_iou", 0.0) for kind in TARGET_KINDS]))
 
     best = max(score(m) for m in methods)
     close = [m for m in methods if score(m) >= best - TIE - 1e-9]
-    chosen = min(close, key=lambda m: (m.size if m.kind != "centre" else 160, -box_iou(m), methods.index(m)))
+    chosen = min(
+        close,
+        key=lambda m: (
+            m.size if m.kind != "centre" else 160,
+            m.kind == "head-crop",
+            -box_iou(m),
+            methods.index(m),
+        ),
+    )
     return chosen, score(chosen)
 
 
@@ -424,9 +520,9 @@ def latency(embedder_threads1, queries, records, by_label_others, n, method: Met
         compose(q, "beside", records, by_label_others[q.label], seeded(q.source_id, "beside")) for q in queries[:n]
     ]
     e = embedder_threads1
-    loc = crop.GarmentLocator(e, method.size, method.sigma, method.tau, method.margin, method.soft)
+    loc = locator_for(e, method)
     release_imgs = [preprocessing.open_image(c.data, decode_size=e.info.image_size) for c in comps]
-    preset_imgs = [preprocessing.open_image(c.data, decode_size=method.size) for c in comps]
+    preset_imgs = [preprocessing.open_image(c.data, decode_size=loc.decode_size) for c in comps]
     for img in release_imgs[:3]:
         e.embed_images([img])
         loc.locate(img)
@@ -460,14 +556,14 @@ def latency(embedder_threads1, queries, records, by_label_others, n, method: Met
 
 def min_similarity(gallery, embedder, queries, records, by_label_others, method: Method, n):
     """Top-1 similarity of garment queries (preset crop of ``beside`` composites) vs of background-only mosaics."""
-    loc = crop.GarmentLocator(embedder, method.size, method.sigma, method.tau, method.margin, method.soft)
+    loc = locator_for(embedder, method)
     garment, garment_excl, empty, empty_excl = [], [], [], []
     for q in queries[:n]:
         c = compose(q, "beside", records, by_label_others[q.label], seeded(q.source_id, "beside"))
-        garment.append(loc.locate(preprocessing.open_image(c.data, decode_size=method.size)).vector)
+        garment.append(loc.locate(preprocessing.open_image(c.data, decode_size=loc.decode_size)).vector)
         garment_excl.append(c.used)
         b = background_only(records, seeded(q.source_id, "empty"))
-        empty.append(loc.locate(preprocessing.open_image(b.data, decode_size=method.size)).vector)
+        empty.append(loc.locate(preprocessing.open_image(b.data, decode_size=loc.decode_size)).vector)
         empty_excl.append(b.used)
     g = gallery.top1(np.array(garment), garment_excl)
     b = gallery.top1(np.array(empty), empty_excl)
@@ -565,11 +661,15 @@ def method_row(m: Method) -> dict:
         "margin": m.margin,
         "fraction": m.fraction,
         "soft": m.soft,
+        "snap": m.snap,
     }
 
 
 def same_preset(a: Method, b: Method) -> bool:
-    return (a.kind, a.size, a.sigma, a.tau, a.margin, a.soft) == (b.kind, b.size, b.sigma, b.tau, b.margin, b.soft)
+    def key(m):
+        return (m.kind, m.size, m.sigma, m.tau, m.margin, m.soft, m.snap)
+
+    return key(a) == key(b)
 
 
 def baseline_split(split_name, queries, method, records, by_label_others, args, kinds):
@@ -578,10 +678,17 @@ def baseline_split(split_name, queries, method, records, by_label_others, args, 
     base = ImageNetBaseline(threads=args.threads)
     gallery = build_gallery(base, records, args.gallery_cache.with_name(args.gallery_cache.stem + "_imagenet.npz"))
     whole = Method("whole", "whole", base.info.image_size)
+    if method.kind.startswith("head-"):  # the head reads the fashion model's features: the baseline keeps its map
+        method = BASELINE_PRESET
     preset = cam("cam-pool", method.size, method.sigma, method.tau, method.margin, method.soft)
     return run_split(
         f"{split_name} baseline", queries, [whole, preset], base, gallery, records, by_label_others, kinds
     ), {"whole": whole.describe(), preset.name: preset.describe(), "model": base.version}
+
+
+#: The ImageNet baseline's preset when the choice is the trained head (which reads the fashion model's features):
+#: the activation-map preset chosen with photo model 3607601ccde4.
+BASELINE_PRESET = cam("cam-pool", 224, 0.5, 0.2, 0.25)
 
 
 def validation_phase(args, embedder, records, gallery, by_label_others, source):
@@ -589,16 +696,21 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
     if args.limit:
         validation = validation[: args.limit]
     started = time.perf_counter()
-    methods = [RELEASE] + candidates() + crop_candidates()
-    val = run_split("validation", validation, methods, embedder, gallery, records, by_label_others, TARGET_KINDS)
-    chosen, score = choose(val, candidates())
+    if args.grid == "full":
+        choice_kinds, pool = TARGET_KINDS, candidates() + head_candidates()
+        methods = [RELEASE] + pool + crop_candidates()
+    else:
+        choice_kinds, pool = CHOICE_KINDS, short_candidates()
+        methods = [RELEASE] + pool + [cam("cam-crop", 224, 0.5, 0.2, 0.25)]
+    val = run_split("validation", validation, methods, embedder, gallery, records, by_label_others, choice_kinds)
+    chosen, score = choose(val, pool, choice_kinds)
     stress = run_split(
         "validation", validation, [RELEASE, chosen], embedder, gallery, records, by_label_others, ("side-by-side",)
     )
     val.update(stress)
     shipped = shipped_method(embedder)
     print(
-        f"validation: chosen {chosen.name} (mean P@5 over {', '.join(TARGET_KINDS)} {score:.4f}); "
+        f"validation: chosen {chosen.name} (mean P@5 over {', '.join(choice_kinds)} {score:.4f}); "
         f"shipped default {shipped.name}",
         flush=True,
     )
@@ -627,8 +739,10 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
             "gallery": len(gallery.labels),
             "recipe": RECIPE,
             "methods": {m.name: m.describe() for m in methods},
-            "choice_rule": f"highest mean P@5 over {', '.join(TARGET_KINDS)} among the cam-pool/whole/centre "
-            f"candidates; within {TIE} of it the smallest trunk input, then the highest box IoU",
+            "grid": args.grid,
+            "choice_rule": f"highest mean P@5 over {', '.join(choice_kinds)} among the preset candidates "
+            f"({', '.join(m.name for m in pool)}); within {TIE} of it the smallest trunk input, then without a "
+            "second pass, then the highest box IoU",
             "results": val,
             "chosen": method_row(chosen),
             "chosen_mean_p_at_5": round(score, 4),
@@ -669,8 +783,12 @@ def test_phase(args, embedder, records, gallery, by_label_others, source):
         test = test[: args.limit]
     started = time.perf_counter()
     lat = latency(Embedder(threads=1), test, records, by_label_others, args.latency_images, chosen)
-    as_crop = cam("cam-crop", chosen.size, chosen.sigma, chosen.tau, chosen.margin)
-    tested = run_split("test", test, [RELEASE, chosen, as_crop], embedder, gallery, records, by_label_others, KINDS)
+    if chosen.kind.startswith("head-"):  # the head's box searched as a shopper's box is its crop
+        as_crop = head("head-crop", chosen.margin, chosen.size, chosen.snap)
+    else:
+        as_crop = cam("cam-crop", chosen.size, chosen.sigma, chosen.tau, chosen.margin)
+    test_methods = [RELEASE, chosen] + ([as_crop] if as_crop != chosen else [])
+    tested = run_split("test", test, test_methods, embedder, gallery, records, by_label_others, KINDS)
     checkpoint = args.gallery_cache.with_name(
         f"{args.out}_test_partial.json"
     )  # nothing printed, kept if a later step fails
@@ -695,7 +813,7 @@ def test_phase(args, embedder, records, gallery, by_label_others, source):
             "gallery": len(gallery.labels),
             "recipe": RECIPE,
             "method": method_row(chosen),
-            "methods": {m.name: m.describe() for m in [RELEASE, chosen, as_crop]},
+            "methods": {m.name: m.describe() for m in test_methods},
             "results": tested,
             "target": {
                 "rule": "beside: preset-crop P@5 within 0.03 of clean-photo P@5",
@@ -744,9 +862,30 @@ def main(argv=None):
         help="where the gallery vectors are kept between runs (derived vectors, outside git)",
     )
     parser.add_argument("--out", default="photo_crop")
+    parser.add_argument(
+        "--grid",
+        choices=("short", "full"),
+        default="short",
+        help="validation candidates: 'short' (224 px activation maps, whole 224, centre, the trained head; chosen "
+        "over beside, background and the photo alone) or 'full' (every round's grid; beside and background)",
+    )
+    parser.add_argument(
+        "--locator",
+        type=Path,
+        default=None,
+        help="trained locator head (default: the package's, when it pairs with the photo model; 'none' for none)",
+    )
     args = parser.parse_args(argv)
     source = dataset_path(args.source)
     embedder = Embedder(threads=args.threads)
+    global HEAD
+    if str(args.locator).lower() != "none":
+        from oscar_fashion_ai.ml import locator
+
+        HEAD = locator.load(args.locator, photo_sha256=embedder.sha256)
+        if args.locator and HEAD is None:
+            sys.exit(f"{args.locator} is not a locator head for this photo model")
+    print(f"locator head: {HEAD.path if HEAD else 'none'}", flush=True)
     records = datasets.labelled_records(source)
     gallery = build_gallery(embedder, records, args.gallery_cache)
     by_label_others = {label: [r for r in records if r.label != label] for label in {r.label for r in records}}

@@ -52,6 +52,10 @@ def sketch_dir() -> Path:
     return models_dir() / "sketch"
 
 
+def locator_dir() -> Path:
+    return models_dir() / "locator"
+
+
 def work_dir() -> Path:
     return models_dir() / "work"
 
@@ -233,3 +237,20 @@ def sketch_encoder_for(photo_sha256: str) -> Path | None:
 
 
 _sketch_cache: dict = {}
+
+
+def locator_for(photo_sha256: str) -> Path | None:
+    """A garment locator head (``fashion_train_locator``) in the data directory trained for the photo model with this
+    checksum (newest first), if any; the package's head serves the package's photo model."""
+    from .ml import weights
+
+    folder = locator_dir()
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            if weights.read_metadata(path).get("pairs_with") == photo_sha256:
+                return path
+        except ValueError:
+            continue
+    return None

@@ -206,14 +206,20 @@ def sketch_encoder_notice() -> str | None:
 
 def get_locator(embedder: Embedder | None = None):
     """The garment locator of search by photo (:class:`oscar_fashion_ai.ml.crop.GarmentLocator`) for ``embedder``
-    (default: the model in use): the preset crop box when the shopper drew none."""
+    (default: the model in use): the preset crop box when the shopper drew none. It uses a trained locator head
+    for this photo model when one exists (the data directory's ``models/locator/``, then the package's), else the
+    activation-map preset."""
+    from . import model_store
     from .ml import crop
+    from .ml import locator as heads
 
     embedder = embedder or get_embedder()
-    locator = _locator.value
-    if locator is None or locator.embedder is not embedder:
-        locator = _locator.value = crop.GarmentLocator(embedder)
-    return locator
+    found = _locator.value
+    if found is None or found.embedder is not embedder:
+        installed = model_store.locator_for(embedder.sha256)
+        head = heads.load(installed or heads.PACKAGE_LOCATOR, photo_sha256=embedder.sha256)
+        found = _locator.value = crop.GarmentLocator(embedder, head=head or False)
+    return found
 
 
 __all__ = [

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from oscar.core.loading import get_model
 
-from . import conf, search
+from . import conf, runtime, search
 from .http import error, model_version, rate_limit_wait, rate_limited, too_many_message
 from .uploads import BadUpload
 
@@ -97,7 +97,7 @@ def _photo_search(request, k, filters):
         request,
         "image",
         box=request.POST.get("box") or request.GET.get("box"),
-        preset_size=_preset_size() if auto else None,
+        preset_size=_preset_size(embedder) if auto else None,
         model_size=info.image_size if info else None,
     )
     if unavailable is not None:
@@ -116,10 +116,12 @@ def _photo_search(request, k, filters):
     }
 
 
-def _preset_size():
+def _preset_size(embedder):
+    """The decode size of an upload searched with the preset (larger with the trained locator, whose box is cropped
+    from the decoded photo)."""
     from .ml.crop import PRESET_SIZE
 
-    return PRESET_SIZE
+    return runtime.get_locator(embedder).decode_size if embedder is not None else PRESET_SIZE
 
 
 def _search_page_context(request):

@@ -39,6 +39,12 @@ PRESET_SIZE, PRESET_SIGMA, PRESET_TAU, PRESET_MARGIN = 224, 0.5, 0.2, 0.25
 #: How much the preset's pooling weights the box's cells by their centre-weighted activation: 0 = every cell under
 #: the box counts by how much of it the box covers; s in (0, 1] = that times ``(1 - s) + s * score``.
 PRESET_SOFT = 0.0
+#: ``decode_size`` of an upload searched with the preset: the box is cropped from this decoding.
+PRESET_DECODE = 320
+#: With a trained locator head (:mod:`.locator`): how its box is searched ("crop": cropped and embedded; "pool":
+#: pooled from the preset's feature map), how much it is grown on each side, and the share of the photo's area
+#: from which on the whole photo is searched instead (0 = never; chosen on the validation split).
+HEAD_MODE, HEAD_MARGIN, HEAD_SNAP = "crop", 0.0, 0.0
 
 
 class BadBox(ValueError):
@@ -233,7 +239,14 @@ class Located:
 
 
 class GarmentLocator:
-    """The preset crop of an embedder (:class:`.embedder.Embedder`): one trunk pass at ``size`` px."""
+    """The preset crop of an embedder (:class:`.embedder.Embedder`): one trunk pass at ``size`` px.
+
+    With a trained locator head for this photo model (``head``: a :class:`.locator.LoadedHead`; by default the
+    package's, when it pairs with the embedder), the box is the head's, grown by ``head_margin`` on each side, and
+    with ``head_mode="crop"`` it is cropped from the photo and embedded as a fresh photo (a second, smaller pass);
+    ``"pool"`` pools it from the same feature map. A box that covers at least ``head_snap`` of the photo's area
+    searches the whole photo. Without a head (or ``head=False``), the activation-map preset
+    (module docstring)."""
 
     def __init__(
         self,
@@ -243,10 +256,25 @@ class GarmentLocator:
         tau: float = PRESET_TAU,
         margin: float = PRESET_MARGIN,
         soft: float = PRESET_SOFT,
+        head=None,
+        head_mode: str = HEAD_MODE,
+        head_margin: float = HEAD_MARGIN,
+        head_snap: float = HEAD_SNAP,
     ):
         self.embedder = embedder
         self.size, self.sigma, self.tau, self.margin = int(size), float(sigma), float(tau), float(margin)
         self.soft = float(soft)
+        if head is None:
+            from . import locator
+
+            head = locator.load(photo_sha256=getattr(embedder, "sha256", None))
+        self.head = head or None
+        self.head_mode, self.head_margin, self.head_snap = head_mode, float(head_margin), float(head_snap)
+
+    @property
+    def decode_size(self) -> int:
+        """The ``decode_size`` an upload searched with this preset is decoded at."""
+        return max(self.size, PRESET_DECODE) if self.head is not None else self.size
 
     def feature_map(self, img) -> np.ndarray:
         from . import preprocessing
@@ -256,6 +284,8 @@ class GarmentLocator:
     def locate(self, img, feats: np.ndarray | None = None) -> Located:
         """The preset box of ``img`` (an RGB PIL image) and its search vector."""
         feats = self.feature_map(img) if feats is None else feats
+        if self.head is not None:
+            return self._locate_with_head(img, feats)
         heat = activation_map(feats, self.embedder.gem_p)
         box = preset_box(heat, img.width, img.height, self.sigma, self.tau, self.margin)
         emphasis = None
@@ -263,6 +293,28 @@ class GarmentLocator:
             score, _ = centre_weighted(heat, img.width, img.height, self.sigma)
             emphasis = (1.0 - self.soft) + self.soft * score
         return Located(box, self.pooled(feats, img.width, img.height, box, emphasis))
+
+    def _locate_with_head(self, img, feats) -> Located:
+        found = self.head.box(feats, img.width, img.height, margin=self.head_margin)
+        if found is not None and self.head_snap and found[2] * found[3] >= self.head_snap * img.width * img.height:
+            found = None  # (nearly) the whole photo: searched as it is
+        if found is None:  # no garment found: the whole photo
+            box = Box(0, 0, img.width, img.height)
+            return Located(
+                box,
+                self.embedder.pool_features(feats[None])[0]
+                if self.head_mode == "pool"
+                else self.embedder.embed_images([img])[0],
+            )
+        x, y, w, h = found
+        left, top = max(0, int(round(x))), max(0, int(round(y)))
+        right, bottom = min(img.width, int(round(x + w))), min(img.height, int(round(y + h)))
+        box = Box(left, top, max(1, right - left), max(1, bottom - top))
+        if self.head_mode == "pool":
+            return Located(box, self.pooled(feats, img.width, img.height, (x, y, w, h)))
+        if box.covers(img.width, img.height):
+            return Located(box, self.embedder.embed_images([img])[0])
+        return Located(box, self.embedder.embed_images([crop_image(img, box, img.size)])[0])
 
     def pooled(self, feats: np.ndarray, width: int, height: int, box, emphasis: np.ndarray | None = None) -> np.ndarray:
         """The embedding of ``box``'s cells of a feature map of a ``width`` x ``height`` image (each cell weighted
