@@ -879,7 +879,7 @@ def main(argv=None):
     source = dataset_path(args.source)
     embedder = Embedder(threads=args.threads)
     global HEAD
-    if str(args.locator).lower() != "none":
+    if args.locator is None or str(args.locator).lower() != "none":
         from oscar_fashion_ai.ml import locator
 
         HEAD = locator.load(args.locator, photo_sha256=embedder.sha256)

@@ -179,6 +179,9 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         if not result.get("sketch_encoder", {}).get("installed"):
             result["sketch"] = sketch_notice()
             reporter.line(result["sketch"])
+        if model_store.locator_for(candidate.sha256) is None:
+            result["photo_crop"] = LOCATOR_NOTICE
+            reporter.line(LOCATOR_NOTICE)
         result["reindex"] = reindex(options.reindex, reporter, "fashion_adapt")
     if not options.keep_work:
         for name in ("pairs", "sketch-pairs", "sketch-checkpoints"):
@@ -188,6 +191,15 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         state_file.unlink(missing_ok=True)
     result["seconds"] = round(time.time() - started, 1)
     return result
+
+
+#: What search by photo's preset crop box does after the photo model changed (the trained locator reads the
+#: previous model's features).
+LOCATOR_NOTICE = (
+    "Search by photo keeps its preset crop box: until a garment locator is trained for the new photo model "
+    "(`manage.py fashion_train_locator --from-store`, about 5-12 minutes on 2 cores), the box comes from the model's "
+    "activation map, which fits the garment less tightly."
+)
 
 
 def install(candidate_path: Path, version: str, card: dict, result: dict) -> Path:

@@ -1,6 +1,6 @@
 """Train the garment locator (:mod:`..locator`) on scenes built from the training split's photos.
 
-    python -m oscar_fashion_ai.ml.training.locator --source PATH [--scenes 6000] [--epochs 40] [--max-minutes 30]
+    python -m oscar_fashion_ai.ml.training.locator --source PATH [--scenes 20000] [--epochs 20] [--max-minutes 30]
     python manage.py fashion_train_locator            (the same options; writes into the data directory)
 
 No box annotations exist for the photos, so the scenes are composed, and the box is known: a photo of the training
@@ -43,8 +43,8 @@ class LocatorTrainConfig:
     out: str
     photo_weights: str | None = None
     cache: str | None = None
-    scenes: int = 6000
-    epochs: int = 40
+    scenes: int = 20000
+    epochs: int = 20
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -140,14 +140,19 @@ def training_records(source):
     return [r for r in records if not datasets.is_test(r.source_id) and not datasets.is_validation(r.source_id)]
 
 
-def build_features(cfg: LocatorTrainConfig, embedder, deadline: float) -> dict:
-    """Scenes and their feature maps, cached in chunks (a rerun goes on where the last one stopped)."""
-    records = training_records(cfg.source)
-    if len(records) < 50 or len({r.label for r in records}) < 2:
-        raise ValueError(f"{cfg.source} has too few labelled training photos to compose scenes from.")
+def build_features(cfg: LocatorTrainConfig, embedder, deadline: float, records=None) -> dict:
+    """Scenes and their feature maps, cached in chunks (a rerun goes on where the last one stopped). ``records``:
+    the photos to compose from (``source_id``, ``label``, ``path``; default: the training split of ``cfg.source``)."""
+    records = training_records(cfg.source) if records is None else list(records)
+    if len(records) < 4 or len({r.label for r in records}) < 2:
+        raise ValueError(
+            f"{cfg.source} has too few labelled training photos to compose scenes from: {len(records)} in "
+            f"{len({r.label for r in records})} categories (at least 4 in 2 categories are needed)."
+        )
     cache = Path(cfg.cache) if cfg.cache else Path(cfg.out).with_suffix(".scenes")
     cache.mkdir(parents=True, exist_ok=True)
-    stamp = {"photo": embedder.sha256, "source": datasets.__name__, "size": SIZE, "seed": cfg.seed}
+    ids = hashlib.sha1("|".join(sorted(r.source_id for r in records)).encode()).hexdigest()
+    stamp = {"photo": embedder.sha256, "photos": ids, "size": SIZE, "seed": cfg.seed}
     stamp_file = cache / "stamp.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
         for f in cache.glob("chunk-*.npz"):
@@ -266,7 +271,8 @@ def held_out_iou(head, feats, coords, truths, sizes) -> float:
     return float(np.mean(values))
 
 
-def train(cfg: LocatorTrainConfig) -> dict:
+def train(cfg: LocatorTrainConfig, records=None) -> dict:
+    """Train and write a head (and its card) for ``cfg.photo_weights``; ``records`` as for :func:`build_features`."""
     from ..embedder import PACKAGE_WEIGHTS, Embedder
 
     started = time.perf_counter()
@@ -276,7 +282,7 @@ def train(cfg: LocatorTrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     photo_path = Path(cfg.photo_weights) if cfg.photo_weights else PACKAGE_WEIGHTS
     embedder = Embedder(photo_path, threads=cfg.threads)
-    data = build_features(cfg, embedder, started + cfg.max_minutes * 60 * 0.7)
+    data = build_features(cfg, embedder, started + cfg.max_minutes * 60 * 0.7, records)
     feats, sizes, truths, ids = data["feats"], data["sizes"], data["truths"].astype(np.float32), data["ids"]
     n, channels, rows, cols = feats.shape
     coords = torch.from_numpy(np.stack([locator.coord_channels(rows, cols, int(w), int(h)) for w, h in sizes]))
@@ -310,7 +316,7 @@ def train(cfg: LocatorTrainConfig) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         epochs_run = epoch + 1
         row = {"epoch": epochs_run, "loss": round(total / len(order), 4)}
         if epochs_run % 10 == 0 or epochs_run == cfg.epochs:
@@ -333,8 +339,10 @@ def train(cfg: LocatorTrainConfig) -> dict:
         "weights_dtype": "float16",
         "pairs_with": {"photo_weights_sha256": embedder.sha256, "photo_version": embedder.version},
         "data": {
-            "source": Path(cfg.source).name,
-            "photos": "training split only (sha1(id) % 5 not 0 (test) and not 1 (validation))",
+            "source": Path(cfg.source).name if records is None else cfg.source,
+            "photos": "training split only (sha1(id) % 5 not 0 (test) and not 1 (validation))"
+            if records is None
+            else f"{len(records)} photos given by the caller (the store's: its test split left out)",
             "scenes": int(n),
             "scenes_trained": int(len(train_idx)),
             "scenes_held_out": int(len(held_idx)),
