@@ -60,6 +60,7 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("SKETCH_RERANK_DEPTH", 1, 1000, integer=True)
     errors += _number("ADAPT_MAX_MINUTES", 1, 10_000)
     errors += _number("ADAPT_SKETCH_MAX_MINUTES", 0, 10_000)
+    errors += _number("ADAPT_LOCATOR_MAX_MINUTES", 0, 10_000)
     for name in ("QUEUE", "TRAINING_QUEUE"):
         if not isinstance(conf.get(name), str) or not conf.get(name).strip():
             errors.append(

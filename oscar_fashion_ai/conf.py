@@ -53,6 +53,9 @@ DEFAULTS: dict[str, object] = {
     # After a new photo model is installed, fashion_adapt trains a sketch encoder for it within this many minutes
     # (0: skip; search by sketch then embeds drawings with the photo model until one is trained).
     "ADAPT_SKETCH_MAX_MINUTES": 8.0,
+    # Then it trains a garment locator (search by photo's preset crop box) for it within this many minutes, installed
+    # only if it beats the activation-map box on the store's test split (0: skip; the activation map is used).
+    "ADAPT_LOCATOR_MAX_MINUTES": 6.0,
     # Search by sketch / photo ---------------------------------------------------
     # Per-client rate limits ("N/s", "N/min", "N/hour"; None disables).
     "SKETCH_RATE_LIMIT": "30/min",

@@ -52,6 +52,8 @@ def photo_search(client):
 
 #: fashion_adapt options for a tiny store: small minimums, three epochs at 64 px, reindexed in the process.
 FAST_ADAPT = [
+    "--locator-minutes",  # the garment locator step is tested on its own (test_adapt_training.py)
+    "0",
     "--min-per-category",
     "3",
     "--min-products",

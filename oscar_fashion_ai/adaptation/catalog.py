@@ -38,6 +38,8 @@ class Options:
     recipe: dict = field(default_factory=dict)
     sketch_minutes: float | None = None  # None: FASHION_AI["ADAPT_SKETCH_MAX_MINUTES"]; 0: no sketch encoder
     sketch_recipe: dict = field(default_factory=dict)  # overrides of ml.adaptation.SKETCH_RECIPE
+    locator_minutes: float | None = None  # None: FASHION_AI["ADAPT_LOCATOR_MAX_MINUTES"]; 0: no garment locator
+    locator_recipe: dict = field(default_factory=dict)  # overrides of adaptation.locator.LOCATOR_RECIPE
     command: str = "python manage.py fashion_adapt"
 
 

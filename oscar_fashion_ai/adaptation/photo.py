@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import conf, model_store
 from .catalog import AdaptError, Options, Reporter, check_catalog, collect, records_fingerprint
+from .locator import adapt_locator
 from .measuring import compare, embed_catalog, measure, public_result
 from .sketch import adapt_sketch, sketch_notice
 
@@ -179,6 +180,15 @@ def run(options: Options, reporter: Reporter, run_row=None) -> dict:
         if not result.get("sketch_encoder", {}).get("installed"):
             result["sketch"] = sketch_notice()
             reporter.line(result["sketch"])
+        locator_minutes = (
+            options.locator_minutes
+            if options.locator_minutes is not None
+            else float(conf.get("ADAPT_LOCATOR_MAX_MINUTES"))
+        )
+        if locator_minutes > 0 and model_store.locator_for(candidate.sha256) is None:
+            result["locator"] = adapt_locator(
+                installed, candidate, catalog, work, locator_minutes, options, reporter, cand_gallery
+            )
         if model_store.locator_for(candidate.sha256) is None:
             result["photo_crop"] = LOCATOR_NOTICE
             reporter.line(LOCATOR_NOTICE)

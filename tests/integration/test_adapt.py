@@ -101,6 +101,8 @@ def test_dashboard_adapt_button_is_staff_only(models_dir, tiny_weights, settings
         ("MODELS_DIR", 3),
         ("ADAPT_SKETCH_MAX_MINUTES", -1),
         ("ADAPT_SKETCH_MAX_MINUTES", "8"),
+        ("ADAPT_LOCATOR_MAX_MINUTES", -1),
+        ("ADAPT_LOCATOR_MAX_MINUTES", "6"),
     ],
 )
 def test_adaptation_settings_are_checked(settings, name, bad):

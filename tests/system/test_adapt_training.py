@@ -280,3 +280,56 @@ def test_the_sketch_step_starts_from_the_sketch_encoder_used_before(
     assert out["installed"] is False and "stopped here" in out["message"]
     assert seen["init"] == (str(sketch.path) if has_encoder else "photo")
     assert recipe.SKETCH_RECIPE["init"] == "in-use"
+
+
+@pytest.mark.training
+@pytest.mark.django_db
+def test_adapt_trains_a_garment_locator_and_installs_it_only_if_it_finds_more(
+    models_dir, blind_weights, restore_schema
+):
+    use_model(blind_weights)
+    make_store(per_kind=12)
+    text = adapt("--epochs", "2", "--sketch-minutes", "0", "--locator-minutes", "2")
+    run = AdaptationRun.objects.get()
+    assert run.state == "installed"
+    loc = run.result["locator"]
+    assert loc["queries"] > 0 and loc["scenes"] >= 64 and loc["epochs"] >= 1
+    assert {"activation_map", "trained", "gain", "gain_se"} <= set(loc)
+    assert "Search by photo with another product beside the photo" in text
+    new_sha = runtime.get_embedder().sha256
+    installed_head = model_store.locator_for(new_sha)
+    assert loc["installed"] is (loc["gain"] > 0)
+    assert (installed_head is not None) is loc["installed"]
+    if loc["installed"]:  # search by photo uses it for the new model
+        assert runtime.get_locator().head is not None and "photo_crop" not in run.result
+    else:
+        assert runtime.get_locator().head is None and "Search by photo keeps its preset crop box" in text
+    assert not (model_store.work_dir() / "locator-scenes").exists()  # the scenes' cache is cleaned up
+    with pytest.raises(CommandError, match="locator-minutes"):
+        call_command("fashion_adapt", "--locator-minutes", "-1")
+
+
+def test_a_failed_locator_says_so_and_installs_nothing(models_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from oscar_fashion_ai.adaptation.locator import adapt_locator
+    from oscar_fashion_ai.ml.training import locator as training
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(training, "train", broken)
+    lines = []
+    photo = SimpleNamespace(sha256="f" * 64)
+    out = adapt_locator(
+        tmp_path / "photo.safetensors",
+        photo,
+        SimpleNamespace(training=[]),
+        tmp_path,
+        2,
+        adaptation.Options(progress=False),
+        adaptation.Reporter(write=lines.append),
+        None,
+    )
+    assert out["installed"] is False and "out of memory" in out["message"] and lines
+    assert model_store.locator_for(photo.sha256) is None

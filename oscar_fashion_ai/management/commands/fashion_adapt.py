@@ -29,6 +29,14 @@ class Command(BaseCommand):
             "installed only if it beats the photo model on the store's drawings (default "
             "FASHION_AI['ADAPT_SKETCH_MAX_MINUTES']; 0 skips it).",
         )
+        parser.add_argument(
+            "--locator-minutes",
+            type=float,
+            default=None,
+            help="After installing a photo model: train a garment locator (search by photo's preset crop box) for "
+            "it within this budget, installed only if it beats the activation-map box on the store's test split "
+            "(default FASHION_AI['ADAPT_LOCATOR_MAX_MINUTES']; 0 skips it).",
+        )
         parser.add_argument("--resume", action="store_true", help="Continue an interrupted run from its checkpoint.")
         parser.add_argument(
             "--min-per-category",
@@ -86,7 +94,7 @@ class Command(BaseCommand):
             if opts["rollback"] is not None:
                 result = adaptation.rollback(opts["rollback"] or None, opts["reindex"], reporter)
             else:
-                for name in ("max_minutes", "min_gain", "sketch_minutes"):
+                for name in ("max_minutes", "min_gain", "sketch_minutes", "locator_minutes"):
                     if opts[name] is not None and opts[name] < 0:
                         raise CommandError(f"--{name.replace('_', '-')} must not be negative")
                 for name in ("min_per_category", "min_products", "min_test"):
@@ -111,6 +119,7 @@ class Command(BaseCommand):
                     keep_work=opts["keep_work"],
                     recipe=recipe,
                     sketch_minutes=opts["sketch_minutes"],
+                    locator_minutes=opts["locator_minutes"],
                     sketch_recipe={"epochs": opts["epochs"]} if opts["epochs"] else {},
                     command=management_command_line(
                         "fashion_adapt",
