@@ -382,14 +382,15 @@ def run_split(
 TIE = 0.005
 
 
-def choose(results, methods, kinds=TARGET_KINDS):
+def choose(results, methods, kinds=TARGET_KINDS, others=()):
     """The validation choice: among the candidates whose mean P@5 over ``kinds`` is within ``TIE`` of the
     best, the one with the smallest trunk input, then without a second pass (the head's crop is embedded again),
     then the highest mean IoU of the shown box with the pasted photo (a box the shopper recognises), then the
-    earlier one. Returns (method, its mean P@5)."""
+    earlier one. ``others``: results of other data sets' validation runs (the same candidates); the score is then
+    the mean of each data set's mean. Returns (method, its mean P@5)."""
 
     def score(m):
-        return float(np.mean([results[kind][m.name]["p_at_5"] for kind in kinds]))
+        return float(np.mean([np.mean([r[kind][m.name]["p_at_5"] for kind in kinds]) for r in (results, *others)]))
 
     def box_iou(m):
         return float(np.mean([results[kind][m.name].get("box_iou", 0.0) for kind in TARGET_KINDS]))
@@ -597,7 +598,14 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
         choice_kinds, pool = CHOICE_KINDS, short_candidates()
         methods = [RELEASE] + pool + [cam("cam-crop", 224, 0.5, 0.2, 0.25)]
     val = run_split("validation", validation, methods, embedder, gallery, records, by_label_others, choice_kinds)
-    chosen, score = choose(val, pool, choice_kinds)
+    others = []
+    for name in args.combine_with or []:
+        other = json.loads((RESULTS / f"{name}_validation.json").read_text())
+        if other["model_version"] != embedder.version:
+            sys.exit(f"{name}_validation.json was measured with another photo model")
+        others.append(other["results"])
+    pool = [m for m in pool if all(m.name in o[k] for o in others for k in choice_kinds)]
+    chosen, score = choose(val, pool, choice_kinds, others)
     stress = run_split(
         "validation", validation, [RELEASE, chosen], embedder, gallery, records, by_label_others, ("side-by-side",)
     )
@@ -622,7 +630,8 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
         args.out + "_validation",
         {
             "command": "python benchmarks/photo_crop.py --phase validation"
-            + (f" --limit {args.limit}" if args.limit else ""),
+            + (f" --limit {args.limit}" if args.limit else "")
+            + "".join(f" --combine-with {n}" for n in args.combine_with or []),
             "data": f"{source.name}, validation split (sha1(id) % 5 == 1): {len(validation)} query photos; "
             f"gallery: all {len(gallery.labels)} labelled photos; whether the photo model saw these photos is in its "
             "model card (the shipped one trains on the train split only)",
@@ -634,7 +643,10 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
             "recipe": RECIPE,
             "methods": {m.name: m.describe() for m in methods},
             "grid": args.grid,
-            "choice_rule": f"highest mean P@5 over {', '.join(choice_kinds)} among the preset candidates "
+            "combined_with": args.combine_with or [],
+            "choice_rule": f"highest mean P@5 over {', '.join(choice_kinds)}"
+            + (f" (mean of this data set and {', '.join(args.combine_with)})" if args.combine_with else "")
+            + " among the preset candidates "
             f"({', '.join(m.name for m in pool)}); within {TIE} of it the smallest trunk input, then without a "
             "second pass, then the highest box IoU",
             "results": val,
@@ -656,7 +668,7 @@ def validation_phase(args, embedder, records, gallery, by_label_others, source):
 
 
 def test_phase(args, embedder, records, gallery, by_label_others, source):
-    chosen_file = RESULTS / f"{args.out}_validation.json"
+    chosen_file = RESULTS / f"{args.choice_from or args.out}_validation.json"
     if not chosen_file.exists():
         sys.exit(f"{chosen_file.name} is missing: run --phase validation first")
     previous = json.loads(chosen_file.read_text())
@@ -762,6 +774,20 @@ def main(argv=None):
         default="short",
         help="validation candidates: 'short' (224 px activation maps, whole 224, centre, the trained head; chosen "
         "over beside, background and the photo alone) or 'full' (every round's grid; beside and background)",
+    )
+    parser.add_argument(
+        "--combine-with",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="validation: choose on the mean of this run and NAME_validation.json (another data set's validation "
+        "run of the same candidates; repeatable)",
+    )
+    parser.add_argument(
+        "--choice-from",
+        default=None,
+        metavar="NAME",
+        help="test: the choice recorded in NAME_validation.json (default: --out's)",
     )
     parser.add_argument(
         "--locator",

@@ -7,7 +7,7 @@ No box annotations exist for the photos, so the scenes are composed, and the box
 split (the *garment*: the shopper's subject) is pasted on a background, with up to two photos of other categories
 beside it (pasted behind it, smaller: 45-95 % of its height, maybe cut off by the frame), JPEG-encoded and decoded
 as the server decodes uploads. With other photos in the frame the garment is the more central one; alone it may be
-anywhere; one scene in seven is the photo alone (the box is then the whole photo, as a clean upload should be
+anywhere; one scene in five is the photo alone (the box is then the whole photo, as a clean upload should be
 searched). Backgrounds: mosaics of 1-9 random crops of other photos, plain colours with noise, or a blurred photo.
 The benchmark's own composites (``benchmarks/photo_crop.py``: fixed 2 x 2 mosaics of corner patches, fixed
 placements) are a different recipe, and only its validation split is used to choose how the box is used.
@@ -35,12 +35,15 @@ from .. import crop, datasets, locator, preprocessing, weights
 from .cards import machine_info
 
 SIZE = crop.PRESET_SIZE
+#: Share of the scenes that are the photo alone (box = the whole photo).
+ALONE = 0.2
 
 
 @dataclass
 class LocatorTrainConfig:
     source: str
     out: str
+    extra_sources: tuple = ()
     photo_weights: str | None = None
     cache: str | None = None
     scenes: int = 20000
@@ -104,7 +107,7 @@ def _fit(img, height, rng):
 def scene(garment, others, pool, rng):
     """(JPEG bytes, the garment's box x, y, w, h in pixels of the scene) for a garment record."""
     a = _rgb(garment.path)
-    if rng.random() < 1 / 7:  # the photo alone
+    if rng.random() < ALONE:  # the photo alone
         canvas = _fit(a, rng.randint(240, 520), rng)
         truth = (0, 0, canvas.width, canvas.height)
     else:
@@ -135,7 +138,15 @@ def scene(garment, others, pool, rng):
 # --- features -------------------------------------------------------------------------------------------------------
 
 
-def training_records(source):
+def training_records(source, extra_sources=()):
+    """The training split of ``source`` and of each of ``extra_sources``; with extra sources every label is written
+    "<source>:<label>" so that categories of different sets stay apart."""
+    if extra_sources:
+        out = []
+        for path in (source, *extra_sources):
+            name = Path(path).resolve().name
+            out += [datasets.Record(r.source_id, f"{name}:{r.label}", r.path) for r in training_records(path)]
+        return out
     records = datasets.labelled_records(Path(source))
     return [r for r in records if not datasets.is_test(r.source_id) and not datasets.is_validation(r.source_id)]
 
@@ -143,7 +154,7 @@ def training_records(source):
 def build_features(cfg: LocatorTrainConfig, embedder, deadline: float, records=None) -> dict:
     """Scenes and their feature maps, cached in chunks (a rerun goes on where the last one stopped). ``records``:
     the photos to compose from (``source_id``, ``label``, ``path``; default: the training split of ``cfg.source``)."""
-    records = training_records(cfg.source) if records is None else list(records)
+    records = training_records(cfg.source, cfg.extra_sources) if records is None else list(records)
     if len(records) < 4 or len({r.label for r in records}) < 2:
         raise ValueError(
             f"{cfg.source} has too few labelled training photos to compose scenes from: {len(records)} in "
@@ -152,7 +163,7 @@ def build_features(cfg: LocatorTrainConfig, embedder, deadline: float, records=N
     cache = Path(cfg.cache) if cfg.cache else Path(cfg.out).with_suffix(".scenes")
     cache.mkdir(parents=True, exist_ok=True)
     ids = hashlib.sha1("|".join(sorted(r.source_id for r in records)).encode()).hexdigest()
-    stamp = {"photo": embedder.sha256, "photos": ids, "size": SIZE, "seed": cfg.seed}
+    stamp = {"photo": embedder.sha256, "photos": ids, "size": SIZE, "seed": cfg.seed, "alone": ALONE}
     stamp_file = cache / "stamp.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
         for f in cache.glob("chunk-*.npz"):
@@ -339,7 +350,9 @@ def train(cfg: LocatorTrainConfig, records=None) -> dict:
         "weights_dtype": "float16",
         "pairs_with": {"photo_weights_sha256": embedder.sha256, "photo_version": embedder.version},
         "data": {
-            "source": Path(cfg.source).name if records is None else cfg.source,
+            "source": ", ".join(Path(p).name for p in (cfg.source, *cfg.extra_sources))
+            if records is None
+            else cfg.source,
             "photos": "training split only (sha1(id) % 5 not 0 (test) and not 1 (validation))"
             if records is None
             else f"{len(records)} photos given by the caller (the store's: its test split left out)",
@@ -368,6 +381,13 @@ def train(cfg: LocatorTrainConfig, records=None) -> dict:
 def add_arguments(parser):
     parser.add_argument("--source", default=None, help="labelled photo set (images.csv + images/)")
     parser.add_argument("--out", default=None, help="weights file to write (.safetensors)")
+    parser.add_argument(
+        "--extra-source",
+        dest="extra_sources",
+        action="append",
+        default=None,
+        help="another labelled photo set whose training split joins the scenes (repeatable)",
+    )
     parser.add_argument("--photo-weights", default=None, help="the photo model whose feature map the head reads")
     parser.add_argument("--cache", default=None, help="folder for the scenes' feature maps (resumable)")
     defaults = LocatorTrainConfig("", "")
@@ -380,6 +400,8 @@ def add_arguments(parser):
 def config_from_args(options: dict, **overrides) -> LocatorTrainConfig:
     fields = LocatorTrainConfig.__dataclass_fields__
     values = {k: v for k, v in options.items() if k in fields and v is not None}
+    if "extra_sources" in values:
+        values["extra_sources"] = tuple(values["extra_sources"])
     values.update(overrides)
     return LocatorTrainConfig(**values)
 
