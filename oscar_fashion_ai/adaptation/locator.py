@@ -68,12 +68,20 @@ def measure_locators(photo, head, catalog: Catalog, gallery) -> dict:
 
 
 def adapt_locator(
-    photo_path: Path, photo, catalog: Catalog, work: Path, minutes: float, options: Options, reporter: Reporter, gallery
+    photo_path: Path,
+    photo,
+    catalog: Catalog,
+    work: Path,
+    minutes: float,
+    options: Options,
+    reporter: Reporter,
+    gallery,
+    install: bool = True,
 ) -> dict:
     """Train a garment locator for the newly installed photo model ``photo`` (weights at ``photo_path``) on the
     store's training products, measure it against the activation-map preset on the store's test split
     (:func:`measure_locators`) and install it into the models folder's locator/ only if it finds more. A failure
-    here never touches the photo model just installed."""
+    here never touches the photo model just installed. ``install=False`` measures only (benchmarks)."""
     from ..ml import datasets, locator
     from ..ml.training.locator import LocatorTrainConfig, train
 
@@ -124,7 +132,7 @@ def adapt_locator(
         f"± {measured['trained']['p_at_5_se']:.4f} (difference {measured['gain']:+.4f} ± {measured['gain_se']:.4f})."
     )
     reporter.line(line)
-    if measured["queries"] and measured["gain"] > 0:
+    if install and measured["queries"] and measured["gain"] > 0:
         folder = model_store.locator_dir()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"locator-{photo.sha256[:12]}.safetensors"
@@ -135,6 +143,8 @@ def adapt_locator(
         tmp.replace(target)
         result.update(installed=True, path=str(target), message="Installed the garment locator: " + line)
         reporter.line("Installed the garment locator for the new photo model.")
+    elif not install:
+        result.update(installed=False, message="Measured only, nothing installed. " + line)
     else:
         result.update(
             installed=False,
