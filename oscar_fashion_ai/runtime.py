@@ -214,11 +214,16 @@ def get_locator(embedder: Embedder | None = None):
     from .ml import locator as heads
 
     embedder = embedder or get_embedder()
-    found = _locator.value
-    if found is None or found.embedder is not embedder:
+    try:  # a head trained while this process runs (fashion_train_locator, fashion_adapt) is picked up
+        stamp = model_store.locator_dir().stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    found, key = _locator.value, (id(embedder), stamp)
+    if found is None or found.embedder is not embedder or _locator.key != key:
         installed = model_store.locator_for(embedder.sha256)
         head = heads.load(installed or heads.PACKAGE_LOCATOR, photo_sha256=embedder.sha256)
         found = _locator.value = crop.GarmentLocator(embedder, head=head or False)
+        _locator.key = key
     return found
 
 

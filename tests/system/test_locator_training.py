@@ -15,6 +15,8 @@ from oscar_fashion_ai.ml.embedder import Embedder
 @pytest.mark.training
 def test_train_locator_writes_a_paired_head_that_search_by_photo_uses(csv_dataset, models_dir, tiny_weights, tmp_path):
     args = ["--source", str(csv_dataset), "--photo-weights", str(tiny_weights), "--scenes", "24", "--threads", "1"]
+    embedder = Embedder(tiny_weights, runtime="torch", cache_dir=tmp_path)
+    assert runtime.get_locator(embedder).head is None  # no head for this model yet: the activation map
     call_command("fashion_train_locator", *args, "--epochs", "2", verbosity=0)
     digest = weights.sha256(tiny_weights)
     head_file = model_store.locator_for(digest)
@@ -26,8 +28,7 @@ def test_train_locator_writes_a_paired_head_that_search_by_photo_uses(csv_datase
     assert "fashion_train_locator" in card["command"]
     assert model_store.locator_for("another photo model") is None
 
-    embedder = Embedder(tiny_weights, runtime="torch", cache_dir=tmp_path)
-    loc = runtime.get_locator(embedder)
+    loc = runtime.get_locator(embedder)  # the same process picks the new head up
     assert loc.head is not None and loc.head.sha256 == weights.sha256(head_file)
     img = Image.new("RGB", (300, 200), (200, 40, 40))
     located = loc.locate(img)
