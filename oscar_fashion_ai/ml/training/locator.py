@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .. import crop, datasets, locator, preprocessing, weights
-from .cards import machine_info
+from .cards import machine_info, write_card
 
 SIZE = crop.PRESET_SIZE
 #: Share of the scenes that are the photo alone (box = the whole photo).
@@ -189,7 +189,8 @@ def build_features(cfg: LocatorTrainConfig, embedder, deadline: float, records=N
             data, truth = scene(garment, others, records, rng)
             img = preprocessing.open_image(data, decode_size=crop.PRESET_DECODE)
             images.append(img)
-            sx, sy = img.width / _jpeg_size(data)[0], img.height / _jpeg_size(data)[1]
+            full = _jpeg_size(data)
+            sx, sy = img.width / full[0], img.height / full[1]
             box = (truth[0] * sx, truth[1] * sy, truth[2] * sx, truth[3] * sy)
             sizes.append(img.size)
             truths.append(locator.to_square(box, img.width, img.height))
@@ -374,7 +375,7 @@ def train(cfg: LocatorTrainConfig, records=None) -> dict:
         "wall_s": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d"),
     }
-    out.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(out, card)
     return card
 
 
