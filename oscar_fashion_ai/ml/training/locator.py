@@ -33,6 +33,7 @@ import torch
 
 from .. import crop, datasets, locator, preprocessing, weights
 from .cards import machine_info, write_card
+from .config import config_from
 
 SIZE = crop.PRESET_SIZE
 #: Share of the scenes that are the photo alone (box = the whole photo).
@@ -398,13 +399,11 @@ def add_arguments(parser):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
 
 
-def config_from_args(options: dict, **overrides) -> LocatorTrainConfig:
-    fields = LocatorTrainConfig.__dataclass_fields__
-    values = {k: v for k, v in options.items() if k in fields and v is not None}
-    if "extra_sources" in values:
-        values["extra_sources"] = tuple(values["extra_sources"])
-    values.update(overrides)
-    return LocatorTrainConfig(**values)
+def config_from_args(options, **overrides) -> LocatorTrainConfig:
+    """A :class:`LocatorTrainConfig` from parsed options (a namespace or a management command's options dict)."""
+    values = options if isinstance(options, dict) else vars(options)
+    extra = values.get("extra_sources")
+    return config_from(LocatorTrainConfig, values, **({"extra_sources": tuple(extra)} if extra else {}), **overrides)
 
 
 def main(argv=None):
