@@ -32,7 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import repo_path  # noqa: E402
-from oscar_fashion_ai.ml import datasets, evaluate, metrics, preprocessing, sketch_pipeline, sketches  # noqa: E402
+from oscar_fashion_ai.ml import (  # noqa: E402
+    datasets,
+    evaluate,
+    metrics,
+    preprocessing,
+    query_expansion,
+    sketch_pipeline,
+    sketches,
+)
 from oscar_fashion_ai.ml.embedder import Embedder  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "clothing-dataset"
@@ -147,7 +155,7 @@ def main(argv=None):
                 sv = encoder.embed_images(drawings_cache[size, style])
                 results = {}
                 for n in expansions:
-                    qv = sv if n == 0 else sketch_pipeline.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
+                    qv = sv if n == 0 else query_expansion.expand_query(sv, vecs[metrics.neighbours(sv, vecs, n)])
                     results[str(n)] = evaluate.sketch_retrieval(qv, labels[q], vecs, labels, source_index=q)
                 by_boost = {
                     str(w): evaluate.sketch_retrieval(

@@ -56,6 +56,7 @@ def check_search_settings(app_configs=None, **kwargs):
     errors += _number("MAX_K", 1, 10_000, integer=True)
     errors += _number("SKETCH_FUSION_WEIGHT", 0, 1)
     errors += _number("SKETCH_QUERY_EXPANSION", 0, 100, integer=True)
+    errors += _number("SIMILAR_QUERY_EXPANSION", 0, 100, integer=True)
     errors += _number("SKETCH_CATEGORY_BOOST", 0, 1)
     errors += _number("SKETCH_RERANK_DEPTH", 1, 1000, integer=True)
     errors += _number("ADAPT_MAX_MINUTES", 1, 10_000)

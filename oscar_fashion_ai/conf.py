@@ -40,6 +40,10 @@ DEFAULTS: dict[str, object] = {
     "MAX_IMAGE_PIXELS": 40_000_000,
     # Number of similar products shown on the product page (0 hides the section).
     "SIMILAR_PRODUCTS": 8,
+    # "Similar products" searches with the product's vector plus its N nearest product vectors (alpha query
+    # expansion, weights = similarity): one more nearest-neighbour query per request. 8 was chosen on the validation
+    # splits of both data sets (benchmarks/photo_rerank.py; docs/PHOTO_SEARCH.md); 0 uses the product's vector alone.
+    "SIMILAR_QUERY_EXPANSION": 8,
     # Celery queue the indexing tasks go to.
     "QUEUE": "celery",
     # Folder of the shop's own models (fashion_adapt): photo models, every version kept, the ACTIVE.json pointer to

@@ -12,16 +12,20 @@ logger = logging.getLogger(__name__)
 
 
 def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5, gallery=None) -> dict:
-    """P@5 of ``embedder`` on the store's test split: the whole measurable catalog as gallery, query excluded,
-    relevant = same first category. Returns the mean, its standard error and the per-query precisions.
+    """P@5 of ``embedder`` on the store's test split as "Similar products" ranks (each product's vector expanded
+    with its ``SIMILAR_QUERY_EXPANSION`` nearest products): the whole measurable catalog as gallery, query
+    excluded, relevant = same first category. Returns the mean, its standard error and the per-query precisions.
     ``gallery``: the catalog already embedded by ``embedder`` (:func:`embed_catalog`)."""
-    from ..ml import metrics
+    from .. import conf
+    from ..ml import metrics, query_expansion
 
     items = catalog.items
     vecs, ok = gallery if gallery is not None else embed_catalog(embedder, items, progress)
     labels = np.array([items[i].label for i in ok])
     q = np.flatnonzero(catalog.test[ok]) if len(ok) else np.zeros(0, np.int64)
-    idx = metrics.neighbours(vecs[q], vecs, k, exclude=q)
+    expansion = int(conf.get("SIMILAR_QUERY_EXPANSION"))
+    queries = query_expansion.expand_in_gallery(vecs[q], vecs, expansion, exclude=q) if len(q) else vecs[q]
+    idx = metrics.neighbours(queries, vecs, k, exclude=q)
     per_query = (labels[idx] == labels[q][:, None]).mean(axis=1) if len(q) else np.zeros(0)
     return {
         "p_at_5": float(per_query.mean()) if len(q) else 0.0,
@@ -29,6 +33,7 @@ def measure(embedder, catalog: Catalog, progress: bool = False, k: int = 5, gall
         "queries": int(len(q)),
         "gallery": int(len(ok)),
         "model_version": embedder.version,
+        "query_expansion": expansion,
         "per_query": dict(zip([items[i].product_id for i in ok[q]], per_query.tolist())),
     }
 

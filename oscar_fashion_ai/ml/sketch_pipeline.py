@@ -6,7 +6,8 @@
 * ``fusion``: the normalised sum of the two unit vectors, weighted by ``fusion_weight`` (share of the GAN).
 
 Drawings are embedded by the sketch encoder (a network trained to map drawings into the photo model's vector
-space, :mod:`.train_sketch_encoder`) when there is one, else by the photo model. :func:`expand_query` is the
+space, :mod:`.train_sketch_encoder`) when there is one, else by the photo model. Query expansion
+(:func:`.query_expansion.expand_query`) is the
 optional second step: search again with the drawing's vector plus its nearest product vectors;
 :func:`best_match_order` the optional last one: among the nearest products, those that share a category with the
 best match move up by a small score bonus.
@@ -43,19 +44,6 @@ def vectors(
         return gan_vecs, generated
     direct = drawing_embedder.embed_images(direct_drawings)
     return _unit((1 - fusion_weight) * direct + fusion_weight * gan_vecs), generated
-
-
-def expand_query(queries, neighbours, alpha: float = 3.0):
-    """Alpha query expansion (Radenovic et al., 2018): each query plus its nearest gallery vectors, weighted
-    by their similarity to the query to the power ``alpha``, normalised.
-
-    ``queries`` (Q, D) unit vectors, ``neighbours`` (Q, n, D) the gallery vectors nearest to each query."""
-    queries = np.asarray(queries, dtype=np.float32)
-    neighbours = np.asarray(neighbours, dtype=np.float32)
-    if neighbours.size == 0:
-        return queries
-    weights = np.clip(np.einsum("qd,qnd->qn", queries, neighbours), 0, None) ** alpha
-    return _unit(queries + (weights[..., None] * neighbours).sum(axis=1))
 
 
 def best_match_order(scores, categories, boost: float) -> list[int]:

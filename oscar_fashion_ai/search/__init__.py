@@ -13,6 +13,7 @@ from .photo import photo_vector
 from .queries import (
     SearchUnavailable,
     clamp_k,
+    expanded_query,
     has_vector,
     model_in_use,
     nearest,
@@ -25,7 +26,7 @@ from .queries import (
     search_session,
     similar_products,
 )
-from .sketch import LIKE_WEIGHT, blend, expanded_query, like_product
+from .sketch import LIKE_WEIGHT, blend, like_product
 
 __all__ = [
     "LIKE_WEIGHT",

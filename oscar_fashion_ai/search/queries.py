@@ -172,8 +172,32 @@ def nearest_queryset(vector, version, exclude_ids=(), category=None, price_range
     return qs
 
 
+def expanded_query(vector, n: int, category=None, price_range=None, info=None, exclude_ids=(), alpha: float = 3.0):
+    """The query vector expanded with its ``n`` nearest product vectors
+    (:func:`oscar_fashion_ai.ml.query_expansion.expand_query`, weights similarity to the power ``alpha``), found
+    among the products a search with these filters could show; the vector itself when ``n`` is 0 or nothing is
+    found."""
+    from ..ml.query_expansion import expand_query
+
+    vector = np.asarray(vector, dtype=np.float32)
+    if n <= 0:
+        return vector
+    info = info or ready_model()
+    with search_session(n, filtered=category is not None or price_range is not None) as alias:
+        found = list(
+            nearest_queryset(vector, info.version, exclude_ids, category, price_range)
+            .using(alias)
+            .values_list("vector", flat=True)[:n]
+        )
+    if not found:
+        return vector
+    return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None], alpha=alpha)[0]
+
+
 def similar_products(product, k: int, category=None, price_range=None):
-    """Products that look like ``product`` (empty when it has no vector yet)."""
+    """Products that look like ``product`` (empty when it has no vector yet), nearest to its vector expanded with
+    its ``SIMILAR_QUERY_EXPANSION`` nearest products (0: its vector alone; docs/PHOTO_SEARCH.md)."""
+    from ..ml.query_expansion import SIMILAR_ALPHA
     from ..models import ProductEmbedding
 
     for _ in range(2):  # twice when the index switched models between reading the row and searching
@@ -187,9 +211,16 @@ def similar_products(product, k: int, category=None, price_range=None):
         if row is None or row.vector is None:
             return []
         if row.model_version == info.version:
-            found = nearest(
-                row.vector, k, exclude_ids=[product.pk], category=category, price_range=price_range, info=info
+            query = expanded_query(
+                row.vector,
+                int(conf.get("SIMILAR_QUERY_EXPANSION")),
+                category=category,
+                price_range=price_range,
+                info=info,
+                exclude_ids=[product.pk],
+                alpha=SIMILAR_ALPHA,
             )
+            found = nearest(query, k, exclude_ids=[product.pk], category=category, price_range=price_range, info=info)
             if found or ready_model().version == info.version:
                 return found
     return []

@@ -5,28 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import routers
-from .queries import nearest_queryset, ready_model, search_alias, search_session
-
-
-def expanded_query(vector, n: int, category=None, price_range=None, info=None):
-    """The query vector expanded with its ``n`` nearest product vectors (search by sketch, see
-    :func:`oscar_fashion_ai.ml.sketch_pipeline.expand_query`); the vector itself when ``n`` is 0."""
-    from ..ml.sketch_pipeline import expand_query
-
-    if n <= 0:
-        return np.asarray(vector, dtype=np.float32)
-    info = info or ready_model()
-    vector = np.asarray(vector, dtype=np.float32)
-    with search_session(n, filtered=category is not None or price_range is not None) as alias:
-        found = list(
-            nearest_queryset(vector, info.version, (), category, price_range)
-            .using(alias)
-            .values_list("vector", flat=True)[:n]
-        )
-    if not found:
-        return vector
-    return expand_query(vector[None], np.asarray(found, dtype=np.float32)[None])[0]
-
+from .queries import ready_model, search_alias
 
 #: "Closer to this product" on a sketch result: the query becomes this blend of the drawing and the product's vector.
 LIKE_WEIGHT = 0.5

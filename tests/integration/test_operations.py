@@ -121,6 +121,7 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
         ("SKETCH_RERANK_DEPTH", 0),
         ("SKETCH_RERANK_DEPTH", 2.5),
         ("SKETCH_QUERY_EXPANSION", -1),
+        ("SIMILAR_QUERY_EXPANSION", 2.5),
         ("SKETCH_FUSION_WEIGHT", 2),
         ("MAX_K", True),
         ("SKETCH_PIPELINE", "magic"),

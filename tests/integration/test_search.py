@@ -24,7 +24,17 @@ def test_sync_reindex_indexes_every_product(indexed_catalog):
     assert again == {"indexed": 0, "skipped": 12, "failed": 0}  # idempotent
 
 
-def test_similar_products_are_ordered_by_cosine_similarity(client, indexed_catalog):
+@pytest.mark.parametrize("expansion", [0, 3, None])
+def test_similar_products_are_ordered_by_cosine_similarity(client, indexed_catalog, settings, expansion):
+    """Nearest to the product's vector (expansion 0) or to its vector expanded with its nearest products' vectors
+    (the default, SIMILAR_QUERY_EXPANSION), in the order an exact computation over the stored vectors gives."""
+    from oscar_fashion_ai import conf
+    from oscar_fashion_ai.ml import query_expansion
+
+    if expansion is not None:
+        settings.FASHION_AI = {**settings.FASHION_AI, "SIMILAR_QUERY_EXPANSION": expansion}
+    n = int(conf.get("SIMILAR_QUERY_EXPANSION"))
+    assert n == (8 if expansion is None else expansion)
     product = indexed_catalog.first()
     response = client.get(reverse("fashion-ai:api-similar", args=[product.pk]), {"k": 5})
     assert response.status_code == 200
@@ -33,11 +43,13 @@ def test_similar_products_are_ordered_by_cosine_similarity(client, indexed_catal
     assert product.pk not in ids and len(ids) == 5
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
-    # Same order as an exact computation over the stored vectors.
-    rows = {r.product_id: np.asarray(r.vector) for r in ProductEmbedding.objects.all()}
-    query = rows[product.pk]
-    exact = sorted((pk for pk in rows if pk != product.pk), key=lambda pk: -float(rows[pk] @ query))[:5]
+    rows = {r.product_id: np.asarray(r.vector, dtype=np.float32) for r in ProductEmbedding.objects.all()}
+    others = [pk for pk in rows if pk != product.pk]
+    gallery = np.stack([rows[pk] for pk in others])
+    query = query_expansion.expand_in_gallery(rows[product.pk][None], gallery, n)[0]
+    exact = sorted(others, key=lambda pk: -float(rows[pk] @ query))[:5]
     assert ids == exact
+    assert scores == pytest.approx([float(rows[pk] @ query) for pk in exact], abs=1e-4)
     assert body["model_version"] == runtime.model_info().version
     assert set(body["results"][0]) == {"product_id", "title", "url", "image_url", "score"}
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
-from oscar_fashion_ai.ml import sketch_pipeline, weights
+from oscar_fashion_ai.ml import query_expansion, sketch_pipeline, weights
 
 pytestmark = pytest.mark.usefixtures("fashion_models")
 
@@ -81,17 +81,17 @@ unit_rows = (
 @given(q=unit_rows, g=arrays(np.float32, (3, 4, 8), elements=st.floats(-1, 1, width=32)))
 def test_query_expansion_gives_unit_vectors_and_ignores_dissimilar_neighbours(q, g):
     g = g / np.maximum(np.linalg.norm(g, axis=2, keepdims=True), 1e-6)
-    out = sketch_pipeline.expand_query(q, g)
+    out = query_expansion.expand_query(q, g)
     assert out.shape == q.shape and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-4)
-    opposite = sketch_pipeline.expand_query(q, -q[:, None, :].repeat(2, axis=1))  # similarity < 0: weight 0
+    opposite = query_expansion.expand_query(q, -q[:, None, :].repeat(2, axis=1))  # similarity < 0: weight 0
     assert np.allclose(opposite, q, atol=1e-5)
-    assert np.allclose(sketch_pipeline.expand_query(q, np.zeros((3, 0, 8), np.float32)), q)
+    assert np.allclose(query_expansion.expand_query(q, np.zeros((3, 0, 8), np.float32)), q)
 
 
 def test_query_expansion_moves_the_query_towards_its_neighbours():
     q = np.array([[1.0, 0.0, 0.0]], np.float32)
     near = np.array([[[0.8, 0.6, 0.0]]], np.float32)
-    out = sketch_pipeline.expand_query(q, near)
+    out = query_expansion.expand_query(q, near)
     assert float(out[0] @ near[0, 0]) > float(q[0] @ near[0, 0])
     assert out[0, 2] == 0
 

@@ -41,7 +41,9 @@ class Command(BaseCommand):
             "--expansion",
             type=int,
             default=None,
-            help="sketch: query expansion neighbours (default: FASHION_AI['SKETCH_QUERY_EXPANSION']; 0 = off).",
+            help="query expansion neighbours (image, store index: default FASHION_AI['SIMILAR_QUERY_EXPANSION'], "
+            "as 'Similar products' ranks; sketch: default FASHION_AI['SKETCH_QUERY_EXPANSION']; 0 = off). "
+            "With expansion the JSON also has 'plain_similarity'.",
         )
         parser.add_argument(
             "--category-boost",
@@ -145,11 +147,14 @@ class Command(BaseCommand):
             except SourceError as exc:
                 raise CommandError(str(exc)) from exc
         else:
-            result = self._evaluate_index(embedder)
+            result = self._evaluate_index(embedder, options["expansion"])
         self._print(result, json)
 
-    def _evaluate_index(self, embedder):
-        from oscar_fashion_ai.ml import datasets, metrics
+    def _evaluate_index(self, embedder, expansion=None):
+        """P@5 of the test-split products as "Similar products" ranks them: each product's vector expanded with its
+        ``SIMILAR_QUERY_EXPANSION`` nearest products (exact search over the stored vectors), itself left out."""
+        from oscar_fashion_ai import conf
+        from oscar_fashion_ai.ml import datasets, metrics, query_expansion
         from oscar_fashion_ai.models import ProductEmbedding
 
         rows = list(
@@ -168,8 +173,18 @@ class Command(BaseCommand):
         q = np.flatnonzero([datasets.is_test(r.product.upc or str(r.product_id)) for r in rows])
         if not len(q):
             raise CommandError("No indexed product falls in the test split.")
-        result = metrics.category_retrieval(vecs[q], labels[q], vecs, labels, query_gallery_index=q)
-        return {"task": "image", **result, "model_version": embedder.version, "source": "store index"}
+        n = int(conf.get("SIMILAR_QUERY_EXPANSION") if expansion is None else expansion)
+        if n < 0:
+            raise CommandError("--expansion must be 0 or more.")
+        queries = query_expansion.expand_in_gallery(vecs[q], vecs, n, exclude=q)
+        result = metrics.category_retrieval(queries, labels[q], vecs, labels, query_gallery_index=q)
+        out = {"task": "image", **result, "model_version": embedder.version, "source": "store index"}
+        out["query_expansion"] = n
+        if n:
+            out["plain_similarity"] = metrics.category_retrieval(
+                vecs[q], labels[q], vecs, labels, query_gallery_index=q
+            )
+        return out
 
     def _gallery(self, embedder):
         from oscar_fashion_ai.models import ProductEmbedding
@@ -201,7 +216,16 @@ class Command(BaseCommand):
         from PIL import Image
 
         from oscar_fashion_ai import conf, runtime
-        from oscar_fashion_ai.ml import datasets, evaluate, hed, metrics, preprocessing, sketch_pipeline, sketches
+        from oscar_fashion_ai.ml import (
+            datasets,
+            evaluate,
+            hed,
+            metrics,
+            preprocessing,
+            query_expansion,
+            sketch_pipeline,
+            sketches,
+        )
         from oscar_fashion_ai.ml.sketch_input import BlankSketch
 
         expansion = int(conf.get("SKETCH_QUERY_EXPANSION") if expansion is None else expansion)
@@ -266,7 +290,7 @@ class Command(BaseCommand):
             qv, _ = sketch_pipeline.vectors(embedder, generator, direct, for_gan, name, weight, sketch_embedder)
             plain[name] = evaluate.sketch_retrieval(qv, query_labels, vecs, labels, source_index=sources)
             if expansion > 0:
-                qv = sketch_pipeline.expand_query(qv, vecs[metrics.neighbours(qv, vecs, expansion)])
+                qv = query_expansion.expand_query(qv, vecs[metrics.neighbours(qv, vecs, expansion)])
             results[name] = evaluate.sketch_retrieval(
                 qv, query_labels, vecs, labels, source_index=sources, category_boost=boost, rerank_depth=depth
             )
@@ -366,8 +390,15 @@ class Command(BaseCommand):
             f"{result['task']} retrieval on {result['source']}: P@5 {result['p_at_5']:.4f} "
             f"(standard error {result.get('p_at_5_se', 0):.4f}), "
             f"mAP@10 {result['map_at_10']:.4f} ({result['queries']} queries, gallery {result['gallery']}, "
-            f"model {result['model_version']})"
+            f"model {result['model_version']}"
+            + (f", query expansion {result['query_expansion']} neighbours" if result.get("query_expansion") else "")
+            + ")"
         )
+        if "plain_similarity" in result:
+            r = result["plain_similarity"]
+            self.stdout.write(
+                f"  plain similarity (no expansion): P@5 {r['p_at_5']:.4f} (standard error {r['p_at_5_se']:.4f})"
+            )
 
     def _print_recommend(self, result):
         settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
