@@ -3,7 +3,7 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.generic import TemplateView, View
 
-from .. import publishing
+from .. import conf, publishing
 from ..indexing import index
 from ..personalisation import cooccurrence
 
@@ -17,6 +17,7 @@ class IndexStatusView(TemplateView):
         ctx["sketch"] = index.sketch_status()
         ctx["adaptation"] = adaptation_status()
         ctx["cooccurrence"] = cooccurrence.status()
+        ctx["similar_expansion"] = int(conf.get("SIMILAR_QUERY_EXPANSION"))
         return ctx
 
 

@@ -93,15 +93,18 @@ def test_dashboard_shows_the_sketch_pipeline_and_a_missing_generator(catalog, st
 
     assert runtime.get_sketch_embedder().version in html  # the encoder
     assert "+0.05 similarity among the 20 nearest" in html  # the default category re-ranking
+    assert "its 8 nearest products" in html  # similar products' default query expansion
     settings.FASHION_AI = {
         **settings.FASHION_AI,
         "SKETCH_GENERATOR_WEIGHTS": str(tmp_path / "gone.safetensors"),
         "SKETCH_PIPELINE": "fusion",
         "SKETCH_QUERY_EXPANSION": 3,
         "SKETCH_CATEGORY_BOOST": 0,
+        "SIMILAR_QUERY_EXPANSION": 0,
     }
     html = admin.get(url).content.decode()
     assert "3 neighbours" in html and "+0.05 similarity" not in html
+    assert "off: the product&#x27;s vector alone" in html or "off: the product's vector alone" in html
     assert 'id="fashion-ai-sketch-problem"' in html and "could not be loaded" in html
     assert "direct (configured: fusion)" in html
     settings.FASHION_AI = {
