@@ -281,14 +281,15 @@ def test_search_reads_go_to_the_search_database(client, settings):
         assert len(response.json()["results"]) == 5 and len(direct) == 4
         return primary, replica
 
+    # Similar products: the query expansion's neighbours, then the search (SIMILAR_QUERY_EXPANSION); plus `direct`.
     primary, replica = run()  # SEARCH_DATABASE unset: all on default
-    assert len(_ann_queries(primary)) == 2 and not _ann_queries(replica)
+    assert len(_ann_queries(primary)) == 3 and not _ann_queries(replica)
 
     settings.FASHION_AI = {**settings.FASHION_AI, "SEARCH_DATABASE": "search"}
     primary, replica = run()
     assert not _ann_queries(primary), _ann_queries(primary)
-    assert len(_ann_queries(replica)) == 2
-    assert len(set_config_calls(replica)) == 2 and not set_config_calls(primary)
+    assert len(_ann_queries(replica)) == 3
+    assert len(set_config_calls(replica)) == 3 and not set_config_calls(primary)
     # The reads around the search follow it (the query product's vector, the category tree of the filter).
     assert any("oscar_fashion_ai_productembedding" in q["sql"] and "<=>" not in q["sql"] for q in replica)
     # SET LOCAL: the pooled connection keeps its own defaults after the search transaction.
