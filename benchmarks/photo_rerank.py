@@ -37,24 +37,9 @@ sys.path.insert(0, str(ROOT))
 from oscar_fashion_ai.ml import datasets, evaluate, metrics
 from oscar_fashion_ai.ml import generalisation as G
 from oscar_fashion_ai.ml.embedder import Embedder
-from oscar_fashion_ai.ml.query_expansion import expand_query
+from oscar_fashion_ai.ml.query_expansion import expand_in_gallery
 
 DATA = ROOT.parent / "shared" / "datasets"
-
-
-def _unit(v):
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
-def augment(vecs: np.ndarray, n: int, alpha: float, queries: np.ndarray | None = None) -> np.ndarray:
-    """Each row of ``queries`` (default: the gallery ``vecs`` themselves, each leaving itself out) expanded with
-    its ``n`` nearest gallery rows (:func:`oscar_fashion_ai.ml.query_expansion.expand_query`)."""
-    if n == 0:
-        return vecs if queries is None else queries
-    own = np.arange(len(vecs)) if queries is None else None
-    queries = vecs if queries is None else queries
-    idx = metrics.neighbours(queries, vecs, n, exclude=own)
-    return expand_query(queries, vecs[idx], alpha=alpha)
 
 
 def measure(vecs, labels, ids, split, method: str, n: int, alpha: float) -> np.ndarray:
@@ -64,10 +49,9 @@ def measure(vecs, labels, ids, split, method: str, n: int, alpha: float) -> np.n
     gallery = vecs
     queries = vecs[q]
     if method == "aqe":
-        first = metrics.neighbours(queries, gallery, n, exclude=q) if n else None
-        queries = expand_query(queries, gallery[first], alpha=alpha) if n else queries
+        queries = expand_in_gallery(queries, gallery, n, alpha=alpha, exclude=q)
     elif method == "dba":
-        gallery = augment(vecs, n, alpha)
+        gallery = expand_in_gallery(vecs, vecs, n, alpha=alpha, exclude=np.arange(len(vecs)))
         queries = gallery[q]
     idx = metrics.neighbours(queries, gallery, 5, exclude=q)
     return (labels[idx] == labels[q][:, None]).mean(axis=1)
